@@ -1,0 +1,29 @@
+"""Build the C switching core, ``loop._switch``.
+
+Everything else in the project is plain Python and is described by pyproject.toml; only the
+extension needs code, because setuptools still declares C extensions here.
+"""
+import os
+
+from setuptools import Extension, setup
+
+extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                      "-Wno-missing-field-initializers", "-fno-strict-aliasing"]
+extra_link_args = []
+if os.environ.get("LOOP_DEBUG_BUILD"):
+    extra_compile_args += ["-O0", "-g3"]
+if os.environ.get("LOOP_ASAN"):
+    extra_compile_args += ["-fsanitize=address", "-fno-omit-frame-pointer", "-DLOOP_ASAN=1"]
+    extra_link_args += ["-fsanitize=address"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "loop._switch",
+            sources=["src/_switch.c"],
+            depends=[os.path.join("src", name) for name in os.listdir("src") if name.endswith(".h")],
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
+        )
+    ],
+)

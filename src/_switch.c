@@ -1,0 +1,1478 @@
+/*
+ * loop._switch -- green threads ("fibers") for CPython 3.11-3.13, on their own C stacks.
+ *
+ * Design (the long version, with numbers, is docs/design.md):
+ *
+ * Each fiber gets its own C stack, mapped lazily (MAP_NORESERVE) and 8 MiB by default -- the
+ * size CPython's recursion limits were tuned for -- with a guard page at the bottom. Switching is
+ * a 20-instruction register swap (stack_switch.h) plus moving a dozen PyThreadState fields
+ * (interp_state.h), so its cost does not depend on how deep either stack is, and pointers into
+ * a suspended stack stay valid: 3.11/3.12 cframes and 3.12 entry frames need no fixing up, and
+ * frame.f_back walks just work. greenlet instead copies stack slices to the heap on every switch,
+ * which costs O(depth).
+ *
+ * Memory: the first page a fiber touches is shared by the top of its C stack and the start of
+ * its root data-stack chunk (where CPython puts _PyInterpreterFrames), so a fiber suspended in
+ * shallow code costs one resident page. Guard pages are installed with MADV_GUARD_INSTALL where
+ * the kernel has it (Linux >= 6.13), which does not split the mapping, so 100,000s of stacks do
+ * not hit vm.max_map_count; older kernels fall back to mprotect (two VMAs per stack). Finished
+ * stacks go to a small pool so spawning does not cost an mmap.
+ *
+ * Invariants:
+ *  - Between interp_state_save() and the jump no Python code runs and nothing is DECREF'd or
+ *    allocated (trap T5). References that must be dropped because of a switch are parked in the
+ *    FiberThread and dropped by after_switch() on the other side.
+ *  - A fiber belongs to the OS thread it was created in. All state of that thread lives in one
+ *    FiberThread, reached through a C thread-local and kept alive by the fibers that point to it.
+ *    The thread's end is noticed when CPython clears the thread-state dict, which holds a
+ *    ThreadHandle whose dealloc retires the FiberThread.
+ *  - A suspended fiber that loses its last reference is killed with FiberExit in its own thread;
+ *    from another thread it is queued for its owner; if the owner is gone, or the interpreter is
+ *    finalizing, it is abandoned without running Python code (its frames' objects are leaked,
+ *    as greenlet does).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "interp_state.h"
+#include "stack_switch.h"
+
+#if defined(__has_include)
+#  if __has_include(<valgrind/valgrind.h>)
+#    include <valgrind/valgrind.h>
+#    define LOOP_HAVE_VALGRIND 1
+#  endif
+#endif
+
+#if defined(LOOP_ASAN) || defined(__SANITIZE_ADDRESS__)
+#  include <sanitizer/common_interface_defs.h>
+#  define LOOP_USE_ASAN 1
+#endif
+
+#if defined(LOOP_STACK_SWITCH_UNSUPPORTED) && !defined(LOOP_UNSUPPORTED_REASON)
+#  define LOOP_UNSUPPORTED_REASON LOOP_STACK_SWITCH_UNSUPPORTED
+#endif
+
+#ifdef LOOP_UNSUPPORTED_REASON
+/* ------------------------------------------------------------------------------------------ */
+/* Unsupported build: the module exists so that `import loop` fails with a sentence, not with */
+/* a missing symbol.                                                                          */
+static struct PyModuleDef unsupported_module = {PyModuleDef_HEAD_INIT, "loop._switch", NULL, -1};
+PyMODINIT_FUNC
+PyInit__switch(void)
+{
+    (void)unsupported_module;
+    PyErr_SetString(PyExc_ImportError, LOOP_UNSUPPORTED_REASON);
+    return NULL;
+}
+#else
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#if PY_VERSION_HEX >= 0x030D0000
+#  define loop_is_finalizing() Py_IsFinalizing()
+#else
+#  define loop_is_finalizing() _Py_IsFinalizing()
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#  define MADV_GUARD_INSTALL 102
+#endif
+
+/* ========================================================================================== */
+/* Fiber stacks                                                                                */
+/* ========================================================================================== */
+
+#define DATA_CHUNK_SIZE (16 * 1024)      /* CPython's DATA_STACK_CHUNK_SIZE */
+#define DEFAULT_STACK_SIZE (8u << 20)
+#define MIN_STACK_SIZE (64u << 10)
+#define STACK_POOL_MAX 256
+/* The root data-stack chunk starts this far into a page; the C stack grows down from there. */
+#define SHARED_PAGE_SPLIT 2560
+
+typedef struct {
+    char *base;          /* lowest address of the mapping (the guard page) */
+    size_t size;         /* whole mapping */
+} FiberStack;
+
+static size_t page_size;
+static size_t stack_size = DEFAULT_STACK_SIZE;
+static int guard_mode;   /* 0 unknown, 1 madvise guard, 2 mprotect guard */
+static char *stack_pool[STACK_POOL_MAX];
+static int stack_pool_len;
+static size_t stacks_mapped;     /* stacks currently mapped, pooled or in use */
+
+/* Where things sit inside a mapping of `size` bytes starting at `base`:
+ *   [base, base+page)                guard page
+ *   ... C stack, growing down ...
+ *   [chunk, chunk+DATA_CHUNK_SIZE)   root data-stack chunk, growing up; chunk is at page offset
+ *                                    SHARED_PAGE_SPLIT so that one page holds the top of both
+ */
+static inline char *
+stack_chunk_of(char *base, size_t size)
+{
+    char *end = base + size;
+    return end - DATA_CHUNK_SIZE - page_size + SHARED_PAGE_SPLIT;
+}
+
+static inline char *
+stack_top_of(char *base, size_t size)
+{
+    return stack_chunk_of(base, size) - 64;   /* a cache line between the two, for clarity */
+}
+
+static int
+stack_install_guard(char *base)
+{
+    if (guard_mode != 2) {
+        if (madvise(base, page_size, MADV_GUARD_INSTALL) == 0) {
+            guard_mode = 1;
+            return 0;
+        }
+        if (guard_mode == 1 || (errno != EINVAL && errno != ENOSYS)) {
+            return -1;
+        }
+        guard_mode = 2;
+    }
+    return mprotect(base, page_size, PROT_NONE);
+}
+
+static int
+fiber_stack_alloc(FiberStack *st)
+{
+    if (stack_pool_len > 0) {
+        st->base = stack_pool[--stack_pool_len];
+        st->size = stack_size;
+        return 0;
+    }
+    char *base = mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED) {
+        PyErr_Format(PyExc_MemoryError, "cannot map a %zu-byte fiber stack: %s", stack_size,
+                     strerror(errno));
+        return -1;
+    }
+    if (stack_install_guard(base) < 0) {
+        int saved = errno;
+        munmap(base, stack_size);
+        PyErr_Format(PyExc_MemoryError, "cannot install a fiber stack guard page: %s",
+                     strerror(saved));
+        return -1;
+    }
+    st->base = base;
+    st->size = stack_size;
+    stacks_mapped++;
+#ifdef LOOP_HAVE_VALGRIND
+    VALGRIND_STACK_REGISTER(base + page_size, base + stack_size);
+#endif
+    return 0;
+}
+
+static void
+fiber_stack_release(FiberStack *st)
+{
+    char *base = st->base;
+    if (base == NULL) {
+        return;
+    }
+    st->base = NULL;
+    if (st->size == stack_size && stack_pool_len < STACK_POOL_MAX) {
+        /* Give back whatever deep recursion touched, keep the one hot page resident. */
+        char *hot = (char *)((uintptr_t)stack_top_of(base, st->size) & ~(uintptr_t)(page_size - 1))
+                    - page_size;
+        if (hot > base + page_size) {
+            madvise(base + page_size, (size_t)(hot - base - page_size), MADV_DONTNEED);
+        }
+        stack_pool[stack_pool_len++] = base;
+        return;
+    }
+    munmap(base, st->size);
+    stacks_mapped--;
+}
+
+static void
+stack_pool_flush(void)
+{
+    while (stack_pool_len > 0) {
+        munmap(stack_pool[--stack_pool_len], stack_size);
+        stacks_mapped--;
+    }
+}
+
+/* The C recursion budget a fiber gets on 3.12+: CPython's per-thread default assumes an 8 MiB
+ * stack; smaller fiber stacks get a proportionally smaller budget. */
+static int
+fiber_c_budget(size_t size)
+{
+#if INTERP_DEFAULT_C_BUDGET > 0
+    if (size >= DEFAULT_STACK_SIZE) {
+        return INTERP_DEFAULT_C_BUDGET;
+    }
+    long long budget = (long long)INTERP_DEFAULT_C_BUDGET * (long long)size / DEFAULT_STACK_SIZE;
+    return budget < 50 ? 50 : (int)budget;
+#else
+    (void)size;
+    return 0;
+#endif
+}
+
+/* ========================================================================================== */
+/* Objects                                                                                     */
+/* ========================================================================================== */
+
+enum fiber_state { FIBER_NEW = 0, FIBER_ACTIVE = 1, FIBER_DEAD = 2 };
+
+typedef struct FiberThread FiberThread;
+
+typedef struct Fiber {
+    PyObject_HEAD
+    void *sp;                    /* saved stack pointer while suspended */
+    FiberThread *thread;         /* owner; a counted reference */
+    struct Fiber *parent;        /* strong; NULL only for a thread's main fiber */
+    PyObject *run;               /* strong until started */
+    PyObject *dict;
+    PyObject *weakreflist;
+    FiberStack stack;            /* base NULL for main fibers and for fibers not started */
+    int state;
+    int is_main;
+    InterpState ps;              /* ps.context doubles as the context of a fiber not yet started */
+} Fiber;
+
+/* What one switch hands to the fiber being resumed. */
+typedef struct {
+    PyObject *value;             /* owned: returned as-is when packed, else the args tuple */
+    PyObject *kwargs;            /* owned or NULL */
+    PyObject *exc;               /* owned exception instance to raise instead, or NULL */
+    int packed;
+} Transfer;
+
+struct FiberThread {
+    Fiber *current;              /* strong */
+    Fiber *main;                 /* strong until the thread ends */
+    PyObject *trace;             /* strong or NULL */
+    PyObject *deferred_kills;    /* list of fibers released by other threads, or NULL */
+    Transfer xfer;
+    Fiber *origin;               /* strong: the fiber that switched to us, for after_switch */
+    Fiber *finished;             /* strong: a fiber that just died; its stack is freed after */
+    Py_ssize_t refs;             /* fibers pointing here + the ThreadHandle */
+    int alive;
+    PyThreadState *tstate;
+#ifdef LOOP_USE_ASAN
+    void *asan_fake_stack;
+#endif
+};
+
+static PyTypeObject Fiber_Type;
+static PyTypeObject ThreadHandle_Type;
+static PyObject *FiberExit;
+static PyObject *FiberError;
+static PyObject *thread_key;          /* key of our ThreadHandle in the thread-state dict */
+static PyObject *str_run;
+static PyObject *str_switch;
+static PyObject *str_throw;
+static PyObject *str_dead_goes_to_parent;
+
+static __thread FiberThread *tls_thread __attribute__((tls_model("initial-exec")));
+
+typedef struct {
+    PyObject_HEAD
+    FiberThread *thread;
+} ThreadHandle;
+
+static void fiber_thread_decref(FiberThread *ft)
+{
+    if (--ft->refs == 0) {
+        PyMem_RawFree(ft);
+    }
+}
+
+static Fiber *
+fiber_alloc_main(FiberThread *ft)
+{
+    Fiber *main = PyObject_GC_New(Fiber, &Fiber_Type);
+    if (main == NULL) {
+        return NULL;
+    }
+    main->sp = NULL;
+    main->thread = ft;
+    ft->refs++;
+    main->parent = NULL;
+    main->run = NULL;
+    main->dict = NULL;
+    main->weakreflist = NULL;
+    main->stack.base = NULL;
+    main->stack.size = 0;
+    main->state = FIBER_ACTIVE;
+    main->is_main = 1;
+    memset(&main->ps, 0, sizeof(main->ps));
+    PyObject_GC_Track(main);
+    return main;
+}
+
+static FiberThread *
+fiber_thread_create(void)
+{
+    PyObject *tsdict = PyThreadState_GetDict();
+    if (tsdict == NULL) {
+        PyErr_SetString(FiberError, "this thread has no Python thread state dict");
+        return NULL;
+    }
+    FiberThread *ft = PyMem_RawCalloc(1, sizeof(FiberThread));
+    if (ft == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    ft->refs = 1;   /* held by the handle below */
+    ft->alive = 1;
+    ft->tstate = PyThreadState_Get();
+    Fiber *main = fiber_alloc_main(ft);
+    if (main == NULL) {
+        PyMem_RawFree(ft);
+        return NULL;
+    }
+    ThreadHandle *handle = PyObject_New(ThreadHandle, &ThreadHandle_Type);
+    if (handle == NULL) {
+        main->thread = NULL;
+        ft->refs--;
+        Py_DECREF(main);
+        PyMem_RawFree(ft);
+        return NULL;
+    }
+    handle->thread = ft;
+    ft->main = main;
+    Py_INCREF(main);
+    ft->current = main;
+    tls_thread = ft;
+    if (PyDict_SetItem(tsdict, thread_key, (PyObject *)handle) < 0) {
+        Py_DECREF(handle);
+        return NULL;
+    }
+    Py_DECREF(handle);
+    return ft;
+}
+
+static void kill_deferred(FiberThread *ft);
+
+static inline FiberThread *
+current_thread(void)
+{
+    FiberThread *ft = tls_thread;
+    if (LIKELY(ft != NULL && ft->alive)) {
+        if (UNLIKELY(ft->deferred_kills != NULL)) {
+            kill_deferred(ft);
+        }
+        return ft;
+    }
+    if (ft != NULL && !ft->alive) {
+        tls_thread = NULL;
+    }
+    return fiber_thread_create();
+}
+
+/* ========================================================================================== */
+/* Transfers                                                                                   */
+/* ========================================================================================== */
+
+static inline void
+transfer_clear(Transfer *t)
+{
+    Py_CLEAR(t->value);
+    Py_CLEAR(t->kwargs);
+    Py_CLEAR(t->exc);
+}
+
+/* Take the raised exception out of the thread state as one object. */
+static PyObject *
+exception_take(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Raise `exc` (consumed) in the thread state. */
+static void
+exception_restore(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *type = (PyObject *)Py_TYPE(exc);
+    Py_INCREF(type);
+    PyErr_Restore(type, exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* greenlet's rule for what switch() returns: one argument -> itself, several -> the tuple,
+ * keywords only -> the dict, both -> (args, kwargs). Consumes the transfer. */
+static PyObject *
+transfer_result(Transfer *t)
+{
+    if (t->exc != NULL) {
+        PyObject *exc = t->exc;
+        t->exc = NULL;
+        Py_CLEAR(t->value);
+        Py_CLEAR(t->kwargs);
+        exception_restore(exc);
+        return NULL;
+    }
+    PyObject *value = t->value;
+    PyObject *kwargs = t->kwargs;
+    t->value = NULL;
+    t->kwargs = NULL;
+    if (t->packed) {
+        return value;
+    }
+    if (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) {
+        Py_XDECREF(kwargs);
+        if (PyTuple_GET_SIZE(value) == 1) {
+            PyObject *only = PyTuple_GET_ITEM(value, 0);
+            Py_INCREF(only);
+            Py_DECREF(value);
+            return only;
+        }
+        return value;
+    }
+    if (PyTuple_GET_SIZE(value) == 0) {
+        Py_DECREF(value);
+        return kwargs;
+    }
+    PyObject *both = PyTuple_Pack(2, value, kwargs);
+    Py_DECREF(value);
+    Py_DECREF(kwargs);
+    return both;
+}
+
+/* ========================================================================================== */
+/* The switch                                                                                  */
+/* ========================================================================================== */
+
+static void fiber_main(void *arg) __attribute__((noreturn));
+
+/* Work left behind by the fiber we came from; runs first thing after every landing, on the
+ * resumed fiber's stack. May run Python code (trace hook, finalizers). */
+static int
+after_switch(FiberThread *ft, Fiber *self, Transfer *t)
+{
+    *t = ft->xfer;
+    memset(&ft->xfer, 0, sizeof(ft->xfer));
+    Fiber *origin = ft->origin;
+    Fiber *finished = ft->finished;
+    ft->origin = NULL;
+    ft->finished = NULL;
+#ifdef LOOP_USE_ASAN
+    __sanitizer_finish_switch_fiber(ft->asan_fake_stack, NULL, NULL);
+#endif
+    if (finished != NULL) {
+        fiber_stack_release(&finished->stack);
+    }
+    int rc = 0;
+    if (UNLIKELY(ft->trace != NULL) && origin != NULL) {
+        PyObject *trace = ft->trace;
+        Py_INCREF(trace);
+        PyThreadState *tstate = PyThreadState_Get();
+        PyObject *event = t->exc != NULL ? str_throw : str_switch;
+        PyObject *pair = PyTuple_Pack(2, (PyObject *)origin, (PyObject *)self);
+        PyObject *res = NULL;
+        if (pair != NULL) {
+            PyThreadState_EnterTracing(tstate);
+            res = PyObject_CallFunctionObjArgs(trace, event, pair, NULL);
+            PyThreadState_LeaveTracing(tstate);
+            Py_DECREF(pair);
+        }
+        if (res == NULL) {
+            /* A failing hook is removed, and its error replaces what was being sent. */
+            if (ft->trace == trace) {
+                Py_CLEAR(ft->trace);
+            }
+            transfer_clear(t);
+            rc = -1;
+        }
+        Py_XDECREF(res);
+        Py_DECREF(trace);
+    }
+    Py_XDECREF(finished);
+    Py_XDECREF(origin);
+    return rc;
+}
+
+/* Everything from "this is now the current fiber" to the jump. `origin` is the running fiber;
+ * when it has finished (origin_dead), its state is not saved and it is never resumed. The caller
+ * has already put the transfer into ft->xfer and prepared target's stack if it is new. */
+static void
+switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
+{
+    PyThreadState *tstate = ft->tstate;
+    Py_INCREF(target);
+    ft->origin = origin;             /* the reference ft->current held moves here */
+    ft->current = target;
+    if (origin_dead) {
+        ft->finished = origin;
+        Py_INCREF(origin);
+        /* The dead fiber's context and exception state were dropped by fiber_main. */
+    }
+    else {
+        interp_state_save(&origin->ps, tstate);
+    }
+#ifdef LOOP_USE_ASAN
+    const void *bottom = target->stack.base ? target->stack.base : NULL;
+    size_t size = target->stack.size;
+    __sanitizer_start_switch_fiber(origin_dead ? NULL : &ft->asan_fake_stack, bottom, size);
+#endif
+    if (target->state == FIBER_NEW) {
+        target->state = FIBER_ACTIVE;
+        interp_state_start(&target->ps, tstate,
+                           (_PyStackChunk *)stack_chunk_of(target->stack.base, target->stack.size),
+                           DATA_CHUNK_SIZE, fiber_c_budget(target->stack.size));
+    }
+    else {
+        interp_state_restore(&target->ps, tstate);
+    }
+    void *dummy;
+    loop_stack_switch(origin_dead ? &dummy : &origin->sp, target->sp, NULL);
+}
+
+/* Check that `target` can run now and, if it never ran, give it a stack. May run Python code
+ * (looking up a subclass's run method), so it happens before anything is committed (T13). */
+static int
+prepare_target(FiberThread *ft, Fiber *target)
+{
+    if (UNLIKELY(target->thread != ft)) {
+        PyErr_SetString(FiberError, "cannot switch to a fiber of a different thread");
+        return -1;
+    }
+    if (UNLIKELY(target->state == FIBER_DEAD)) {
+        PyErr_SetString(FiberError, "cannot switch to a fiber that has finished");
+        return -1;
+    }
+    if (target->state == FIBER_NEW) {
+        if (loop_is_finalizing()) {
+            PyErr_SetString(FiberError, "cannot start a fiber while the interpreter is finalizing");
+            return -1;
+        }
+        if (target->run == NULL) {
+            PyObject *run = PyObject_GetAttr((PyObject *)target, str_run);
+            if (run == NULL) {
+                return -1;
+            }
+            if (target->state != FIBER_NEW || target->run != NULL) {
+                Py_DECREF(run);
+                PyErr_SetString(FiberError, "fiber was started while its run was looked up");
+                return -1;
+            }
+            target->run = run;
+        }
+        if (target->stack.base == NULL) {
+            if (fiber_stack_alloc(&target->stack) < 0) {
+                return -1;
+            }
+            target->sp = loop_stack_prepare(stack_top_of(target->stack.base, target->stack.size),
+                                            fiber_main, NULL);
+        }
+    }
+    return 0;
+}
+
+/* Resolve greenlet-compat targets: a finished fiber whose type asks for it forwards to its
+ * nearest live parent, as greenlet does. Returns a borrowed reference. */
+static Fiber *
+resolve_dead_target(Fiber *target)
+{
+    if (target->state != FIBER_DEAD) {
+        return target;
+    }
+    PyObject *flag = PyObject_GetAttr((PyObject *)Py_TYPE(target), str_dead_goes_to_parent);
+    if (flag == NULL) {
+        PyErr_Clear();
+        return target;
+    }
+    int yes = PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    if (yes <= 0) {
+        PyErr_Clear();
+        return target;
+    }
+    while (target->state == FIBER_DEAD && target->parent != NULL) {
+        target = target->parent;
+    }
+    return target;
+}
+
+/* switch() and throw(): consumes the transfer in all cases. */
+static PyObject *
+fiber_switch_with(Fiber *target, Transfer *t)
+{
+    FiberThread *ft = current_thread();
+    if (ft == NULL) {
+        transfer_clear(t);
+        return NULL;
+    }
+    target = resolve_dead_target(target);
+    Fiber *origin = ft->current;
+    if (target == origin) {
+        return transfer_result(t);
+    }
+    if (prepare_target(ft, target) < 0) {
+        transfer_clear(t);
+        return NULL;
+    }
+    /* prepare_target may have run Python code that switched around: re-read who we are. */
+    origin = ft->current;
+    if (target == origin) {
+        return transfer_result(t);
+    }
+    ft->xfer = *t;
+    memset(t, 0, sizeof(*t));
+    switch_to(ft, origin, target, 0);
+    /* Resumed. */
+    Transfer got;
+    if (after_switch(ft, origin, &got) < 0) {
+        return NULL;
+    }
+    return transfer_result(&got);
+}
+
+/* The bottom C frame of every fiber. */
+static void
+fiber_main(void *unused)
+{
+    (void)unused;
+    INTERP_BASE_CFRAME_DECL base_cframe;
+    FiberThread *ft = tls_thread;
+    Fiber *self = ft->current;
+    interp_state_enter_base(ft->tstate, &base_cframe);
+
+    Transfer t;
+    PyObject *result = NULL;
+    PyObject *run = self->run;
+    self->run = NULL;
+    if (after_switch(ft, self, &t) == 0) {
+        if (t.exc != NULL) {
+            /* Thrown into before it ran: the run callable is never called. */
+            result = transfer_result(&t);
+        }
+        else if (t.packed) {
+            result = PyObject_CallOneArg(run, t.value);
+            transfer_clear(&t);
+        }
+        else {
+            result = PyObject_Call(run, t.value, t.kwargs);
+            transfer_clear(&t);
+        }
+    }
+    Py_XDECREF(run);
+
+    /* Finished: turn the outcome into what the parent receives. */
+    Transfer out = {0};
+    if (result != NULL) {
+        out.value = result;
+        out.packed = 1;
+    }
+    else if (PyErr_ExceptionMatches(FiberExit)) {
+        out.value = exception_take();
+        out.packed = 1;
+    }
+    else {
+        out.exc = exception_take();
+    }
+    self->state = FIBER_DEAD;
+
+    PyThreadState *tstate = ft->tstate;
+    /* Frames are all gone; free any non-root data-stack chunk CPython kept around. */
+    PyObjectArenaAllocator arena;
+    PyObject_GetArenaAllocator(&arena);
+    _PyStackChunk *chunk = tstate->datastack_chunk;
+    while (chunk != NULL && chunk->previous != NULL) {
+        _PyStackChunk *prev = chunk->previous;
+        arena.free(arena.ctx, chunk, chunk->size);
+        chunk = prev;
+    }
+    /* The context reference is parked on the fiber and dropped by its dealloc, so no Python
+     * code runs on this stack after the decision to leave it. */
+    self->ps.context = tstate->context;
+    tstate->context = NULL;
+    self->ps.exc_state = tstate->exc_state;
+    tstate->exc_state.exc_value = NULL;
+
+    for (;;) {
+        Fiber *parent = self->parent;
+        while (parent != NULL && (parent->state == FIBER_DEAD || parent->thread != ft)) {
+            parent = parent->parent;
+        }
+        if (parent == NULL) {
+            parent = ft->main;
+        }
+        if (parent->state == FIBER_NEW && prepare_target(ft, parent) < 0) {
+            /* Cannot start that parent; deliver the error to the main fiber instead. */
+            transfer_clear(&out);
+            out.exc = exception_take();
+            parent = ft->main;
+        }
+        ft->xfer = out;
+        switch_to(ft, self, parent, 1);
+        /* not reached */
+        Py_FatalError("loop._switch: a finished fiber was resumed");
+    }
+}
+
+/* ========================================================================================== */
+/* Killing and abandoning                                                                      */
+/* ========================================================================================== */
+
+/* Throw FiberExit into a suspended fiber of the current thread and let it unwind. */
+static void
+fiber_kill_in_thread(FiberThread *ft, Fiber *self)
+{
+    PyObject *saved = exception_take();
+    Fiber *old_parent = self->parent;
+    self->parent = ft->current;
+    Py_INCREF(self->parent);
+    Transfer t = {0};
+    t.exc = PyObject_CallNoArgs(FiberExit);
+    PyObject *res = NULL;
+    if (t.exc != NULL) {
+        res = fiber_switch_with(self, &t);
+    }
+    if (res == NULL) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(old_parent);
+    if (saved != NULL) {
+        exception_restore(saved);
+    }
+}
+
+/* Give up on a fiber that can never run again, without running any Python code in it. The
+ * objects its frames reference are leaked, and so is its stack, because frame objects created
+ * for introspection may still point into it. */
+static void
+fiber_abandon(Fiber *self)
+{
+    self->state = FIBER_DEAD;
+    self->stack.base = NULL;
+    self->ps.context = NULL;          /* leaked with the frames */
+}
+
+static void
+kill_deferred(FiberThread *ft)
+{
+    PyObject *list = ft->deferred_kills;
+    ft->deferred_kills = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Fiber *f = (Fiber *)PyList_GET_ITEM(list, i);
+        if (f->state == FIBER_ACTIVE && f != ft->current) {
+            fiber_kill_in_thread(ft, f);
+        }
+    }
+    Py_DECREF(list);
+}
+
+/* The thread-state dict is being cleared: the OS thread is ending (or, after fork, is gone). */
+static void
+fiber_thread_retire(FiberThread *ft)
+{
+    ft->alive = 0;
+    if (tls_thread == ft) {
+        tls_thread = NULL;
+    }
+    PyObject *deferred = ft->deferred_kills;
+    ft->deferred_kills = NULL;
+    if (deferred != NULL) {
+        Py_ssize_t n = PyList_GET_SIZE(deferred);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Fiber *f = (Fiber *)PyList_GET_ITEM(deferred, i);
+            if (f->state == FIBER_ACTIVE && !f->is_main) {
+                fiber_abandon(f);
+            }
+        }
+    }
+    Fiber *main = ft->main;
+    Fiber *current = ft->current;
+    ft->main = NULL;
+    ft->current = NULL;
+    if (main != NULL) {
+        main->state = FIBER_DEAD;
+    }
+    if (current != NULL && current != main && current->state == FIBER_ACTIVE) {
+        fiber_abandon(current);
+    }
+    Py_CLEAR(ft->trace);
+    Py_XDECREF(deferred);
+    Py_XDECREF(current);
+    Py_XDECREF(main);
+}
+
+static void
+thread_handle_dealloc(ThreadHandle *self)
+{
+    FiberThread *ft = self->thread;
+    self->thread = NULL;
+    if (ft != NULL) {
+        fiber_thread_retire(ft);
+        fiber_thread_decref(ft);
+    }
+    PyObject_Free(self);
+}
+
+static PyTypeObject ThreadHandle_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "loop._switch._ThreadHandle",
+    .tp_basicsize = sizeof(ThreadHandle),
+    .tp_dealloc = (destructor)thread_handle_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+/* ========================================================================================== */
+/* Fiber type                                                                                  */
+/* ========================================================================================== */
+
+static PyObject *
+fiber_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    FiberThread *ft = current_thread();
+    if (ft == NULL) {
+        return NULL;
+    }
+    Fiber *self = (Fiber *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->thread = ft;
+    ft->refs++;
+    self->parent = ft->current;
+    Py_INCREF(self->parent);
+    self->state = FIBER_NEW;
+    return (PyObject *)self;
+}
+
+static int fiber_set_parent(Fiber *self, PyObject *value, void *closure);
+
+static int
+fiber_init(Fiber *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"run", "parent", NULL};
+    PyObject *run = NULL, *parent = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:Fiber", kwlist, &run, &parent)) {
+        return -1;
+    }
+    if (parent != NULL && parent != Py_None && fiber_set_parent(self, parent, NULL) < 0) {
+        return -1;
+    }
+    if (run != NULL && run != Py_None) {
+        if (self->state != FIBER_NEW) {
+            PyErr_SetString(PyExc_AttributeError, "run cannot be set after the fiber started");
+            return -1;
+        }
+        Py_INCREF(run);
+        Py_XSETREF(self->run, run);
+    }
+    return 0;
+}
+
+static int
+fiber_traverse(Fiber *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->parent);
+    Py_VISIT(self->run);
+    Py_VISIT(self->dict);
+    Py_VISIT(self->ps.context);
+    return 0;
+}
+
+/* A running or suspended fiber is a GC root: its frames are not traversable, so the collector
+ * must not conclude that what it references is garbage. */
+static int
+fiber_is_gc(Fiber *self)
+{
+    return self->state != FIBER_ACTIVE || self->thread == NULL || !self->thread->alive;
+}
+
+static int
+fiber_clear(Fiber *self)
+{
+    Py_CLEAR(self->run);
+    Py_CLEAR(self->dict);
+    if (self->state != FIBER_ACTIVE) {
+        Py_CLEAR(self->ps.context);
+        Py_CLEAR(self->parent);
+    }
+    return 0;
+}
+
+/* PEP 442 finalizer: a suspended fiber that lost its last reference gets FiberExit thrown in,
+ * in its own thread, so its finally blocks and __exit__ methods run. From another thread it is
+ * queued for the owner (the queue's reference resurrects it). */
+static void
+fiber_finalize(Fiber *self)
+{
+    if (self->state != FIBER_ACTIVE || self->is_main || self->thread == NULL) {
+        return;
+    }
+    FiberThread *owner = self->thread;
+    if (!owner->alive || loop_is_finalizing()) {
+        return;
+    }
+    if (owner != tls_thread) {
+        PyObject *saved = exception_take();
+        if (owner->deferred_kills == NULL) {
+            owner->deferred_kills = PyList_New(0);
+        }
+        if (owner->deferred_kills == NULL ||
+            PyList_Append(owner->deferred_kills, (PyObject *)self) < 0) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        if (saved != NULL) {
+            exception_restore(saved);
+        }
+        return;
+    }
+    if (owner->current == self) {
+        return;
+    }
+    fiber_kill_in_thread(owner, self);
+}
+
+static void
+fiber_dealloc(Fiber *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->state == FIBER_ACTIVE && !self->is_main && Py_TYPE(self)->tp_finalize != NULL) {
+        PyObject_GC_Track(self);
+        if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+            return;   /* resurrected */
+        }
+        PyObject_GC_UnTrack(self);
+    }
+    if (self->state == FIBER_ACTIVE && !self->is_main) {
+        /* Its thread is gone, the interpreter is finalizing, or it ignored FiberExit. */
+        fiber_abandon(self);
+    }
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    fiber_clear(self);
+    Py_CLEAR(self->ps.context);
+    Py_CLEAR(self->parent);
+    if (self->stack.base != NULL) {
+        fiber_stack_release(&self->stack);
+    }
+    if (self->thread != NULL) {
+        fiber_thread_decref(self->thread);
+        self->thread = NULL;
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+fiber_switch(Fiber *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Transfer t = {0};
+    if (nargs == 1 && kwnames == NULL) {
+        t.value = args[0];
+        Py_INCREF(t.value);
+        t.packed = 1;
+    }
+    else {
+        t.value = PyTuple_New(nargs);
+        if (t.value == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SET_ITEM(t.value, i, args[i]);
+        }
+        if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+            t.kwargs = PyDict_New();
+            if (t.kwargs == NULL) {
+                transfer_clear(&t);
+                return NULL;
+            }
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+                if (PyDict_SetItem(t.kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                    transfer_clear(&t);
+                    return NULL;
+                }
+            }
+        }
+    }
+    return fiber_switch_with(self, &t);
+}
+
+/* Build the exception instance for throw(), following generator.throw's argument rules. */
+static PyObject *
+make_exception(PyObject *typ, PyObject *val, PyObject *tb)
+{
+    if (tb == Py_None) {
+        tb = NULL;
+    }
+    if (tb != NULL && !PyTraceBack_Check(tb)) {
+        PyErr_SetString(PyExc_TypeError, "throw() third argument must be a traceback object");
+        return NULL;
+    }
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ)) {
+        if (val != NULL && val != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
+            return NULL;
+        }
+        exc = typ;
+        Py_INCREF(exc);
+    }
+    else if (PyExceptionClass_Check(typ)) {
+        if (val != NULL && PyObject_IsInstance(val, typ) == 1) {
+            exc = val;
+            Py_INCREF(exc);
+        }
+        else if (val == NULL || val == Py_None) {
+            exc = PyObject_CallNoArgs(typ);
+        }
+        else if (PyTuple_Check(val)) {
+            exc = PyObject_Call(typ, val, NULL);
+        }
+        else {
+            exc = PyObject_CallOneArg(typ, val);
+        }
+        if (exc == NULL) {
+            return NULL;
+        }
+        if (!PyExceptionInstance_Check(exc)) {
+            PyErr_Format(PyExc_TypeError, "calling %R should have returned an exception instance",
+                         typ);
+            Py_DECREF(exc);
+            return NULL;
+        }
+    }
+    else {
+        PyErr_Format(PyExc_TypeError,
+                     "exceptions must be classes or instances deriving from BaseException, not %s",
+                     Py_TYPE(typ)->tp_name);
+        return NULL;
+    }
+    if (tb != NULL && PyException_SetTraceback(exc, tb) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    return exc;
+}
+
+static PyObject *
+fiber_throw(Fiber *self, PyObject *args)
+{
+    PyObject *typ = FiberExit, *val = NULL, *tb = NULL;
+    if (!PyArg_ParseTuple(args, "|OOO:throw", &typ, &val, &tb)) {
+        return NULL;
+    }
+    Fiber *target = resolve_dead_target(self);
+    if (target->state == FIBER_DEAD) {
+        PyErr_SetString(FiberError, "cannot throw into a fiber that has finished");
+        return NULL;
+    }
+    Transfer t = {0};
+    t.exc = make_exception(typ, val, tb);
+    if (t.exc == NULL) {
+        return NULL;
+    }
+    return fiber_switch_with(target, &t);
+}
+
+static int
+fiber_bool(Fiber *self)
+{
+    return self->state == FIBER_ACTIVE && self->thread != NULL && self->thread->alive;
+}
+
+static PyObject *
+fiber_get_dead(Fiber *self, void *closure)
+{
+    return PyBool_FromLong(self->state == FIBER_DEAD);
+}
+
+static PyObject *
+fiber_get_parent(Fiber *self, void *closure)
+{
+    if (self->parent == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(self->parent);
+    return (PyObject *)self->parent;
+}
+
+static int
+fiber_set_parent(Fiber *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "can't delete parent");
+        return -1;
+    }
+    if (!PyObject_TypeCheck(value, &Fiber_Type)) {
+        PyErr_SetString(PyExc_TypeError, "parent must be a Fiber");
+        return -1;
+    }
+    Fiber *parent = (Fiber *)value;
+    for (Fiber *p = parent; p != NULL; p = p->parent) {
+        if (p == self) {
+            PyErr_SetString(PyExc_ValueError, "cyclic parent chain");
+            return -1;
+        }
+    }
+    if (parent->thread != self->thread) {
+        PyErr_SetString(PyExc_ValueError, "parent cannot be on a different thread");
+        return -1;
+    }
+    Py_INCREF(parent);
+    Py_XSETREF(self->parent, parent);
+    return 0;
+}
+
+static PyObject *
+fiber_get_run(Fiber *self, void *closure)
+{
+    if (self->run == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "run");
+        return NULL;
+    }
+    Py_INCREF(self->run);
+    return self->run;
+}
+
+static int
+fiber_set_run(Fiber *self, PyObject *value, void *closure)
+{
+    if (self->state != FIBER_NEW) {
+        PyErr_SetString(PyExc_AttributeError, "run cannot be set after the fiber started");
+        return -1;
+    }
+    Py_XINCREF(value);
+    Py_XSETREF(self->run, value);
+    return 0;
+}
+
+static PyObject *
+fiber_get_frame(Fiber *self, void *closure)
+{
+    FiberThread *ft = tls_thread;
+    if (self->state != FIBER_ACTIVE || ft == NULL || self->thread != ft || ft->current == self) {
+        Py_RETURN_NONE;
+    }
+    /* Make the suspended chain current for a moment and let CPython build the frame object;
+     * with the collector off, nothing can run Python code in between (T5). */
+    PyThreadState *tstate = ft->tstate;
+    int gc_was_enabled = PyGC_Disable();
+    InterpTopFrame saved = NULL;
+    interp_state_top_frame_swap(tstate, &self->ps, &saved);
+    PyFrameObject *frame = PyThreadState_GetFrame(tstate);
+    interp_state_top_frame_swap(tstate, NULL, &saved);
+    if (gc_was_enabled) {
+        PyGC_Enable();
+    }
+    if (frame == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    return (PyObject *)frame;
+}
+
+static PyObject *
+fiber_get_context(Fiber *self, void *closure)
+{
+    PyObject *ctx;
+    FiberThread *ft = tls_thread;
+    if (ft != NULL && ft->current == self) {
+        ctx = ft->tstate->context;
+    }
+    else if (self->thread != ft && self->state == FIBER_ACTIVE) {
+        PyErr_SetString(PyExc_ValueError, "cannot read the context of a fiber of another thread");
+        return NULL;
+    }
+    else {
+        ctx = self->ps.context;
+    }
+    if (ctx == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(ctx);
+    return ctx;
+}
+
+static int
+fiber_set_context(Fiber *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "can't delete context");
+        return -1;
+    }
+    if (value == Py_None) {
+        value = NULL;
+    }
+    else if (!PyContext_CheckExact(value)) {
+        PyErr_SetString(PyExc_TypeError, "context must be a contextvars.Context or None");
+        return -1;
+    }
+    FiberThread *ft = tls_thread;
+    if (self->state == FIBER_DEAD) {
+        PyErr_SetString(PyExc_ValueError, "cannot set the context of a finished fiber");
+        return -1;
+    }
+    if (self->thread != ft) {
+        PyErr_SetString(PyExc_ValueError, "cannot set the context of a fiber of another thread");
+        return -1;
+    }
+    Py_XINCREF(value);
+    if (ft->current == self) {
+        PyThreadState *tstate = ft->tstate;
+        PyObject *old = tstate->context;
+        tstate->context = value;
+        tstate->context_ver++;
+        Py_XDECREF(old);
+    }
+    else {
+        Py_XSETREF(self->ps.context, value);
+    }
+    return 0;
+}
+
+static PyObject *
+fiber_repr(Fiber *self)
+{
+    const char *state = self->state == FIBER_NEW ? "new"
+                      : self->state == FIBER_DEAD ? "dead"
+                      : (tls_thread && tls_thread->current == self) ? "current" : "suspended";
+    return PyUnicode_FromFormat("<%s object at %p (%s%s)>", Py_TYPE(self)->tp_name, self, state,
+                                self->is_main ? ", main" : "");
+}
+
+static PyMethodDef fiber_methods[] = {
+    {"switch", (PyCFunction)(void (*)(void))fiber_switch, METH_FASTCALL | METH_KEYWORDS,
+     "switch(*args, **kwargs)\n--\n\nRun this fiber until it switches back; returns what the "
+     "next switch to the caller sends."},
+    {"throw", (PyCFunction)fiber_throw, METH_VARARGS,
+     "throw(typ=FiberExit, val=None, tb=None)\n--\n\nRaise an exception inside this fiber."},
+    {NULL}
+};
+
+static PyGetSetDef fiber_getset[] = {
+    {"dead", (getter)fiber_get_dead, NULL, "True once run() has returned or raised.", NULL},
+    {"parent", (getter)fiber_get_parent, (setter)fiber_set_parent,
+     "The fiber that receives this one's result.", NULL},
+    {"run", (getter)fiber_get_run, (setter)fiber_set_run, "The callable to run.", NULL},
+    {"frame", (getter)fiber_get_frame, NULL, "Top frame of a suspended fiber, else None.", NULL},
+    {"gr_frame", (getter)fiber_get_frame, NULL, "greenlet spelling of frame.", NULL},
+    {"context", (getter)fiber_get_context, (setter)fiber_set_context,
+     "The contextvars.Context the fiber runs in (None: empty).", NULL},
+    {"gr_context", (getter)fiber_get_context, (setter)fiber_set_context,
+     "greenlet spelling of context.", NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL}
+};
+
+static PyNumberMethods fiber_as_number = {
+    .nb_bool = (inquiry)fiber_bool,
+};
+
+static PyTypeObject Fiber_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "loop._switch.Fiber",
+    .tp_doc = "Fiber(run=None, parent=None)\n--\n\n"
+              "A green thread with its own C stack. Semantics follow greenlet.greenlet, except "
+              "that switching or throwing into a finished fiber raises FiberError.",
+    .tp_basicsize = sizeof(Fiber),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = fiber_new,
+    .tp_init = (initproc)fiber_init,
+    .tp_dealloc = (destructor)fiber_dealloc,
+    .tp_traverse = (traverseproc)fiber_traverse,
+    .tp_clear = (inquiry)fiber_clear,
+    .tp_is_gc = (inquiry)fiber_is_gc,
+    .tp_finalize = (destructor)fiber_finalize,
+    .tp_methods = fiber_methods,
+    .tp_getset = fiber_getset,
+    .tp_as_number = &fiber_as_number,
+    .tp_repr = (reprfunc)fiber_repr,
+    .tp_dictoffset = offsetof(Fiber, dict),
+    .tp_weaklistoffset = offsetof(Fiber, weakreflist),
+};
+
+/* ========================================================================================== */
+/* Module functions                                                                            */
+/* ========================================================================================== */
+
+static PyObject *
+mod_getcurrent(PyObject *module, PyObject *unused)
+{
+    FiberThread *ft = current_thread();
+    if (ft == NULL) {
+        return NULL;
+    }
+    Py_INCREF(ft->current);
+    return (PyObject *)ft->current;
+}
+
+static PyObject *
+mod_settrace(PyObject *module, PyObject *fn)
+{
+    FiberThread *ft = current_thread();
+    if (ft == NULL) {
+        return NULL;
+    }
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "settrace() argument must be callable or None");
+        return NULL;
+    }
+    PyObject *old = ft->trace;
+    ft->trace = fn == Py_None ? NULL : fn;
+    Py_XINCREF(ft->trace);
+    if (old == NULL) {
+        Py_RETURN_NONE;
+    }
+    return old;
+}
+
+static PyObject *
+mod_gettrace(PyObject *module, PyObject *unused)
+{
+    FiberThread *ft = current_thread();
+    if (ft == NULL) {
+        return NULL;
+    }
+    if (ft->trace == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(ft->trace);
+    return ft->trace;
+}
+
+static PyObject *
+mod_get_stack_size(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromSize_t(stack_size);
+}
+
+static PyObject *
+mod_set_stack_size(PyObject *module, PyObject *arg)
+{
+    size_t size = PyLong_AsSize_t(arg);
+    if (size == (size_t)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < MIN_STACK_SIZE) {
+        PyErr_Format(PyExc_ValueError, "stack size must be at least %u bytes", MIN_STACK_SIZE);
+        return NULL;
+    }
+    size = (size + page_size - 1) & ~(page_size - 1);
+    if (size != stack_size) {
+        stack_pool_flush();
+        stack_size = size;
+    }
+    return PyLong_FromSize_t(stack_size);
+}
+
+static PyObject *
+mod_stack_stats(PyObject *module, PyObject *unused)
+{
+    return Py_BuildValue("{s:n,s:n,s:n,s:s,s:s}",
+                         "stack_size", (Py_ssize_t)stack_size,
+                         "stacks_mapped", (Py_ssize_t)stacks_mapped,
+                         "stacks_pooled", (Py_ssize_t)stack_pool_len,
+                         "guard", guard_mode == 1 ? "madvise" : guard_mode == 2 ? "mprotect" : "unknown",
+                         "arch", LOOP_STACK_SWITCH_ARCH);
+}
+
+static PyMethodDef module_methods[] = {
+    {"getcurrent", mod_getcurrent, METH_NOARGS, "getcurrent()\n--\n\nThe running fiber."},
+    {"settrace", mod_settrace, METH_O,
+     "settrace(fn)\n--\n\nInstall fn(event, (origin, target)) to be called on every switch in this "
+     "thread; returns the previous hook."},
+    {"gettrace", mod_gettrace, METH_NOARGS, "gettrace()\n--\n\nThe switch hook of this thread."},
+    {"get_stack_size", mod_get_stack_size, METH_NOARGS,
+     "get_stack_size()\n--\n\nBytes reserved for each new fiber's C stack."},
+    {"set_stack_size", mod_set_stack_size, METH_O,
+     "set_stack_size(n)\n--\n\nReserve n bytes for stacks of fibers started from now on."},
+    {"stack_stats", mod_stack_stats, METH_NOARGS,
+     "stack_stats()\n--\n\nCounters about fiber stacks, for tests and benchmarks."},
+    {NULL}
+};
+
+static struct PyModuleDef switch_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "loop._switch",
+    .m_doc = "Green threads on their own C stacks: the core that loop stands on.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__switch(void)
+{
+    page_size = (size_t)sysconf(_SC_PAGESIZE);
+    const char *env = getenv("LOOP_STACK_SIZE");
+    if (env != NULL && *env) {
+        char *endp;
+        unsigned long long v = strtoull(env, &endp, 0);
+        if (*endp == 'k' || *endp == 'K') v <<= 10;
+        else if (*endp == 'm' || *endp == 'M') v <<= 20;
+        if (v < MIN_STACK_SIZE) {
+            PyErr_Format(PyExc_ImportError, "LOOP_STACK_SIZE=%s is below the minimum of %u bytes",
+                         env, MIN_STACK_SIZE);
+            return NULL;
+        }
+        stack_size = ((size_t)v + page_size - 1) & ~(page_size - 1);
+    }
+    if (PyType_Ready(&Fiber_Type) < 0 || PyType_Ready(&ThreadHandle_Type) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&switch_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    FiberExit = PyErr_NewExceptionWithDoc(
+        "loop._switch.FiberExit",
+        "Raised inside a fiber to end it quietly; its instance is returned to the parent.",
+        PyExc_BaseException, NULL);
+    FiberError = PyErr_NewExceptionWithDoc(
+        "loop._switch.FiberError", "Misuse of a fiber: a switch that cannot happen.",
+        PyExc_RuntimeError, NULL);
+    thread_key = PyUnicode_InternFromString("loop._switch.thread");
+    str_run = PyUnicode_InternFromString("run");
+    str_switch = PyUnicode_InternFromString("switch");
+    str_throw = PyUnicode_InternFromString("throw");
+    str_dead_goes_to_parent = PyUnicode_InternFromString("_dead_switch_goes_to_parent");
+    if (!FiberExit || !FiberError || !thread_key || !str_run || !str_switch || !str_throw ||
+        !str_dead_goes_to_parent) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&Fiber_Type);
+    if (PyModule_AddObject(m, "Fiber", (PyObject *)&Fiber_Type) < 0 ||
+        PyModule_AddObjectRef(m, "FiberExit", FiberExit) < 0 ||
+        PyModule_AddObjectRef(m, "FiberError", FiberError) < 0 ||
+        PyModule_AddStringConstant(m, "ARCH", LOOP_STACK_SWITCH_ARCH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
+
+#endif /* LOOP_UNSUPPORTED_REASON */

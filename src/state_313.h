@@ -1,0 +1,85 @@
+/* CPython 3.13: _PyCFrame is gone and the current frame sits on the thread state itself
+ * (GH-108035; greenlet's first 3.13 port forgot to swap it, trap T1). The trashcan keeps only
+ * delete_later; its nesting is derived from c_recursion_remaining. */
+#define INTERP_DEFAULT_C_BUDGET Py_C_RECURSION_LIMIT
+
+typedef struct {
+    struct _PyInterpreterFrame *current_frame;
+    _PyStackChunk *datastack_chunk;
+    PyObject **datastack_top;
+    PyObject **datastack_limit;
+    int py_recursion_depth;
+    int c_recursion_remaining;
+    _PyErr_StackItem *exc_info;
+    _PyErr_StackItem exc_state;
+    PyObject *context;
+    PyObject *delete_later;
+} InterpState;
+
+static inline void
+interp_state_save(InterpState *s, PyThreadState *ts)
+{
+    s->current_frame = ts->current_frame;
+    s->datastack_chunk = ts->datastack_chunk;
+    s->datastack_top = ts->datastack_top;
+    s->datastack_limit = ts->datastack_limit;
+    s->py_recursion_depth = ts->py_recursion_limit - ts->py_recursion_remaining;
+    s->c_recursion_remaining = ts->c_recursion_remaining;
+    s->exc_info = ts->exc_info;
+    s->exc_state = ts->exc_state;
+    s->context = ts->context;
+    ts->context = NULL;
+    s->delete_later = ts->delete_later;
+}
+
+static inline void
+interp_state_restore(InterpState *s, PyThreadState *ts)
+{
+    ts->current_frame = s->current_frame;
+    ts->datastack_chunk = s->datastack_chunk;
+    ts->datastack_top = s->datastack_top;
+    ts->datastack_limit = s->datastack_limit;
+    ts->py_recursion_remaining = ts->py_recursion_limit - s->py_recursion_depth;
+    ts->c_recursion_remaining = s->c_recursion_remaining;
+    ts->exc_state = s->exc_state;
+    ts->exc_info = s->exc_info ? s->exc_info : &ts->exc_state;
+    ts->context = s->context;
+    s->context = NULL;
+    ts->context_ver++;
+    ts->delete_later = s->delete_later;
+}
+
+static inline void
+interp_state_start(InterpState *s, PyThreadState *ts, _PyStackChunk *chunk, int chunk_size,
+                   int c_budget)
+{
+    ts->current_frame = NULL;
+    chunk->previous = NULL;
+    chunk->size = chunk_size;
+    chunk->top = 0;
+    ts->datastack_chunk = chunk;
+    ts->datastack_top = &chunk->data[1];
+    ts->datastack_limit = (PyObject **)((char *)chunk + chunk_size);
+    ts->py_recursion_remaining = ts->py_recursion_limit;
+    ts->c_recursion_remaining = c_budget;
+    ts->exc_state.exc_value = NULL;
+    ts->exc_state.previous_item = NULL;
+    ts->exc_info = &ts->exc_state;
+    ts->context = s->context;
+    s->context = NULL;
+    ts->context_ver++;
+    ts->delete_later = NULL;
+}
+
+/* No cframe: nothing to install at the bottom of a new fiber. */
+#define INTERP_BASE_CFRAME_DECL char
+static inline void
+interp_state_enter_base(PyThreadState *ts, char *base) { (void)ts; (void)base; }
+
+typedef struct _PyInterpreterFrame *InterpTopFrame;
+static inline void
+interp_state_top_frame_swap(PyThreadState *ts, InterpState *s, InterpTopFrame *saved)
+{
+    if (s) { *saved = ts->current_frame; ts->current_frame = s->current_frame; }
+    else { ts->current_frame = *saved; }
+}
