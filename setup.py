@@ -12,9 +12,6 @@ extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
 extra_link_args = []
 if os.environ.get("LOOP_DEBUG_BUILD"):
     extra_compile_args += ["-O0", "-g3"]
-if os.environ.get("LOOP_ASAN"):
-    extra_compile_args += ["-fsanitize=address", "-fno-omit-frame-pointer", "-DLOOP_ASAN=1"]
-    extra_link_args += ["-fsanitize=address"]
 
 setup(
     ext_modules=[

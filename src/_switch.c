@@ -49,11 +49,6 @@
 #  endif
 #endif
 
-#if defined(LOOP_ASAN) || defined(__SANITIZE_ADDRESS__)
-#  include <sanitizer/common_interface_defs.h>
-#  define LOOP_USE_ASAN 1
-#endif
-
 #if defined(LOOP_STACK_SWITCH_UNSUPPORTED) && !defined(LOOP_UNSUPPORTED_REASON)
 #  define LOOP_UNSUPPORTED_REASON LOOP_STACK_SWITCH_UNSUPPORTED
 #endif
@@ -263,9 +258,6 @@ struct FiberThread {
     Py_ssize_t refs;             /* fibers pointing here + the ThreadHandle */
     int alive;
     PyThreadState *tstate;
-#ifdef LOOP_USE_ASAN
-    void *asan_fake_stack;
-#endif
 };
 
 static PyTypeObject Fiber_Type;
@@ -479,9 +471,6 @@ after_switch(FiberThread *ft, Fiber *self, Transfer *t)
     Fiber *finished = ft->finished;
     ft->origin = NULL;
     ft->finished = NULL;
-#ifdef LOOP_USE_ASAN
-    __sanitizer_finish_switch_fiber(ft->asan_fake_stack, NULL, NULL);
-#endif
     if (finished != NULL) {
         fiber_stack_release(&finished->stack);
     }
@@ -533,11 +522,6 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
     else {
         interp_state_save(&origin->ps, tstate);
     }
-#ifdef LOOP_USE_ASAN
-    const void *bottom = target->stack.base ? target->stack.base : NULL;
-    size_t size = target->stack.size;
-    __sanitizer_start_switch_fiber(origin_dead ? NULL : &ft->asan_fake_stack, bottom, size);
-#endif
     if (target->state == FIBER_NEW) {
         target->state = FIBER_ACTIVE;
         interp_state_start(&target->ps, tstate,
