@@ -1,0 +1,196 @@
+"""The module-level green API with gevent's names: spawn, sleep, joinall, wait, iwait...
+
+Everything here is a thin layer over :mod:`loop._hub` (waiting) and :mod:`loop.greenlet`
+(green threads); nothing in this module switches fibers itself.
+"""
+import os
+
+from loop._hub import _TIMED_OUT, Waiter, get_hub, monotonic
+from loop._hub import sleep as sleep
+from loop._hub import reinit as reinit
+from loop._switch import Fiber, getcurrent
+from loop.greenlet import DIRECT_LINK_TYPES, Greenlet, GreenletExit
+
+__all__ = ["spawn", "spawn_later", "spawn_raw", "joinall", "killall", "kill", "wait", "iwait",
+           "sleep", "idle", "getcurrent", "get_hub", "signal_handler", "reinit", "fork"]
+
+
+def spawn(function, *args, **kwargs):
+    """Start ``function(*args, **kwargs)`` in a new :class:`Greenlet` and return it."""
+    g = Greenlet(function, *args, **kwargs)
+    g._scheduled = True
+    hub = g._hub
+    hub._ready.append((g, None))
+    if not hub._drain_scheduled:
+        hub._drain_scheduled = True
+        hub._call_soon(hub._drain)
+    return g
+
+
+def spawn_later(seconds, function, *args, **kwargs):
+    """Like :func:`spawn`, starting after ``seconds``."""
+    g = Greenlet(function, *args, **kwargs)
+    g.start_later(seconds)
+    return g
+
+
+def spawn_raw(function, *args, **kwargs):
+    """Start ``function`` in a bare fiber: no result, no links, errors go to the hub.
+
+    Cheapest way to run something concurrently; returns the fiber."""
+    hub = get_hub()
+    # The hub starts fibers with switch(None); the lambda takes and drops that value.
+    fiber = Fiber(lambda _unused=None: function(*args, **kwargs), hub.fiber)
+    hub.schedule_start(fiber)
+    return fiber
+
+
+def idle(priority=0):
+    """Block until no other green thread is ready to run."""
+    get_hub().idle()
+
+
+def fork():
+    """``os.fork()``; the child gets a fresh working hub (this happens for any os.fork)."""
+    return os.fork()
+
+
+def kill(greenlet, exception=GreenletExit, block=True, timeout=None):
+    """Kill a :class:`Greenlet` (or raise ``exception`` in a raw fiber from the hub)."""
+    if isinstance(greenlet, Greenlet):
+        greenlet.kill(exception, block=block, timeout=timeout)
+    elif not greenlet.dead:
+        if isinstance(exception, type):
+            exception = exception()
+        get_hub().interrupt(greenlet, exception)
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting for several objects
+
+class _Collector:
+    """Collects objects as they become ready (used as a link on each); wakes one waiter."""
+    __slots__ = ("ready", "waiter")
+
+    def __init__(self):
+        self.ready = []
+        self.waiter = None
+
+    def __call__(self, source):
+        self.ready.append(source)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            waiter.wake()
+
+
+DIRECT_LINK_TYPES.add(_Collector)
+
+
+def iwait(objects, timeout=None, count=None):
+    """Yield ``objects`` (green threads, events, async results: anything with ``rawlink`` and
+    ``unlink``) as they become ready; stop after ``count`` of them or ``timeout`` seconds."""
+    objects = list(objects)
+    if count is None:
+        count = len(objects)
+    else:
+        count = min(count, len(objects))
+    if count <= 0:
+        return
+    collector = _Collector()
+    for obj in objects:
+        obj.rawlink(collector)
+    deadline = None if timeout is None else monotonic() + timeout
+    ready = collector.ready
+    position = 0
+    try:
+        while position < count:
+            if position >= len(ready):
+                waiter = Waiter()
+                collector.waiter = waiter
+                if deadline is None:
+                    waiter.wait()
+                else:
+                    remaining = deadline - monotonic()
+                    if remaining <= 0 or waiter.wait(remaining) is _TIMED_OUT:
+                        collector.waiter = None
+                        if position >= len(ready):
+                            return
+                continue
+            item = ready[position]
+            position += 1
+            yield item
+    finally:
+        for obj in objects:
+            obj.unlink(collector)
+
+
+def wait(objects=None, timeout=None, count=None):
+    """Wait for ``objects`` to become ready and return the ready ones (at most ``count``).
+
+    Without ``objects``, wait until the hub has nothing left to run (True) or ``timeout``
+    passes (False)."""
+    if objects is None:
+        return get_hub().join(timeout)
+    return list(iwait(objects, timeout, count))
+
+
+def joinall(greenlets, timeout=None, raise_error=False, count=None):
+    """Wait for the green threads to finish; return the finished ones.
+
+    With ``raise_error``, the first error of a finished green thread is raised at once."""
+    if not raise_error:
+        return wait(greenlets, timeout, count)
+    done = []
+    iterator = iwait(greenlets, timeout, count)
+    try:
+        for g in iterator:
+            exception = getattr(g, "exception", None)
+            if exception is not None:
+                raise exception
+            done.append(g)
+    finally:
+        iterator.close()
+    return done
+
+
+def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
+    """Kill every green thread in ``greenlets``; wait for them when ``block``."""
+    current = getcurrent()
+    alive = [g for g in greenlets if not g.dead and g is not current]
+    for g in alive:
+        g.kill(exception, block=False)
+    if block and alive and current is not get_hub().fiber:
+        wait(alive, timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals
+
+class SignalHandler:
+    """Runs ``handler(*args, **kwargs)`` in a new green thread each time the signal arrives.
+
+    Returned by :func:`signal_handler`; :meth:`cancel` removes it."""
+
+    def __init__(self, signalnum, handler, args=(), kwargs=None):
+        self.hub = get_hub()
+        self.signalnum = signalnum
+        self.handler = handler
+        self.args = args
+        self.kwargs = kwargs or {}
+        self.hub.loop.add_signal_handler(signalnum, self._fire)
+
+    def _fire(self):
+        Greenlet.spawn(self.handler, *self.args, **self.kwargs)
+
+    def cancel(self):
+        self.hub.loop.remove_signal_handler(self.signalnum)
+
+    def __repr__(self):
+        return "<SignalHandler %s -> %r>" % (self.signalnum, self.handler)
+
+
+def signal_handler(signalnum, handler, *args, **kwargs):
+    """Call ``handler(*args, **kwargs)`` in a new green thread whenever ``signalnum`` arrives
+    (main thread only).  Returns a :class:`SignalHandler` with ``cancel()``."""
+    return SignalHandler(signalnum, handler, args, kwargs)

@@ -1,0 +1,996 @@
+"""The hub: one asyncio event loop per OS thread, and the only place green threads are resumed.
+
+Design
+======
+
+Every OS thread that uses loop gets one :class:`Hub`, created on first use.  The hub owns an
+asyncio event loop (uvloop's when it is installed, the stdlib's otherwise; ``LOOP_BACKEND=asyncio``
+or ``uvloop`` chooses) and a *hub fiber* that runs ``loop.run_forever()``.  A green thread that
+has to wait -- for a timer, a file descriptor, another green thread -- registers how it wants to
+be woken and switches to the hub fiber.  The event loop then runs until some callback resumes the
+waiting green thread by switching back into it.  This is gevent's architecture with asyncio in
+libev's place, which is what lets asyncio code and green threads share one loop.
+
+Who may switch
+--------------
+Only two modules switch fibers: this one and :mod:`loop.greenlet` (which only throws into its own
+green thread on ``Greenlet.throw``).  Everything else -- events, locks, queues, pools, timeouts,
+sockets, servers -- waits through :class:`Waiter`, :meth:`Hub.sleep`, :meth:`Hub.yield_now`,
+:meth:`Hub.wait_readable` / :meth:`Hub.wait_writable` and wakes through :meth:`Waiter.wake` and
+:meth:`Hub.interrupt`.  Keeping the switches in one place is what makes the two safety checks
+possible: a wait checks that it was resumed by the event it registered (else
+``InvalidSwitchError``), and a wait started from inside the hub itself -- an asyncio callback or
+coroutine -- fails at once with ``BlockingSwitchOutError`` instead of deadlocking the loop.
+
+The ready queue
+---------------
+Green threads that are runnable right now (just spawned, yielding with ``sleep(0)``, woken by an
+``Event``) are not each given an asyncio ``call_soon`` handle.  They go into one deque of
+``(target, value)`` pairs, and a single loop callback, :meth:`Hub._drain`, resumes them with
+``target.switch(value)``.  ``target`` is usually the fiber itself, so a resume allocates nothing
+but the pair.  Each drain runs only the entries that were queued when it started and then yields
+back to the event loop: a green thread that yields again goes to the back of the line, so
+``sleep(0)`` is fair to every ready green thread and to IO.
+
+Rule for wakers: anything that may wake *several* green threads (``Event.set``, a green thread
+finishing) queues them; only single-shot hub callbacks (a timer, a readable fd, a thread pool
+result) switch into their green thread directly.  That keeps one invariant simple: when a green
+thread blocks, everything that can still wake anybody is either in the ready queue or counted in
+``Hub.wakeup_sources``.
+
+LoopExit
+--------
+asyncio never tells us that it has nothing left to do, so the hub counts what it has handed to
+the loop: each timer, fd wait, thread pool job and ``await_`` that can still resume a green thread
+is a *wakeup source*.  When a green thread blocks with an empty ready queue and no sources, the
+hub schedules one check; if the situation still holds when it runs (and no asyncio task or stdlib
+timer is pending), nothing can ever wake the thread's main green thread, so ``LoopExit`` is
+thrown into it -- gevent's "this operation would block forever".
+
+Interrupted waits
+-----------------
+A waiting green thread can be resumed early by an exception (``Timeout``, ``kill``).  If its
+regular wake-up was already queued, that stale entry would later switch into it at some unrelated
+point.  Every waiting primitive here therefore removes its own queued entry when it is left by an
+exception.  That path is rare, so its O(n) ``deque.remove`` does not matter.
+
+Unpatched stdlib
+----------------
+The hub must keep working after :mod:`loop.monkey` replaced ``socket``, ``select``, ``selectors``,
+``threading`` and ``time``.  This module therefore binds the originals it needs when it is
+imported (``_thread``, ``_socket``, the selector class), uses a raw ``_socket`` pair for the
+stdlib loop's self-pipe, and :func:`prepare` imports asyncio, uvloop and concurrent.futures; the
+monkey module calls it before patching anything.
+
+Adopting a running asyncio loop
+-------------------------------
+When green code is first used from inside a running asyncio loop (``asyncio.run(main())`` calling
+``loop.run_green``), the hub adopts that loop instead of creating one, and the fiber that runs the
+loop becomes the hub fiber.  asyncio stays in charge of the program's lifetime, so there is no
+main green thread and no ``LoopExit`` in that mode.
+"""
+import _socket
+import _thread
+import os
+import sys
+from collections import deque
+
+from loop._switch import Fiber, FiberError, FiberExit, getcurrent
+from loop.exceptions import (BlockingSwitchOutError, ConcurrentObjectUseError,
+                             InvalidSwitchError, LoopExit)
+
+__all__ = ["Hub", "Waiter", "get_hub", "get_hub_if_exists", "reinit", "prepare",
+           "wait_readable", "wait_writable", "cancel_wait"]
+
+# ---------------------------------------------------------------------------------------------
+# Originals, bound now so that a later monkey patch cannot reach the hub.
+
+_get_ident = _thread.get_ident
+_start_new_thread = _thread.start_new_thread
+_allocate_lock = _thread.allocate_lock
+_socketpair = _socket.socketpair
+_tls = _thread._local()
+
+import selectors as _selectors  # noqa: E402  (cheap, and needed before any patch)
+import time as _time  # noqa: E402
+
+_DefaultSelector = _selectors.DefaultSelector
+monotonic = _time.monotonic
+real_sleep = _time.sleep
+
+#: Exceptions that are not errors of one green thread but requests to stop the program; they are
+#: delivered to the thread's main green thread rather than printed.
+SYSTEM_ERROR = (KeyboardInterrupt, SystemExit)
+
+_originals = {}
+
+
+def prepare():
+    """Import and bind everything the hub needs from the stdlib (asyncio, uvloop,
+    concurrent.futures).  Call before monkey patching; idempotent."""
+    if _originals:
+        return _originals
+    import asyncio
+    import asyncio.events
+    import concurrent.futures
+    _originals["asyncio"] = asyncio
+    _originals["concurrent.futures"] = concurrent.futures
+    _originals["get_running_loop"] = asyncio.events._get_running_loop
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    _originals["uvloop"] = uvloop
+    from loop._interop import install_asyncio_run_guard
+    install_asyncio_run_guard(asyncio)
+    return _originals
+
+
+# Sentinels passed as the switch value so a wait can tell who resumed it.
+class _Token:
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return "<%s>" % self.name
+
+
+_YIELD = _Token("yield")
+_TIMER = _Token("timer")
+_TIMED_OUT = _Token("timed out")
+_NOTHING = _Token("nothing")
+
+
+class _Call:
+    """A ready-queue entry that calls a function instead of resuming a fiber."""
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn, args):
+        self.fn = fn
+        self.args = args
+
+    def switch(self, _unused):
+        self.fn(*self.args)
+
+    def __repr__(self):
+        return "<callback %r%r>" % (self.fn, self.args)
+
+
+def _new_event_loop():
+    originals = prepare()
+    asyncio = originals["asyncio"]
+    backend = os.environ.get("LOOP_BACKEND", "").strip().lower()
+    uvloop = originals["uvloop"]
+    if backend == "uvloop":
+        if uvloop is None:
+            raise ImportError("LOOP_BACKEND=uvloop but uvloop is not installed")
+        return uvloop.new_event_loop()
+    if backend in ("", "auto") and uvloop is not None:
+        return uvloop.new_event_loop()
+    if backend not in ("", "auto", "asyncio"):
+        raise ValueError("LOOP_BACKEND must be 'asyncio' or 'uvloop', not %r" % backend)
+    return _hub_selector_loop_class()()
+
+
+_HubSelectorLoop = None
+
+
+def _hub_selector_loop_class():
+    """The stdlib loop, built on the original selector and a raw ``_socket`` self-pipe."""
+    global _HubSelectorLoop
+    if _HubSelectorLoop is not None:
+        return _HubSelectorLoop
+    asyncio = prepare()["asyncio"]
+
+    class HubSelectorEventLoop(asyncio.SelectorEventLoop):
+        def __init__(self):
+            super().__init__(selector=_DefaultSelector())
+
+        def _make_self_pipe(self):
+            # asyncio calls socket.socketpair() at this point, which a monkey patch would make
+            # green; the raw C sockets have the recv/send/fileno/close that asyncio uses.
+            self._ssock, self._csock = _socketpair()
+            self._ssock.setblocking(False)
+            self._csock.setblocking(False)
+            self._internal_fds += 1
+            self._add_reader(self._ssock.fileno(), self._read_from_self)
+
+        def _reinit_after_fork(self):
+            # The epoll instance and the self-pipe are shared with the parent: touching their
+            # registrations here would change the parent's.  Build new ones, carrying the
+            # registrations over, and close our copies of the old descriptors.
+            old = self._selector
+            ssock_fd = self._ssock.fileno()
+            new = _DefaultSelector()
+            for key in list(old.get_map().values()):
+                if key.fd != ssock_fd:
+                    new.register(key.fileobj, key.events, key.data)
+            old.close()  # closes the fd; no epoll_ctl calls
+            self._selector = new
+            self._ssock.close()
+            self._csock.close()
+            self._internal_fds -= 1
+            self._make_self_pipe()
+            if getattr(self, "_signal_handlers", None):
+                import signal
+                signal.set_wakeup_fd(self._csock.fileno())
+
+    _HubSelectorLoop = HubSelectorEventLoop
+    return HubSelectorEventLoop
+
+
+class _HubFiber(Fiber):
+    """The fiber that runs a hub's event loop; knows its hub, so a green thread finds its hub
+    with ``getcurrent().parent.hub`` instead of a thread-local lookup."""
+    __slots__ = ("hub",)
+
+
+def _root_fiber():
+    fiber = getcurrent()
+    while fiber.parent is not None:
+        fiber = fiber.parent
+    return fiber
+
+
+# ---------------------------------------------------------------------------------------------
+# The hub
+
+class Hub:
+    """The per-thread scheduler: an asyncio loop plus the fiber that runs it.
+
+    Attributes: ``loop`` (the asyncio event loop), ``fiber`` (the fiber that runs it; green
+    threads are its children), ``main`` (the thread's main green thread, or None when the hub
+    adopted an asyncio loop), ``thread_ident``.
+    """
+
+    def __init__(self, adopt_loop=None):
+        self.thread_ident = _get_ident()
+        self._ready = deque()
+        self._drain_scheduled = False
+        #: Timers, fd waits, thread pool jobs and awaits that can still resume a green thread.
+        self.wakeup_sources = 0
+        self._deadlock_check_scheduled = False
+        self._readers = {}
+        self._writers = {}
+        self._idle_waiters = []
+        self._threadpool = None
+        self._dying = False
+        self._destroyed = False
+        #: True once an owned hub's fiber runs: get_hub() can then skip its slow checks.
+        self._started = False
+        if adopt_loop is None:
+            self.loop = _new_event_loop()
+            self.adopted = False
+            self.main = _root_fiber()
+            self.fiber = _HubFiber(self._run_loop, self.main)
+            self.fiber.hub = self
+        else:
+            self.loop = adopt_loop
+            self.adopted = True
+            self.main = None
+            self.fiber = getcurrent()
+        self._call_soon = self.loop.call_soon
+        self.blocking_monitor = None
+        max_blocking = os.environ.get("LOOP_MAX_BLOCKING_TIME")
+        if max_blocking:
+            from loop import util
+            util.start_blocking_monitor(self, float(max_blocking))
+
+    def __repr__(self):
+        return "<Hub %s loop=%s thread=%s ready=%d sources=%d>" % (
+            "adopted" if self.adopted else "owned", type(self.loop).__name__,
+            self.thread_ident, len(self._ready), self.wakeup_sources)
+
+    # -- running the loop ------------------------------------------------------------------
+
+    def _run_loop(self):
+        self._started = True
+        while not self._destroyed and not self._dying:
+            try:
+                self.loop.run_forever()
+            except FiberExit:
+                break
+            except BaseException as exc:
+                # KeyboardInterrupt from a signal that arrived while the loop polled, or an
+                # exception escaping an asyncio callback: hand it to the main green thread,
+                # then keep serving the green threads that are still waiting.
+                if self._destroyed or self._dying:
+                    break
+                self._throw_into_main(exc)
+
+    def _throw_into_main(self, exc):
+        main = self.main
+        if main is None or main.dead:
+            return
+        try:
+            main.throw(exc)
+        except FiberExit:
+            self._dying = True
+        except BaseException as err:  # main is not in a state we can throw into
+            self.print_exception(self, type(err), err, err.__traceback__)
+
+    def switch(self):
+        """Switch from the current green thread to the hub; return what resumed us."""
+        if getcurrent() is self.fiber:
+            raise BlockingSwitchOutError(_blocking_message())
+        if not self._ready and not self.wakeup_sources:
+            self._note_blocking()
+        return self.fiber.switch()
+
+    def _drain(self):
+        ready = self._ready
+        popleft = ready.popleft
+        count = len(ready)
+        try:
+            while count:
+                count -= 1
+                target, value = popleft()
+                try:
+                    target.switch(value)
+                except FiberExit:
+                    # Thrown into the hub fiber itself: the hub is being destroyed.
+                    self._on_hub_killed()
+                    return
+                except BaseException as exc:
+                    self.handle_error(target, type(exc), exc, exc.__traceback__)
+        finally:
+            if ready and not self._dying:
+                self._call_soon(self._drain)
+            else:
+                self._drain_scheduled = False
+
+    def _on_hub_killed(self):
+        self._dying = True
+        self.loop.stop()
+
+    def _resume(self, fiber, value):
+        """Switch into one waiting green thread from a hub callback."""
+        try:
+            fiber.switch(value)
+        except FiberExit:
+            self._on_hub_killed()
+        except BaseException as exc:
+            self.handle_error(fiber, type(exc), exc, exc.__traceback__)
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def _schedule(self, target, value):
+        self._ready.append((target, value))
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._call_soon(self._drain)
+
+    def run_callback(self, fn, *args):
+        """Call ``fn(*args)`` in the hub soon, in order with ready green threads.  ``fn`` must
+        not block.  Only from this hub's OS thread; see :meth:`run_callback_threadsafe`."""
+        self._schedule(_Call(fn, args), None)
+
+    def run_callback_threadsafe(self, fn, *args):
+        """Like :meth:`run_callback`, callable from any OS thread."""
+        if _get_ident() == self.thread_ident:
+            self._schedule(_Call(fn, args), None)
+        else:
+            self.loop.call_soon_threadsafe(self._schedule, _Call(fn, args), None)
+
+    def schedule_start(self, fiber, value=None):
+        """Queue ``fiber.switch(value)``: starts a green thread created with this hub's fiber as
+        parent.  Used by :mod:`loop.greenlet`."""
+        self._schedule(fiber, value)
+
+    def interrupt(self, fiber, exc):
+        """Raise ``exc`` in a waiting green thread at its waiting point.
+
+        From the hub (a timer, a callback) this happens at once; from a green thread it is
+        queued, so the caller keeps running."""
+        if getcurrent() is self.fiber:
+            if not fiber.dead:
+                try:
+                    fiber.throw(exc)
+                except FiberExit:
+                    self._on_hub_killed()
+                except BaseException as err:
+                    self.handle_error(fiber, type(err), err, err.__traceback__)
+        else:
+            self.run_callback(self._interrupt_later, fiber, exc)
+
+    def _interrupt_later(self, fiber, exc):
+        if not fiber.dead:
+            fiber.throw(exc)  # errors are reported by _drain
+
+    def add_wakeup_source(self):
+        """Count something outside the hub's view that will resume a green thread later (it
+        keeps ``LoopExit`` away).  Pair with :meth:`remove_wakeup_source`."""
+        self.wakeup_sources += 1
+
+    def remove_wakeup_source(self):
+        self.wakeup_sources -= 1
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def _note_blocking(self):
+        # Called when a green thread blocks with no timer of its own: maybe nothing is left
+        # that could wake anybody.  The check runs later, after the current callback finished
+        # whatever it still had to wake.
+        if not self._deadlock_check_scheduled and not self.adopted:
+            self._deadlock_check_scheduled = True
+            self._call_soon(self._check_deadlock)
+
+    def _check_deadlock(self):
+        self._deadlock_check_scheduled = False
+        if self._ready or self.wakeup_sources or self.adopted or self._idle_waiters:
+            return
+        if _loop_has_pending_work(self.loop):
+            return
+        main = self.main
+        if main is None or main.dead or main is getcurrent():
+            return
+        self.interrupt(main, LoopExit(
+            "This operation would block forever: every green thread is waiting and nothing "
+            "(timer, file descriptor, thread pool job, asyncio task) can wake them.\n\tHub: %r"
+            % (self,)))
+
+    def yield_now(self):
+        """``sleep(0)``: go to the back of the ready queue."""
+        current = getcurrent()
+        if current is self.fiber:
+            raise BlockingSwitchOutError(_blocking_message())
+        entry = (current, _YIELD)
+        self._ready.append(entry)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._call_soon(self._drain)
+        try:
+            resumed_by = self.fiber.switch()
+        except BaseException:
+            _remove_entry(self._ready, entry)
+            raise
+        if resumed_by is not _YIELD:
+            raise InvalidSwitchError("Invalid switch into %r while yielding: %r"
+                                     % (current, resumed_by))
+
+    def sleep(self, seconds, ref=True):
+        """Block the current green thread for ``seconds``.  ``ref=False``: this timer does not
+        keep ``LoopExit`` away."""
+        current = getcurrent()
+        if current is self.fiber:
+            raise BlockingSwitchOutError(_blocking_message())
+        if ref:
+            self.wakeup_sources += 1
+        else:
+            self._note_blocking()
+        handle = self.loop.call_later(seconds, self._timer_fired, current, ref)
+        try:
+            resumed_by = self.fiber.switch()
+        except BaseException:
+            handle.cancel()
+            if ref:
+                self.wakeup_sources -= 1
+            raise
+        if resumed_by is not _TIMER:
+            handle.cancel()
+            if ref:
+                self.wakeup_sources -= 1
+            raise InvalidSwitchError("Invalid switch into %r while sleeping: %r"
+                                     % (current, resumed_by))
+
+    def _timer_fired(self, fiber, ref):
+        if ref:
+            self.wakeup_sources -= 1
+        self._resume(fiber, _TIMER)
+
+    def call_later(self, seconds, fn, *args, ref=True):
+        """Run ``fn(*args)`` in the hub after ``seconds``; returns a :class:`HubTimer`."""
+        return HubTimer(self, seconds, fn, args, ref)
+
+    def wait_readable(self, fd, timeout=None, timeout_exc=None):
+        """Block the current green thread until ``fd`` is readable."""
+        self._wait_fd(fd, self._readers, self.loop.add_reader, self.loop.remove_reader,
+                      "reading", timeout, timeout_exc)
+
+    def wait_writable(self, fd, timeout=None, timeout_exc=None):
+        """Block the current green thread until ``fd`` is writable."""
+        self._wait_fd(fd, self._writers, self.loop.add_writer, self.loop.remove_writer,
+                      "writing", timeout, timeout_exc)
+
+    def _wait_fd(self, fd, table, add, remove, direction, timeout, timeout_exc):
+        if not isinstance(fd, int):
+            fd = fd.fileno()
+        other = table.get(fd)
+        if other is not None:
+            raise ConcurrentObjectUseError(
+                "This file descriptor (%d) is already used for %s by another green thread "
+                "(%r)" % (fd, direction, other.fiber))
+        waiter = Waiter(self)
+        table[fd] = waiter
+        add(fd, self._fd_ready, fd, table, remove)
+        self.wakeup_sources += 1
+        try:
+            if waiter.wait(timeout) is _TIMED_OUT:
+                raise timeout_exc if timeout_exc is not None else TimeoutError("timed out")
+        finally:
+            self.wakeup_sources -= 1
+            if table.get(fd) is waiter:
+                del table[fd]
+                remove(fd)
+
+    def _fd_ready(self, fd, table, remove):
+        waiter = table.pop(fd, None)
+        remove(fd)
+        if waiter is not None and waiter.state == _WAITING:
+            waiter.state = _WOKEN
+            self._resume(waiter.fiber, waiter)
+
+    def cancel_wait(self, fd, exc):
+        """Wake every green thread waiting on ``fd`` with ``exc`` (e.g. when closing it)."""
+        if not isinstance(fd, int):
+            fd = fd.fileno()
+        for table, remove in ((self._readers, self.loop.remove_reader),
+                              (self._writers, self.loop.remove_writer)):
+            waiter = table.pop(fd, None)
+            if waiter is not None:
+                remove(fd)
+                waiter.wake_error(exc)
+
+    def idle(self):
+        """Block until the hub has no ready green thread left."""
+        waiter = Waiter(self)
+        self._idle_waiters.append(waiter)
+        self._call_soon(self._check_idle)
+        try:
+            waiter.wait()
+        finally:
+            if waiter in self._idle_waiters:
+                self._idle_waiters.remove(waiter)
+
+    def _check_idle(self):
+        if self._ready:
+            self._call_soon(self._check_idle)
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            waiter.wake()
+
+    def join(self, timeout=None):
+        """Wait until no green thread can run any more (True) or ``timeout`` passed (False)."""
+        waiter = Waiter(self)  # nothing wakes it: only LoopExit or the timeout end the wait
+        try:
+            waiter.wait(timeout, ref=False)
+        except LoopExit:
+            return True
+        return False
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def handle_error(self, context, exc_type, exc_value, tb):
+        """Report an error that ended a green thread or a hub callback; never raises, except
+        that KeyboardInterrupt and SystemExit go to the main green thread."""
+        if exc_value is None:
+            exc_value = exc_type()
+        if isinstance(exc_value, SYSTEM_ERROR):
+            self.handle_system_error(exc_value)
+            return
+        self.print_exception(context, exc_type, exc_value, tb)
+
+    def handle_system_error(self, exc):
+        current = getcurrent()
+        main = self.main
+        if main is None:
+            # An adopted loop: raise it out of the asyncio loop, which is what asyncio does.
+            if current is self.fiber:
+                raise exc
+            self.run_callback(_raise, exc)
+        elif current is main or main.dead:
+            raise exc
+        else:
+            self.interrupt(main, exc)
+
+    def print_exception(self, context, exc_type, exc_value, tb):
+        import traceback
+        stream = sys.stderr
+        if stream is None:
+            return
+        try:
+            traceback.print_exception(exc_type, exc_value, tb, file=stream)
+            stream.write("%s failed with %s\n\n" % (_safe_repr(context),
+                                                    getattr(exc_type, "__name__", exc_type)))
+            stream.flush()
+        except Exception:
+            pass
+
+    # -- thread pool, lifecycle ------------------------------------------------------------
+
+    @property
+    def threadpool(self):
+        """The hub's own :class:`loop.threadpool.ThreadPool` of real threads (created lazily)."""
+        if self._threadpool is None:
+            from loop.threadpool import ThreadPool
+            self._threadpool = ThreadPool(int(os.environ.get("LOOP_THREADPOOL_SIZE", "10")),
+                                          hub=self)
+        return self._threadpool
+
+    def destroy(self, destroy_loop=True):
+        """Stop this hub and forget it; the next get_hub() in this thread makes a new one."""
+        self._destroyed = True
+        if getattr(_tls, "hub", None) is self:
+            del _tls.hub
+        if self._threadpool is not None:
+            self._threadpool.kill()
+        if not self.adopted and self.fiber and getcurrent() is not self.fiber:
+            try:
+                self.fiber.throw(FiberExit)
+            except FiberError:
+                pass
+        if destroy_loop and not self.adopted and not self.loop.is_running():
+            try:
+                self.loop.close()
+            except Exception:
+                pass
+
+    def _reinit_after_fork(self):
+        self.thread_ident = _get_ident()
+        loop = self.loop
+        if self._threadpool is not None:
+            self._threadpool._reinit_after_fork()
+        if hasattr(loop, "_reinit_after_fork"):
+            loop._reinit_after_fork()
+            return
+        # uvloop (libuv) cannot be reused in a child: start a new loop, carry the fd waits
+        # over.  Timers and asyncio tasks of the old loop are lost.
+        new_loop = _new_event_loop()
+        for table, add in ((self._readers, new_loop.add_reader),
+                           (self._writers, new_loop.add_writer)):
+            for fd in table:
+                add(fd, self._fd_ready, fd, table,
+                    new_loop.remove_reader if table is self._readers else new_loop.remove_writer)
+        self.wakeup_sources = len(self._readers) + len(self._writers)
+        self.loop = new_loop
+        self._call_soon = new_loop.call_soon
+        self._drain_scheduled = False
+        self._deadlock_check_scheduled = False
+        if self._ready:
+            self._drain_scheduled = True
+            self._call_soon(self._drain)
+        try:
+            loop.stop()  # the old run_forever returns; _run_loop then runs the new loop
+        except Exception:
+            pass
+
+
+class HubTimer:
+    """A cancellable hub timer that keeps ``LoopExit`` accounting right."""
+    __slots__ = ("hub", "handle", "ref", "active", "fn", "args")
+
+    def __init__(self, hub, seconds, fn, args, ref=True):
+        self.hub = hub
+        self.ref = ref
+        self.fn = fn
+        self.args = args
+        self.active = True
+        if ref:
+            hub.wakeup_sources += 1
+        self.handle = hub.loop.call_later(seconds, self._fire)
+
+    def _fire(self):
+        if not self.active:
+            return
+        self.active = False
+        if self.ref:
+            self.hub.wakeup_sources -= 1
+        try:
+            self.fn(*self.args)
+        except BaseException as exc:
+            self.hub.handle_error(self, type(exc), exc, exc.__traceback__)
+
+    def cancel(self):
+        if self.active:
+            self.active = False
+            self.handle.cancel()
+            if self.ref:
+                self.hub.wakeup_sources -= 1
+
+    def __repr__(self):
+        return "<HubTimer %r%r>" % (self.fn, self.args)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Waiter: how every other module blocks
+
+_IDLE, _WAITING, _WOKEN, _DONE = range(4)
+
+
+class Waiter:
+    """One wait of one green thread, woken once.
+
+    The waiting green thread calls :meth:`wait`; anybody in the same hub thread (or, through the
+    loop's thread-safe call, another OS thread) calls :meth:`wake` or :meth:`wake_error`, which
+    queue the waiter's green thread in the hub.  A wake that comes before :meth:`wait` is kept
+    and returned at once.
+    """
+    __slots__ = ("hub", "fiber", "value", "error", "state")
+
+    def __init__(self, hub=None):
+        self.hub = hub if hub is not None else get_hub()
+        self.fiber = None
+        self.value = _NOTHING
+        self.error = None
+        self.state = _IDLE
+
+    def __repr__(self):
+        return "<Waiter %s fiber=%r>" % (("idle", "waiting", "woken", "done")[self.state],
+                                         self.fiber)
+
+    @property
+    def woken(self):
+        """True once a wake was delivered (a timeout is not a wake)."""
+        value = self.value
+        return value is not _NOTHING and value is not _TIMED_OUT
+
+    def wake(self, value=None):
+        """Resume the waiting green thread with ``value``.  Returns True if this wake was
+        delivered, False if the waiter was already woken, timed out or abandoned."""
+        state = self.state
+        if state == _WAITING:
+            self.state = _WOKEN
+            self.value = value
+            hub = self.hub
+            if _get_ident() == hub.thread_ident:
+                hub._schedule(self.fiber, self)
+            else:
+                hub.loop.call_soon_threadsafe(hub._schedule, self.fiber, self)
+            return True
+        if state == _IDLE:
+            self.state = _WOKEN
+            self.value = value
+            return True
+        return False
+
+    def wake_error(self, exc):
+        """Resume the waiting green thread by raising ``exc`` in it."""
+        if self.state in (_IDLE, _WAITING):
+            self.error = exc
+            return self.wake(None)
+        return False
+
+    @property
+    def waiting(self):
+        """True while a green thread is blocked in :meth:`wait` and not yet woken."""
+        return self.state == _WAITING
+
+    # a Waiter can be used directly as a link callback (Greenlet.rawlink, Event.rawlink)
+    __call__ = wake
+
+    def wait(self, timeout=None, ref=True):
+        """Block until woken; return the value (or ``_TIMED_OUT`` after ``timeout`` seconds)."""
+        if self.state == _WOKEN:
+            self.state = _DONE
+            return self._result()
+        hub = self.hub
+        fiber = getcurrent()
+        if fiber is hub.fiber:
+            raise BlockingSwitchOutError(_blocking_message())
+        self.fiber = fiber
+        self.state = _WAITING
+        timer = None
+        if timeout is not None:
+            if ref:
+                hub.wakeup_sources += 1
+            else:
+                hub._note_blocking()
+            timer = hub.loop.call_later(timeout, self._timed_out, ref)
+        elif not hub._ready and not hub.wakeup_sources:
+            hub._note_blocking()
+        try:
+            resumed_by = hub.fiber.switch()
+        except BaseException:
+            if self.state == _WOKEN:
+                # Our wake-up is queued; it must not switch into us later.
+                _remove_entry(hub._ready, (fiber, self))
+            self.state = _DONE
+            self._cancel_timer(timer, ref)
+            raise
+        self.state = _DONE
+        if resumed_by is not self:
+            self._cancel_timer(timer, ref)
+            raise InvalidSwitchError("Invalid switch into %r: got %r, expected %r"
+                                     % (fiber, resumed_by, self))
+        if self.value is not _TIMED_OUT:
+            self._cancel_timer(timer, ref)
+        return self._result()
+
+    def _cancel_timer(self, timer, ref):
+        if timer is not None and self.value is not _TIMED_OUT:
+            timer.cancel()
+            if ref:
+                self.hub.wakeup_sources -= 1
+
+    def _timed_out(self, ref):
+        if self.state != _WAITING:
+            return
+        if ref:
+            self.hub.wakeup_sources -= 1
+        self.state = _WOKEN
+        self.value = _TIMED_OUT
+        self.hub._resume(self.fiber, self)
+
+    def _result(self):
+        error = self.error
+        if error is not None:
+            self.error = None
+            raise error
+        return self.value
+
+
+def _remove_entry(ready, entry):
+    try:
+        ready.remove(entry)
+    except ValueError:
+        pass
+
+
+def _raise(exc):
+    raise exc
+
+
+def _safe_repr(obj):
+    try:
+        return repr(obj)
+    except Exception:
+        return object.__repr__(obj)
+
+
+def _blocking_message():
+    return ("Cannot block inside the hub: this code runs in an asyncio callback or coroutine "
+            "on the hub's event loop.  Use 'await' there (and 'await loop.run_green(fn)' to run "
+            "blocking green code), or move the call into a green thread.")
+
+
+def _loop_has_pending_work(loop):
+    asyncio = _originals.get("asyncio")
+    if asyncio is not None:
+        try:
+            if asyncio.all_tasks(loop):
+                return True
+        except RuntimeError:
+            pass
+    scheduled = getattr(loop, "_scheduled", None)  # the stdlib loop's timer heap
+    if scheduled:
+        for handle in scheduled:
+            if not handle.cancelled():
+                return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the hub
+
+def get_hub():
+    """The current OS thread's hub, created on first use."""
+    try:
+        hub = _tls.hub
+    except AttributeError:
+        return _create_hub()
+    if hub._started:
+        return hub
+    return _check_hub(hub)
+
+
+def get_hub_if_exists():
+    return getattr(_tls, "hub", None)
+
+
+def _running_asyncio_loop():
+    if "asyncio" not in sys.modules:
+        return None
+    return prepare()["get_running_loop"]()
+
+
+def _create_hub():
+    running = _running_asyncio_loop()
+    hub = Hub(adopt_loop=running) if running is not None else Hub()
+    _tls.hub = hub
+    return hub
+
+
+def _check_hub(hub):
+    # Slow path, for an adopted hub or an owned hub that has not started yet: is the asyncio
+    # loop running in this thread still the one the hub uses?
+    running = _running_asyncio_loop()
+    if hub.adopted:
+        if running is hub.loop and not hub.loop.is_closed():
+            return hub
+    elif not hub.fiber.dead and (running is None or running is hub.loop):
+        return hub
+    # Replace it, keeping what was already queued.
+    new = Hub(adopt_loop=running) if running is not None else Hub()
+    for target, value in hub._ready:
+        new._schedule(target, value)
+    _tls.hub = new
+    return new
+
+
+def reinit(hub=None):
+    """Make the hub usable in a forked child (called automatically after ``os.fork()``)."""
+    hub = hub if hub is not None else get_hub_if_exists()
+    if hub is not None:
+        hub._reinit_after_fork()
+
+
+def _after_fork_in_child():
+    hub = get_hub_if_exists()
+    if hub is not None:
+        try:
+            hub._reinit_after_fork()
+        except Exception as exc:  # never let a fork hook kill the child
+            sys.stderr.write("loop: reinit after fork failed: %r\n" % (exc,))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# Module-level shortcuts.
+
+def sleep(seconds=0, ref=True):
+    """Block the current green thread for ``seconds``.
+
+    ``sleep(0)`` (or a negative value) yields: every other ready green thread runs once, and
+    pending IO is polled, before this one continues.  ``ref=False`` means this sleep alone does
+    not keep the hub from raising ``LoopExit``."""
+    # Hot path of every cooperative loop: Hub.yield_now inlined, the hub found through the
+    # current green thread's parent.
+    current = getcurrent()
+    hub_fiber = current.parent
+    if type(hub_fiber) is _HubFiber:
+        hub = hub_fiber.hub
+    else:
+        hub = get_hub()
+        hub_fiber = hub.fiber
+        if current is hub_fiber:
+            raise BlockingSwitchOutError(_blocking_message())
+    if seconds > 0:
+        hub.sleep(seconds, ref)
+        return
+    entry = (current, _YIELD)
+    hub._ready.append(entry)
+    if not hub._drain_scheduled:
+        hub._drain_scheduled = True
+        hub._call_soon(hub._drain)
+    try:
+        resumed_by = hub_fiber.switch()
+    except BaseException:
+        _remove_entry(hub._ready, entry)
+        raise
+    if resumed_by is not _YIELD:
+        raise InvalidSwitchError("Invalid switch into %r while yielding: %r"
+                                 % (current, resumed_by))
+
+
+def current_hub():
+    """The hub of the current green thread (fast), else this thread's hub."""
+    parent = getcurrent().parent
+    if type(parent) is _HubFiber:
+        return parent.hub
+    return get_hub()
+
+
+# Module-level shortcuts for the modules that do IO.
+
+def wait_readable(fd, timeout=None, timeout_exc=None):
+    """Block the current green thread until ``fd`` (an int or an object with fileno()) is
+    readable.  Raises ``ConcurrentObjectUseError`` if another green thread already waits to
+    read it, and ``timeout_exc`` (default ``TimeoutError``) after ``timeout`` seconds."""
+    get_hub().wait_readable(fd, timeout, timeout_exc)
+
+
+def wait_writable(fd, timeout=None, timeout_exc=None):
+    """Like :func:`wait_readable`, for writing."""
+    get_hub().wait_writable(fd, timeout, timeout_exc)
+
+
+def cancel_wait(fd, exc):
+    """Wake the green threads waiting on ``fd`` with ``exc``; call before closing ``fd``."""
+    hub = get_hub_if_exists()
+    if hub is not None:
+        hub.cancel_wait(fd, exc)

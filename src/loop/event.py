@@ -1,0 +1,226 @@
+"""``Event`` and ``AsyncResult``: one green thread (or OS thread) tells others that something
+happened.
+
+Both wait through :class:`loop._hub.Waiter` and wake by queueing their waiters in the hub, so
+``set()`` never switches: the caller keeps running and the waiters run after it yields.  Both can
+be set from another OS thread (the wake-ups then go through the waiting hub's thread-safe
+callback) and both support ``rawlink``/``unlink``, so ``loop.wait`` and ``loop.iwait`` accept
+them.
+"""
+from loop._hub import _TIMED_OUT, Waiter, get_hub
+from loop.greenlet import DIRECT_LINK_TYPES
+
+__all__ = ["Event", "AsyncResult"]
+
+
+class _Linkable:
+    __slots__ = ("_waiters", "_links", "_link_hub", "_abandoned")
+
+    def __init__(self):
+        self._waiters = []
+        self._links = None
+        self._link_hub = None
+        self._abandoned = 0
+
+    def _wait_for_notify(self, timeout):
+        """Block until notified; True if woken, False if ``timeout`` passed."""
+        waiter = Waiter()
+        self._waiters.append(waiter)
+        try:
+            result = waiter.wait(timeout)
+        except BaseException:
+            self._forget(waiter)
+            raise
+        if result is _TIMED_OUT:
+            self._forget(waiter)
+            return False
+        return True
+
+    def _forget(self, waiter):
+        # Leaving the list entry in place is O(1); compact once half of it is abandoned, so a
+        # loop of short timed waits on an event that is never set does not grow it forever.
+        self._abandoned += 1
+        if self._abandoned * 2 > len(self._waiters):
+            self._waiters = [w for w in self._waiters if w.waiting]
+            self._abandoned = 0
+
+    def _notify(self):
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            self._abandoned = 0
+            for waiter in waiters:
+                waiter.wake(True)
+        links = self._links
+        if links:
+            deferred = []
+            for link in links:
+                if type(link) in DIRECT_LINK_TYPES:
+                    link(self)
+                else:
+                    deferred.append(link)
+            if deferred:
+                hub = self._link_hub or get_hub()
+                hub.run_callback_threadsafe(self._call_links, deferred)
+
+    def _call_links(self, links):
+        for link in links:
+            try:
+                link(self)
+            except BaseException as exc:
+                (self._link_hub or get_hub()).handle_error((link, self), type(exc), exc,
+                                                           exc.__traceback__)
+
+    def rawlink(self, callback):
+        """Call ``callback(self)`` in the hub whenever this becomes ready (soon, if it is)."""
+        if not callable(callback):
+            raise TypeError("Expected callable: %r" % (callback,))
+        if self._link_hub is None:
+            self._link_hub = get_hub()
+        if self._links is None:
+            self._links = []
+        self._links.append(callback)
+        if self.ready():
+            if type(callback) in DIRECT_LINK_TYPES:
+                callback(self)
+            else:
+                self._link_hub.run_callback_threadsafe(self._call_links, [callback])
+
+    def unlink(self, callback):
+        links = self._links
+        if links:
+            self._links = [link for link in links if link != callback and link is not callback]
+
+    def ready(self):
+        raise NotImplementedError
+
+
+class Event(_Linkable):
+    """A flag that green threads can wait for: ``set()``, ``clear()``, ``wait()``."""
+    __slots__ = ("_flag",)
+
+    def __init__(self):
+        _Linkable.__init__(self)
+        self._flag = False
+
+    def __repr__(self):
+        return "<%s %s waiters=%d>" % (type(self).__name__, "set" if self._flag else "clear",
+                                       sum(1 for w in self._waiters if w.waiting))
+
+    def is_set(self):
+        return self._flag
+
+    isSet = is_set
+    ready = is_set
+
+    def set(self):
+        """Set the flag and wake every waiting green thread."""
+        self._flag = True
+        self._notify()
+
+    def clear(self):
+        self._flag = False
+
+    def wait(self, timeout=None):
+        """Block until the flag is set; return True, or the flag (False) after ``timeout``.
+
+        A green thread woken by ``set()`` returns True even if the flag was cleared again
+        before it ran."""
+        if self._flag:
+            return True
+        if self._wait_for_notify(timeout):
+            return True
+        return self._flag
+
+
+class AsyncResult(_Linkable):
+    """A value (or an exception) that will be available later: ``set()`` / ``set_exception()``
+    once, ``get()`` as often as you like."""
+    __slots__ = ("_value", "_exception", "_ready")
+
+    def __init__(self):
+        _Linkable.__init__(self)
+        self._value = None
+        self._exception = None
+        self._ready = False
+
+    def __repr__(self):
+        if not self._ready:
+            state = "unset"
+        elif self._exception is not None:
+            state = "exception=%r" % (self._exception,)
+        else:
+            state = "value=%r" % (self._value,)
+        return "<%s %s>" % (type(self).__name__, state)
+
+    def ready(self):
+        return self._ready
+
+    def successful(self):
+        return self._ready and self._exception is None
+
+    @property
+    def value(self):
+        """The value, or None if not set or failed."""
+        return self._value
+
+    @property
+    def exception(self):
+        return self._exception
+
+    @property
+    def exc_info(self):
+        exc = self._exception
+        return (type(exc), exc, exc.__traceback__) if exc is not None else ()
+
+    def set(self, value=None):
+        """Store ``value`` and wake every waiter."""
+        self._value = value
+        self._exception = None
+        self._ready = True
+        self._notify()
+
+    def set_exception(self, exception, exc_info=None):
+        """Store ``exception``: ``get()`` will raise it."""
+        if isinstance(exception, type):
+            exception = exception()
+        if exc_info is not None and exc_info[2] is not None:
+            exception = exception.with_traceback(exc_info[2])
+        self._exception = exception
+        self._ready = True
+        self._notify()
+
+    def get(self, block=True, timeout=None):
+        """Return the value or raise the exception; wait first when ``block``.  Raises
+        :class:`loop.Timeout` if not set in time (at once when not ``block``)."""
+        if not self._ready:
+            if not block or not self._wait_for_notify(timeout):
+                if not self._ready:
+                    from loop.timeout import Timeout
+                    raise Timeout(timeout if block else 0)
+        if self._exception is not None:
+            raise self._exception
+        return self._value
+
+    def get_nowait(self):
+        return self.get(block=False)
+
+    def wait(self, timeout=None):
+        """Block until ready (or ``timeout``); return the value (None if not ready/failed)."""
+        if not self._ready:
+            self._wait_for_notify(timeout)
+        return self._value
+
+    def __call__(self, source):
+        """Use an AsyncResult as a link: ``greenlet.rawlink(result)`` copies its outcome."""
+        if source.successful():
+            self.set(source.value)
+        else:
+            self.set_exception(source.exception)
+
+    # asyncio-style names, handy for code that treats it like a future
+    def result(self, timeout=None):
+        return self.get(timeout=timeout)
+
+    def done(self):
+        return self._ready

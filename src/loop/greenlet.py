@@ -1,0 +1,385 @@
+"""``Greenlet``: a green thread with a result, links and gevent's API.
+
+Design
+======
+
+A :class:`Greenlet` *is* a fiber (a subclass of ``loop._switch.Fiber``), not a wrapper around
+one: one object per green thread, no indirection on every switch, and ``getcurrent()`` returns the
+``Greenlet`` itself, so ``getcurrent().name`` works as gevent users expect.  Its parent is the
+hub's fiber, so when the function returns, control goes back to the hub loop that started it.
+
+Lifecycle.  ``start()`` queues the green thread in the hub's ready queue; the hub's first switch
+into it calls :meth:`Greenlet.run`, which calls the user function and records the outcome.  Every
+exception is caught there: an error is stored, reported once through ``Hub.handle_error``
+(KeyboardInterrupt and SystemExit are forwarded to the main green thread instead), and never
+reaches the hub.  ``GreenletExit`` (``FiberExit``) counts as a successful end, whose value is the
+exception instance, as in gevent.
+
+Links.  ``rawlink(callback)`` callbacks run in the hub once the green thread is done and must not
+block; ``link(callback)`` runs each callback in a new green thread.  Waiting on a green thread
+(``join``, ``get``, ``iwait``) is itself a link, but a cheap one: a :class:`loop._hub.Waiter` (or
+another type in ``DIRECT_LINK_TYPES``) only queues a wake-up, so it is fired straight from the
+finishing green thread instead of through an extra hub callback.
+
+Killing.  ``kill()`` asks the hub to raise ``GreenletExit`` (or any exception) at the point where
+the target waits, so the target's ``finally`` blocks and context managers run.  A green thread
+that has not started yet is marked dead without ever running.
+
+contextvars.  Each green thread starts in a *copy* of its creator's context, as an asyncio task
+does: values set before ``spawn`` are visible in the child, and what the child sets stays in the
+child.  (greenlet gives new greenlets an empty context instead.)
+
+Switching.  Besides the hub, this is the only module that switches fibers, and only in
+``Greenlet.throw`` (an immediate throw, gevent's semantics for that method).
+"""
+import sys
+from contextvars import copy_context
+from itertools import count as _count
+
+from loop._hub import Waiter, current_hub
+from loop._switch import Fiber, FiberExit, getcurrent
+
+__all__ = ["Greenlet", "GreenletExit", "DIRECT_LINK_TYPES"]
+
+GreenletExit = FiberExit
+
+#: Link types that only queue a wake-up (never block, never switch): fired directly by the
+#: finishing green thread rather than from a hub callback.
+DIRECT_LINK_TYPES = {Waiter}
+
+_NO_KWARGS = {}  # shared by finished green threads; never mutated
+_fiber_dead = Fiber.dead.__get__
+_fiber_bool = Fiber.__bool__
+_idents = _count(1)
+
+
+class Greenlet(Fiber):
+    """A green thread running ``run(*args, **kwargs)``; see the module docstring."""
+
+    __slots__ = ("_run", "args", "kwargs", "_hub", "_done", "value", "_exception", "_links",
+                 "_name", "_ident", "_start_timer", "_scheduled")
+
+    def __init__(self, run=None, *args, **kwargs):
+        hub = current_hub()
+        Fiber.__init__(self, None, hub.fiber)
+        if run is not None:
+            if not callable(run):
+                raise TypeError("The run argument or self._run must be callable")
+            self._run = run
+        elif type(self)._run is _RUN_SLOT:  # neither a callable nor a subclass _run method
+            self._run = _do_nothing
+        self.args = args
+        self.kwargs = kwargs
+        self._hub = hub
+        self._done = False
+        self.value = None
+        self._exception = None
+        self._links = None
+        self._name = None
+        self._ident = None
+        self._start_timer = None
+        self._scheduled = False
+        self.context = copy_context()
+
+    # -- creating and starting ------------------------------------------------------------
+
+    @classmethod
+    def spawn(cls, *args, **kwargs):
+        """Create and start a green thread: ``Greenlet.spawn(fn, *args, **kwargs)``."""
+        g = cls(*args, **kwargs)
+        g._scheduled = True
+        g._hub.schedule_start(g)
+        return g
+
+    @classmethod
+    def spawn_later(cls, seconds, *args, **kwargs):
+        """Create a green thread that starts after ``seconds``."""
+        g = cls(*args, **kwargs)
+        g.start_later(seconds)
+        return g
+
+    def start(self):
+        """Schedule the green thread to run soon (no-op if already scheduled or started)."""
+        if not self._scheduled and not self._done:
+            self._scheduled = True
+            self._hub.schedule_start(self)
+
+    def start_later(self, seconds):
+        """Schedule the green thread to run after ``seconds``."""
+        if not self._scheduled and not self._done:
+            self._scheduled = True
+            self._start_timer = self._hub.call_later(seconds, self._start_from_timer)
+
+    def _start_from_timer(self):
+        self._start_timer = None
+        if not self._done:
+            self._hub.schedule_start(self)
+
+    def run(self, _unused=None):
+        # The hub starts us with switch(None); that value arrives here and is ignored.
+        if self._done:  # killed before it started
+            return
+        try:
+            result = self._run(*self.args, **self.kwargs)
+        except FiberExit as exc:
+            self._finish(exc, None)
+        except BaseException as exc:
+            self._finish(None, exc)
+        else:
+            # _finish(result, None), inlined: this is the path of every green thread
+            self._done = True
+            self.args = ()
+            self.kwargs = _NO_KWARGS
+            self.value = result
+            if self._links:
+                self._fire_links()
+
+    def _finish(self, value, exc):
+        self._done = True
+        self.args = ()
+        self.kwargs = _NO_KWARGS
+        if exc is None:
+            self.value = value
+        else:
+            self._exception = exc
+        if self._links:
+            self._fire_links()
+        if exc is not None:
+            self._hub.handle_error(self, type(exc), exc, exc.__traceback__)
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def dead(self):
+        return self._done or _fiber_dead(self)
+
+    @property
+    def started(self):
+        return self._scheduled or _fiber_bool(self) or _fiber_dead(self)
+
+    def __bool__(self):
+        return (self._scheduled or _fiber_bool(self)) and not self._done
+
+    def ready(self):
+        """True once the green thread finished (or was killed before it started)."""
+        return self._done
+
+    def successful(self):
+        """True if it finished without an error (GreenletExit counts as success)."""
+        return self._done and self._exception is None
+
+    @property
+    def exception(self):
+        """The exception that ended it, or None."""
+        return self._exception
+
+    @property
+    def exc_info(self):
+        exc = self._exception
+        if exc is None:
+            return None
+        return type(exc), exc, exc.__traceback__
+
+    @property
+    def name(self):
+        if self._name is None:
+            self._name = "Greenlet-%d" % self.minimal_ident
+        return self._name
+
+    @name.setter
+    def name(self, value):
+        self._name = str(value)
+
+    @property
+    def minimal_ident(self):
+        """A small integer that identifies this green thread in output."""
+        if self._ident is None:
+            self._ident = next(_idents)
+        return self._ident
+
+    def __repr__(self):
+        run = getattr(self, "_run", None)
+        fn = getattr(run, "__qualname__", None) or repr(run)
+        args = ", ".join([repr(a) for a in self.args] +
+                         ["%s=%r" % kv for kv in self.kwargs.items()])
+        return "<%s %r at %#x: %s(%s)>" % (type(self).__name__, self.name, id(self), fn, args)
+
+    # -- waiting for it -------------------------------------------------------------------
+
+    def join(self, timeout=None):
+        """Wait until it finishes or ``timeout`` passes; never raises its exception."""
+        if self._done:
+            return
+        waiter = Waiter()
+        self.rawlink(waiter)
+        try:
+            waiter.wait(timeout)
+        finally:
+            if not self._done:
+                self.unlink(waiter)
+
+    def get(self, block=True, timeout=None):
+        """Return its result or raise its exception; wait first when ``block``.
+
+        Raises :class:`loop.Timeout` if it is not done in time (at once when not ``block``)."""
+        if not self._done:
+            if not block:
+                from loop.timeout import Timeout
+                raise Timeout(0)
+            self.join(timeout)
+            if not self._done:
+                from loop.timeout import Timeout
+                raise Timeout(timeout)
+        if self._exception is not None:
+            raise self._exception
+        return self.value
+
+    def __await__(self):
+        from loop._interop import wait_greenlet_future
+        return wait_greenlet_future(self).__await__()
+
+    # -- killing ----------------------------------------------------------------------------
+
+    def kill(self, exception=GreenletExit, block=True, timeout=None):
+        """Raise ``exception`` in the green thread where it waits; wait for it to end if
+        ``block``.  A green thread that has not started yet is marked dead without running."""
+        if self._done:
+            return
+        if isinstance(exception, type):
+            exception = exception()
+        if not _fiber_bool(self):  # not started yet
+            self._cancel_start()
+            if isinstance(exception, FiberExit):
+                self._finish(exception, None)
+            else:
+                self._done = True
+                self._exception = exception
+                if self._links:
+                    self._fire_links()
+            return
+        if self is getcurrent():
+            raise exception
+        self._hub.interrupt(self, exception)
+        if block and getcurrent() is not self._hub.fiber:
+            self.join(timeout)
+
+    def throw(self, *args):
+        """Raise an exception in the green thread *now* (gevent semantics: call it from the
+        hub, or the calling green thread is not rescheduled)."""
+        if not _fiber_bool(self) and not self._done:
+            self._cancel_start()
+        return Fiber.throw(self, *args)
+
+    def _cancel_start(self):
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+            self._start_timer = None
+
+    # -- links ------------------------------------------------------------------------------
+
+    def rawlink(self, callback):
+        """Call ``callback(self)`` in the hub once it is done (soon, if it already is)."""
+        if type(callback) not in DIRECT_LINK_TYPES and not callable(callback):
+            raise TypeError("Expected callable: %r" % (callback,))
+        if self._done:
+            if type(callback) in DIRECT_LINK_TYPES:
+                callback(self)
+            else:
+                self._hub.run_callback_threadsafe(self._call_link, callback)
+            return
+        if self._links is None:
+            self._links = [callback]
+        else:
+            self._links.append(callback)
+
+    def link(self, callback):
+        """Run ``callback(self)`` in a new green thread once it is done."""
+        self.rawlink(_SpawnedLink(callback))
+
+    def link_value(self, callback):
+        """Like :meth:`link`, only if it finishes successfully."""
+        self.rawlink(_SuccessLink(callback))
+
+    def link_exception(self, callback):
+        """Like :meth:`link`, only if it fails."""
+        self.rawlink(_FailureLink(callback))
+
+    def unlink(self, callback):
+        """Remove every link to ``callback``."""
+        links = self._links
+        if links:
+            self._links = [link for link in links if link != callback and link is not callback]
+
+    def unlink_all(self):
+        self._links = None
+
+    def has_links(self):
+        return bool(self._links)
+
+    def _fire_links(self):
+        links, self._links = self._links, None
+        deferred = None
+        for link in links:
+            if type(link) in DIRECT_LINK_TYPES:
+                link(self)
+            elif deferred is None:
+                deferred = [link]
+            else:
+                deferred.append(link)
+        if deferred:
+            self._hub.run_callback_threadsafe(self._call_links, deferred)
+
+    def _call_links(self, links):
+        for link in links:
+            self._call_link(link)
+
+    def _call_link(self, link):
+        try:
+            link(self)
+        except BaseException as exc:
+            self._hub.handle_error((link, self), type(exc), exc, exc.__traceback__)
+
+
+_RUN_SLOT = Greenlet._run
+
+
+def _do_nothing(*args, **kwargs):
+    return None
+
+
+class _SpawnedLink:
+    __slots__ = ("callback",)
+
+    def __init__(self, callback):
+        if not callable(callback):
+            raise TypeError("Expected callable: %r" % (callback,))
+        self.callback = callback
+
+    def __call__(self, source):
+        Greenlet.spawn(self.callback, source)
+
+    def __eq__(self, other):
+        return self.callback == getattr(other, "callback", other)
+
+    def __hash__(self):
+        return hash(self.callback)
+
+
+class _SuccessLink(_SpawnedLink):
+    __slots__ = ()
+
+    def __call__(self, source):
+        if source.successful():
+            Greenlet.spawn(self.callback, source)
+
+
+class _FailureLink(_SpawnedLink):
+    __slots__ = ()
+
+    def __call__(self, source):
+        if not source.successful():
+            Greenlet.spawn(self.callback, source)
+
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    raise ImportError("loop needs Python 3.11 or newer")

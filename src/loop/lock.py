@@ -1,0 +1,195 @@
+"""Green locks: ``Semaphore``, ``BoundedSemaphore``, ``Lock``, ``RLock``, ``DummySemaphore``.
+
+Waiting green threads queue in FIFO order, and ``release()`` hands the permit directly to the
+first of them instead of putting it back for anyone to grab: a green thread that releases and
+re-acquires in a loop cannot starve the others.  A waiter that is killed or times out after the
+permit was handed to it passes the permit on, so no permit is ever lost.  Releasing from another
+OS thread is allowed; the wake-up goes through the waiting hub's thread-safe callback.
+"""
+from collections import deque
+
+from loop._hub import _TIMED_OUT, Waiter
+from loop._switch import getcurrent
+
+__all__ = ["Semaphore", "BoundedSemaphore", "DummySemaphore", "Lock", "RLock"]
+
+
+class Semaphore:
+    """A counter of permits: ``acquire()`` takes one (waiting while there is none),
+    ``release()`` gives one back."""
+
+    def __init__(self, value=1):
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self.counter = value
+        self._waiters = deque()
+
+    def __repr__(self):
+        return "<%s counter=%d waiters=%d>" % (type(self).__name__, self.counter,
+                                               len(self._waiters))
+
+    def locked(self):
+        """True if ``acquire()`` would block."""
+        return self.counter <= 0
+
+    def acquire(self, blocking=True, timeout=None):
+        """Take a permit; True on success, False if not ``blocking`` or ``timeout`` passed."""
+        if self.counter > 0:
+            self.counter -= 1
+            return True
+        if not blocking:
+            return False
+        waiter = Waiter()
+        self._waiters.append(waiter)
+        try:
+            result = waiter.wait(timeout)
+        except BaseException:
+            if waiter.woken:
+                self.release()  # the permit was already ours: pass it on
+            else:
+                self._remove(waiter)
+            raise
+        if result is _TIMED_OUT:
+            self._remove(waiter)
+            return False
+        return True
+
+    def _remove(self, waiter):
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+
+    def release(self):
+        """Give a permit back (to the first waiting green thread, if any)."""
+        waiters = self._waiters
+        while waiters:
+            if waiters.popleft().wake(True):
+                return self.counter
+        self.counter += 1
+        return self.counter
+
+    def wait(self, timeout=None):
+        """Wait until a permit is available without taking it; return the counter."""
+        if self.counter > 0:
+            return self.counter
+        if self.acquire(True, timeout):
+            self.release()
+        return self.counter
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+    # threading-compatible spelling used by monkey-patched code
+    def _at_fork_reinit(self):
+        self._waiters = deque()
+
+
+class BoundedSemaphore(Semaphore):
+    """A Semaphore that raises ValueError when released more often than acquired."""
+
+    def __init__(self, value=1):
+        Semaphore.__init__(self, value)
+        self._initial_value = value
+
+    def release(self):
+        if self.counter >= self._initial_value and not self._waiters:
+            raise ValueError("Semaphore released too many times")
+        return Semaphore.release(self)
+
+
+class DummySemaphore:
+    """A Semaphore that never blocks (a Pool without a size uses it)."""
+    counter = 1
+
+    def __init__(self, value=None):
+        pass
+
+    def locked(self):
+        return False
+
+    def acquire(self, blocking=True, timeout=None):
+        return True
+
+    def release(self):
+        return 1
+
+    def wait(self, timeout=None):
+        return 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+
+class Lock(Semaphore):
+    """A green mutex with ``threading.Lock``'s interface."""
+
+    def __init__(self):
+        Semaphore.__init__(self, 1)
+
+    def release(self):
+        if self.counter > 0:
+            raise RuntimeError("release unlocked lock")
+        return Semaphore.release(self)
+
+
+class RLock:
+    """A re-entrant green lock: the owning green thread may acquire it again."""
+
+    def __init__(self):
+        self._block = Lock()
+        self._owner = None
+        self._count = 0
+
+    def __repr__(self):
+        return "<%s owner=%r count=%d>" % (type(self).__name__, self._owner, self._count)
+
+    def acquire(self, blocking=True, timeout=None):
+        me = getcurrent()
+        if self._owner is me:
+            self._count += 1
+            return True
+        if self._block.acquire(blocking, timeout):
+            self._owner = me
+            self._count = 1
+            return True
+        return False
+
+    def release(self):
+        if self._owner is not getcurrent():
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if not self._count:
+            self._owner = None
+            self._block.release()
+
+    def locked(self):
+        return self._block.locked()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+    # Used by threading.Condition when a patched threading hands it this lock.
+    def _is_owned(self):
+        return self._owner is getcurrent()
+
+    def _release_save(self):
+        count, owner = self._count, self._owner
+        self._count = 0
+        self._owner = None
+        self._block.release()
+        return count, owner
+
+    def _acquire_restore(self, state):
+        self._block.acquire()
+        self._count, self._owner = state

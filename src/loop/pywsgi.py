@@ -1,0 +1,1184 @@
+"""A strict and fast WSGI (PEP 3333) server.
+
+Design
+======
+
+Blocking style on purpose
+-------------------------
+The connection handler is ordinary blocking code against a small socket surface: ``recv``,
+``sendall``, ``sendfile``, ``settimeout``, ``shutdown`` and ``close``.  On loop's green sockets
+each of those calls parks the current green thread and lets the hub run others, so the same
+straight-line code serves ten thousand connections; on plain sockets it runs one thread per
+connection, which is what the tests and the fallback use today.  There are no callbacks and no
+``async``: a WSGI application is blocking code, and the server around it reads best when it is
+too.
+
+``WSGIServer.handle(sock, address)`` serves one accepted connection from start to close and does
+not care who called it.  How connections are accepted and spawned is a separate, pluggable
+concern (``spawn=``): the built-in accept loop spawns a thread per connection, and loop's green
+``StreamServer`` can call :meth:`WSGIServer.handle` directly with its own pool.
+
+Parsing and strictness
+----------------------
+Bytes become requests in :mod:`loop._http`, a sans-IO reader on top of httptools (llhttp) with
+our own checks added; its header explains the choice and the policy.  This module only moves
+bytes between the socket and that reader.  Any :class:`~loop._http.ProtocolError` -- bad framing,
+oversize line, headers or body, unsupported version or coding -- is answered with its status
+code and ``Connection: close``, and the connection is closed: once framing is in doubt, reading
+on could mean executing a request smuggled inside another.  The same rule covers two subtler
+cases that produced CVEs elsewhere: a body the application did not read is drained (up to
+``max_drain`` bytes) or the connection is closed, and a body announced with ``Expect:
+100-continue`` that the application never asked for closes the connection, because we cannot
+know whether the client sent it.
+
+Speed
+-----
+A hello-world request should cost one ``recv``, one parse, one ``sendall``.  So: the per-connection
+part of the environ is built once and copied per request; header-name to environ-key conversion
+is memoised; status lines and the Date header are cached; the response head is built with one
+``join`` and a one-element body is sent together with it; response headers from the app are
+validated against a memo of names already seen.  ``TCP_NODELAY`` is set on every connection:
+with Nagle's algorithm on, a response written as head and body in two sends can wait for the
+peer's delayed ACK (gevent.pywsgi lost 8x on this).
+
+Timeouts
+--------
+``header_timeout`` bounds the time from the first byte of a request to the end of its head
+(slowloris); ``keepalive_timeout`` bounds the idle wait for the next request on a kept-alive
+connection; ``timeout`` bounds each body read and each write.  ``max_connections`` caps
+concurrent connections in the thread fallback (a green pool caps them when spawned by
+``StreamServer``).  :meth:`WSGIServer.stop` stops accepting, closes idle keep-alive
+connections, lets requests in flight finish (their responses say ``Connection: close``), and
+cuts whatever is left when the grace period ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import stat
+import sys
+import threading
+import time
+import traceback
+from email.utils import formatdate
+from urllib.parse import unquote_to_bytes
+
+from loop._http import (
+    CONNECTION_CLOSED, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_MAX_REQUEST_LINE,
+    END_OF_MESSAGE, NEED_DATA, ProtocolError, RequestReader, split_target,
+)
+
+__all__ = ["WSGIServer", "WSGIHandler", "FileWrapper", "Input", "main"]
+
+RECV_SIZE = 65536
+_access_default = logging.getLogger("loop.pywsgi.access")
+_error_default = logging.getLogger("loop.pywsgi")
+
+_REASONS = {
+    100: "Continue", 101: "Switching Protocols", 200: "OK", 204: "No Content",
+    304: "Not Modified", 400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
+    414: "URI Too Long", 417: "Expectation Failed", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+# Hop-by-hop fields belong to the server (PEP 3333: an application must not send them).
+_HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+                         "te", "trailer", "trailers", "transfer-encoding", "upgrade"))
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_STATUS = re.compile(r"[1-9][0-9][0-9] [^\x00-\x08\x0a-\x1f\x7f]*\Z")
+
+
+# -- small caches ------------------------------------------------------------------------------
+
+class _DateCache:
+    """The Date header and the access-log timestamp change once a second; format them once."""
+
+    def __init__(self):
+        self._second = None
+        self.header = b""
+        self.log = ""
+
+    def refresh(self):
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self.header = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+            self.log = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+        return self.header
+
+
+_date = _DateCache()
+
+# raw header name (bytes, as sent) -> environ key, or "" to drop.  Memoised: names repeat.
+_environ_keys = {}
+
+
+def _environ_key(name):
+    key = _environ_keys.get(name)
+    if key is None:
+        text = name.decode("latin-1")
+        if "_" in text:
+            # "X_Forwarded_For" and "X-Forwarded-For" would both become HTTP_X_FORWARDED_FOR;
+            # a client could spoof a header a proxy set.  Like nginx and gunicorn, drop them.
+            key = ""
+        else:
+            key = text.upper().replace("-", "_")
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                key = "HTTP_" + key
+        if len(_environ_keys) < 4096:
+            _environ_keys[name] = key
+    return key
+
+
+_status_lines = {}   # status text -> encoded status line
+
+_checked_names = {}   # response header name -> lower-cased name, for names found valid
+_header_blocks = {}   # tuple(app headers) -> (encoded header lines, Content-Length or None)
+
+
+def _check_response_header(name, value):
+    lower = _checked_names.get(name)
+    if lower is None:
+        if type(name) is not str or not _TOKEN.match(name):
+            raise ValueError(f"invalid response header name {name!r}")
+        lower = name.lower()
+        if lower in _HOP_BY_HOP:
+            raise ValueError(f"hop-by-hop header {name!r} is not allowed from a WSGI app")
+        if len(_checked_names) < 1024:
+            _checked_names[name] = lower
+    if type(value) is not str or _BAD_VALUE.search(value):
+        raise ValueError(f"invalid value for response header {name!r}: {value!r}")
+    return lower
+
+
+def _status_line(status):
+    line = _status_lines.get(status)
+    if line is None:
+        if type(status) is not str or not _STATUS.match(status):
+            raise ValueError(f"invalid status {status!r}")
+        try:
+            line = b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
+        except UnicodeEncodeError:
+            raise ValueError(f"status must be latin-1 text: {status!r}") from None
+        if len(_status_lines) < 512:
+            _status_lines[status] = line
+    return line
+
+
+def _encode_headers(headers):
+    """Validate the app's response headers; return (encoded lines, Content-Length or None)."""
+    if type(headers) is not list:
+        raise TypeError("response headers must be a list")
+    content_length = None
+    lines = []
+    for header in headers:
+        if type(header) is not tuple or len(header) != 2:
+            raise TypeError(f"response header {header!r} is not a (name, value) tuple")
+        name, value = header
+        if _check_response_header(name, value) == "content-length":
+            stripped = value.strip()
+            if not stripped.isdigit():
+                raise ValueError(f"invalid Content-Length {value!r}")
+            content_length = int(stripped)
+        lines.append(f"{name}: {value}\r\n")
+    try:
+        block = ("".join(lines).encode("latin-1"), content_length)
+    except UnicodeEncodeError:
+        raise ValueError("response headers must be latin-1 text") from None
+    if len(_header_blocks) < 256:
+        _header_blocks[tuple(headers)] = block
+    return block
+
+
+def _simple_response(status, body=b"", close=True):
+    reason = _REASONS.get(status, "Error")
+    if not body:
+        body = f"{status} {reason}\n".encode("ascii")
+    return b"".join((
+        b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("ascii")), _date.refresh(),
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body),
+        b"Connection: close\r\n\r\n" if close else b"\r\n", body))
+
+
+# -- wsgi.input and wsgi.file_wrapper ------------------------------------------------------------
+
+class Input:
+    """``wsgi.input``: the request body as a stream, read from the socket as the app asks.
+
+    It ends at the end of the body (Content-Length or the last chunk), never beyond, so an app
+    can ``read()`` without a size.  The first read that needs data from the client sends
+    ``100 Continue`` when the client asked for it.
+    """
+
+    __slots__ = ("_handler", "_buffer", "_done")
+
+    def __init__(self, handler):
+        self._handler = handler
+        self._buffer = b""
+        self._done = False
+
+    def _fill(self):
+        """Append the next body piece to the buffer; False at the end of the body."""
+        if self._done:
+            return False
+        piece = self._handler._next_body_piece()
+        if piece is None:
+            self._done = True
+            return False
+        self._buffer += piece
+        return True
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            while self._fill():
+                pass
+            data, self._buffer = self._buffer, b""
+            return data
+        while len(self._buffer) < size and self._fill():
+            pass
+        data = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return data
+
+    def readline(self, size=-1):
+        start = 0
+        while True:
+            index = self._buffer.find(b"\n", start)
+            if index >= 0:
+                end = index + 1
+                break
+            if 0 <= size <= len(self._buffer):
+                end = size
+                break
+            start = len(self._buffer)
+            if not self._fill():
+                end = len(self._buffer)
+                break
+        if 0 <= size < end:
+            end = size
+        line = self._buffer[:end]
+        self._buffer = self._buffer[end:]
+        return line
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    @property
+    def finished(self):
+        """The whole body has come off the connection (not necessarily read by the app)."""
+        return self._done
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``.  The server sends a wrapped regular file with ``sendfile``."""
+
+    def __init__(self, filelike, blksize=65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        read = self.filelike.read
+        blksize = self.blksize
+        while True:
+            data = read(blksize)
+            if not data:
+                return
+            yield data
+
+
+class _ClientGone(Exception):
+    """The peer vanished (reset, EOF or timeout) while we were talking to it."""
+
+
+# -- the handler ---------------------------------------------------------------------------------
+
+class WSGIHandler:
+    """Serves one connection: reads requests, runs the app, writes responses, until close."""
+
+    def __init__(self, server, sock, address):
+        self.server = server
+        self.sock = sock
+        self.address = address
+        self.reader = RequestReader(
+            max_request_line=server.max_request_line, max_header_bytes=server.max_header_bytes,
+            max_headers=server.max_headers, max_body=server.max_body)
+        self.idle = True                 # waiting for a request; stop() may cut us off
+        self.closing = False
+        self.input = None
+        self._status_bytes = b""
+        self._header_block = b""
+        self._timeout = None
+        self._base_environ = None
+        self.requests_served = 0
+        # per-request state, reset in _handle_request
+        self.request = None
+        self.environ = None
+        self.status = None
+        self.response_headers = None
+        self.headers_sent = False
+        self.upgraded = False
+        self._chunked = False
+        self._content_length = None
+        self._body_sent = 0
+        self._expect_pending = False
+        self._body_error = None
+
+    # -- IO helpers ------------------------------------------------------------------------------
+
+    def _settimeout(self, timeout):
+        if timeout != self._timeout:
+            self._timeout = timeout
+            self.sock.settimeout(timeout)
+
+    def _recv(self):
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (TimeoutError, OSError) as exc:
+            raise _ClientGone(exc) from None
+        self.reader.feed(data)
+        return data
+
+    def _send(self, data):
+        self._settimeout(self.server.timeout)
+        try:
+            self.sock.sendall(data)
+        except (TimeoutError, OSError) as exc:
+            raise _ClientGone(exc) from None
+
+    # -- connection loop -------------------------------------------------------------------------
+
+    def handle(self):
+        try:
+            while not self.closing:
+                request = self._read_request()
+                if request is None:
+                    break
+                if self.reader.error is not None:
+                    # Already known to be bad (the body arrived with the head and failed):
+                    # refuse before the application runs.
+                    error = self.reader.pending_body_error()
+                    if error is not None:
+                        self.request = request
+                        self._protocol_error(error)
+                        break
+                self._handle_request(request)
+                self.requests_served += 1
+        except _ClientGone:
+            pass
+
+    def _read_request(self):
+        """The next request head, or None when the connection should close."""
+        reader = self.reader
+        server = self.server
+        self.request = None
+        self.idle = True
+        try:
+            event = reader.next_event()
+            if event is NEED_DATA:
+                if server._stopping:
+                    return None
+                first = self.requests_served == 0
+                self._settimeout(server.header_timeout if first else server.keepalive_timeout)
+                try:
+                    data = self.sock.recv(RECV_SIZE)
+                except (TimeoutError, OSError):
+                    return None     # idle too long, or reset: close quietly
+                reader.feed(data)
+                event = reader.next_event()
+                if event is NEED_DATA:
+                    # A head in pieces: the header timeout runs from its first byte.
+                    deadline = time.monotonic() + server.header_timeout
+                    while event is NEED_DATA:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            self._answer_error(408)
+                            self.server.log_access_error(self, 408)
+                            return None
+                        self._settimeout(remaining)
+                        try:
+                            data = self.sock.recv(RECV_SIZE)
+                        except TimeoutError:
+                            self._answer_error(408)
+                            self.server.log_access_error(self, 408)
+                            return None
+                        except OSError:
+                            return None
+                        reader.feed(data)
+                        event = reader.next_event()
+        except ProtocolError as error:
+            self._protocol_error(error)
+            return None
+        finally:
+            self.idle = False
+        if event is CONNECTION_CLOSED:
+            return None
+        return event
+
+    def _protocol_error(self, error):
+        self.server.log_error("rejected request from %s: %s %s", self.address, error.status,
+                              error.detail, level=logging.INFO)
+        if error.status is not None:
+            self._answer_error(error.status)
+            self.server.log_access_error(self, error.status)
+
+    def _answer_error(self, status):
+        self.closing = True
+        try:
+            self._send(_simple_response(status))
+        except _ClientGone:
+            pass
+
+    def _next_body_piece(self):
+        """Called by Input: the next piece of this request's body, or None at its end."""
+        if self._expect_pending:
+            self._expect_pending = False
+            if not self.headers_sent:
+                self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        reader = self.reader
+        try:
+            while True:
+                event = reader.next_event()
+                if event is NEED_DATA:
+                    self._settimeout(self.server.timeout)
+                    self._recv()
+                    continue
+                if event is END_OF_MESSAGE:
+                    return None
+                return event
+        except ProtocolError as error:
+            self._body_error = error
+            raise OSError(f"bad request body: {error.detail}") from None
+        except _ClientGone as exc:
+            self._body_error = ProtocolError(None, "client went away")
+            raise OSError("client went away while sending the request body") from exc
+
+    # -- one request -----------------------------------------------------------------------------
+
+    def _environ_for(self, request):
+        base = self._base_environ
+        if base is None:
+            base = self._base_environ = self.server._connection_environ(self.address)
+        environ = base.copy()
+        target = request.target
+        if target[:1] == b"/":
+            path, _, query = target.partition(b"?")
+        else:
+            path, query = split_target(target)
+        if b"%" in path:
+            path = unquote_to_bytes(path)
+        path_info = path.decode("latin-1")
+        script_name = self.server.script_name
+        if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
+            path_info = path_info[len(script_name):]
+        environ["REQUEST_METHOD"] = request.method
+        environ["PATH_INFO"] = path_info
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        environ["RAW_URI"] = environ["REQUEST_URI"] = request.target.decode("latin-1")
+        environ["SERVER_PROTOCOL"] = request.version
+        for name, value in request.headers:
+            key = _environ_key(name)
+            if not key:
+                continue
+            value = value.decode("latin-1")
+            if key in environ:
+                if key == "HTTP_COOKIE":
+                    # RFC 9113 8.2.3: cookie-pairs are separated by "; ", not ", ".
+                    value = environ[key] + "; " + value
+                else:
+                    value = environ[key] + ", " + value
+            environ[key] = value
+        if request.chunked:
+            environ.pop("CONTENT_LENGTH", None)
+        environ["wsgi.input"] = self.input = Input(self)
+        if not request.has_body and self.reader.skip_end_of_message():
+            self.input._done = True
+        if request.upgrade:
+            environ["loop.upgrade"] = self
+        return environ
+
+    def _handle_request(self, request):
+        server = self.server
+        self.request = request
+        self.status = None
+        self.response_headers = None
+        self.headers_sent = False
+        self.upgraded = False
+        self._chunked = False
+        self._content_length = None
+        self._body_sent = 0
+        self._expect_pending = request.expect_continue and request.has_body
+        self._body_error = None
+        # Closing is decided now and may only get stricter while we answer.
+        self.closing = not request.keep_alive or server._stopping or request.upgrade
+        environ = self.environ = self._environ_for(request)
+
+        result = None
+        try:
+            result = server.application(environ, self.start_response)
+            if self.upgraded:
+                self.closing = True
+            else:
+                self._write_result(result)
+        except _ClientGone:
+            self.closing = True
+        except Exception:
+            self._app_failed(sys.exc_info())
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    self.server.log_error("error closing the response iterable\n%s",
+                                          traceback.format_exc())
+                    self.closing = True
+        server.log_access(self)
+        if not self.closing:
+            # Our own stream: the app may have replaced or wrapped environ["wsgi.input"].
+            self._finish_request_body(self.input)
+
+    def _app_failed(self, exc_info):
+        self.closing = True
+        body_error = self._body_error
+        if body_error is not None:
+            # The app only failed because the request body was bad; that is the client's fault.
+            if not self.headers_sent and body_error.status is not None:
+                self.status = f"{body_error.status} {_REASONS.get(body_error.status, '')}"
+                self._answer_error(body_error.status)
+            return
+        self.server.log_error("error in WSGI application for %s %r\n%s",
+                              self.request.method, self.request.target,
+                              "".join(traceback.format_exception(*exc_info)))
+        if not self.headers_sent:
+            # Never send the traceback: it may hold secrets.
+            self.status = "500 Internal Server Error"
+            try:
+                self._send(_simple_response(500))
+            except _ClientGone:
+                pass
+
+    def _finish_request_body(self, wsgi_input):
+        """Leave the reader at the start of the next request, or decide to close."""
+        if self._expect_pending:
+            # We never said "100 Continue": the client may or may not send the body, so the
+            # next bytes cannot be attributed safely.  Close (gevent 25.4.1's fix, #2075).
+            self.closing = True
+            return
+        if wsgi_input.finished:
+            return
+        budget = self.server.max_drain
+        try:
+            while True:
+                piece = wsgi_input.read(min(RECV_SIZE, budget + 1))
+                if not piece:
+                    return
+                budget -= len(piece)
+                if budget < 0:
+                    self.closing = True
+                    return
+        except OSError:
+            self.closing = True
+
+    # -- start_response and writing ----------------------------------------------------------------
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None     # no reference cycle through the traceback
+        elif self.status is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        line = _status_lines.get(status)
+        if line is None:
+            line = _status_line(status)
+        # Apps send the same few header lists over and over: remember each validated and
+        # encoded, keyed by its content.  Lists holding unhashable items miss and get checked.
+        try:
+            block = _header_blocks.get(tuple(headers))
+        except TypeError:
+            block = None
+        if block is None:
+            block = _encode_headers(headers)
+        self.status = status
+        self._status_bytes = line
+        self.response_headers = headers
+        self._header_block, self._content_length = block
+        return self.write
+
+    def _build_head(self, body_length=None):
+        """The response head as bytes; ``body_length`` is known when we hold the whole body."""
+        request = self.request
+        parts = [self._status_bytes, _date.refresh(), self._header_block]
+        if self._content_length is None and self._body_allowed_by_status:
+            if body_length is not None:
+                self._content_length = body_length
+                parts.append(b"Content-Length: %d\r\n" % body_length)
+            elif request.method != "HEAD":
+                if request.version == "HTTP/1.1":
+                    self._chunked = True
+                    parts.append(b"Transfer-Encoding: chunked\r\n")
+                else:
+                    self.closing = True     # HTTP/1.0: the body ends when we close
+        if self._expect_pending or self.server._stopping:
+            # The app answers without having read a body it was offered with "Expect:
+            # 100-continue": whether the client sends it anyway is unknowable, so close.
+            self.closing = True
+        if self.closing:
+            parts.append(b"Connection: close\r\n\r\n")
+        elif request.version == "HTTP/1.0":
+            parts.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        return b"".join(parts)
+
+    @property
+    def _body_allowed_by_status(self):
+        code = self.status[:3]
+        return code != "204" and code != "304" and code[0] != "1"
+
+    def _body_allowed(self):
+        return self.request.method != "HEAD" and self._body_allowed_by_status
+
+    def write(self, data):
+        """The legacy write() callable returned by start_response."""
+        if self.status is None:
+            raise AssertionError("write() before start_response()")
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
+        if not self.headers_sent:
+            self.headers_sent = True
+            head = self._build_head()
+            if data and self._body_allowed():
+                self._send(head + self._frame(data))
+            else:
+                self._send(head)
+            return
+        if data and self._body_allowed():
+            self._send(self._frame(data))
+
+    def _frame(self, data):
+        """Apply chunked framing and enforce the declared Content-Length."""
+        sent = self._body_sent + len(data)
+        self._body_sent = sent
+        if self._chunked:
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        content_length = self._content_length
+        if content_length is not None:
+            if sent > content_length:
+                self.server.log_error("app sent more than its Content-Length (%d) for %r; "
+                                      "truncated", content_length, self.request.target)
+                self.closing = True
+                data = data[:len(data) - (sent - content_length)]
+        return data
+
+    def _write_result(self, result):
+        if type(result) is FileWrapper and self._try_sendfile(result):
+            return
+        if (not self.headers_sent and self.status is not None and type(result) in (list, tuple)
+                and len(result) <= 1):
+            # The common case: the whole body is in hand.  One sendall, exact Content-Length.
+            data = result[0] if result else b""
+            if type(data) is not bytes:
+                raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
+            self.headers_sent = True
+            head = self._build_head(len(data))
+            if data and self._body_allowed():
+                self._send(head + self._frame(data))
+            else:
+                self._send(head)
+            self._finish_response()
+            return
+        # A generator may call start_response lazily, before its first item; empty items before
+        # the first real one must not commit the headers (PEP 3333).
+        write = self.write
+        for data in result:
+            if data or self.headers_sent:
+                write(data)
+        self._finish_response()
+
+    def _finish_response(self):
+        if self.status is None:
+            raise AssertionError("the application did not call start_response")
+        if not self.headers_sent:
+            self.headers_sent = True
+            self._send(self._build_head(0))
+        if self._chunked:
+            self._send(b"0\r\n\r\n")
+        elif (self._content_length is not None and self._body_sent < self._content_length
+              and self._body_allowed()):
+            self.server.log_error("app sent less than its Content-Length (%d) for %r",
+                                  self._content_length, self.request.target)
+            self.closing = True
+
+    def _try_sendfile(self, wrapper):
+        """Send a FileWrapper of a regular file with socket.sendfile; False to iterate."""
+        if self.status is None or self.headers_sent or not hasattr(self.sock, "sendfile"):
+            return False
+        filelike = wrapper.filelike
+        try:
+            fileno = filelike.fileno()
+            offset = filelike.tell()
+            info = os.fstat(fileno)
+        except (AttributeError, OSError, ValueError):
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        size = max(0, info.st_size - offset)
+        if self._content_length is not None:
+            size = min(size, self._content_length)
+        self.headers_sent = True
+        head = self._build_head(size)
+        self._send(head)
+        if not self._body_allowed() or not size:
+            self._finish_response()
+            return True
+        self._settimeout(self.server.timeout)
+        try:
+            sent = self.sock.sendfile(filelike, offset, size)
+        except (TimeoutError, OSError) as exc:
+            raise _ClientGone(exc) from None
+        self._body_sent = sent
+        self._finish_response()
+        return True
+
+    # -- upgrades (used by loop.websocket) -------------------------------------------------------
+
+    def take_over(self, head):
+        """Send ``head`` (a 101 response) and hand the raw connection to the caller.
+
+        Returns ``(sock, data)``: the socket and the bytes the client already sent past the
+        request.  The server will not write to the connection again and closes it when the
+        application returns.
+        """
+        if self.headers_sent or self.upgraded:
+            raise RuntimeError("the response has already started")
+        if not self.request.upgrade:
+            raise RuntimeError("not an upgrade request")
+        self.upgraded = True
+        self.headers_sent = True
+        self.status = "101 Switching Protocols"
+        self.closing = True
+        self._send(head)
+        self._settimeout(None)
+        return self.sock, self.reader.upgraded_data or b""
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+def _spawn_thread(func, *args):
+    thread = threading.Thread(target=func, args=args, daemon=True,
+                              name=f"loop.pywsgi {getattr(func, '__name__', 'worker')}")
+    thread.start()
+    return thread
+
+
+def _parse_address(address):
+    if isinstance(address, str):
+        host, _, port = address.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+    return address
+
+
+class _AccessLog:
+    """Wraps a logging.Logger or a file-like object; None when disabled."""
+
+    def __init__(self, target, default):
+        if target is None:
+            target = default
+        self.target = target
+        self.is_logger = isinstance(target, (logging.Logger, logging.LoggerAdapter))
+
+    def enabled(self, level=logging.INFO):
+        if self.target is False:
+            return False
+        return self.target.isEnabledFor(level) if self.is_logger else True
+
+    def write(self, message, level=logging.INFO):
+        if self.is_logger:
+            self.target.log(level, "%s", message)
+        else:
+            self.target.write(message + "\n")
+            flush = getattr(self.target, "flush", None)
+            if flush is not None:
+                flush()
+
+
+class WSGIServer:
+    """Serve ``application`` on ``listener`` (a bound socket, ``(host, port)`` or ``"host:port"``).
+
+    ``spawn(func, *args)`` runs each connection (and, from :meth:`start`, the accept loop); the
+    default starts a thread.  ``log`` receives one Combined Log Format line per request and
+    ``error_log`` receives errors: each may be a ``logging.Logger``, a file-like object, ``False``
+    to disable, or ``None`` for the loggers ``loop.pywsgi.access`` and ``loop.pywsgi``.
+    """
+
+    handler_class = WSGIHandler
+
+    def __init__(self, listener, application, *, log=None, error_log=None, spawn=None,
+                 ssl_context=None, environ=None, backlog=1024, max_connections=1000,
+                 header_timeout=10.0, keepalive_timeout=5.0, timeout=60.0,
+                 max_request_line=DEFAULT_MAX_REQUEST_LINE,
+                 max_header_bytes=DEFAULT_MAX_HEADER_BYTES, max_headers=DEFAULT_MAX_HEADERS,
+                 max_body=1 << 30, max_drain=1 << 16, script_name="", handler_class=None):
+        self.application = application
+        self.ssl_context = ssl_context
+        self.spawn = spawn or _spawn_thread
+        self.backlog = backlog
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.timeout = timeout
+        self.max_request_line = max_request_line
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self.max_body = max_body
+        self.max_drain = max_drain
+        self.script_name = script_name.rstrip("/")
+        if handler_class is not None:
+            self.handler_class = handler_class
+        self.access_log = _AccessLog(log, _access_default)
+        self.error_log = _AccessLog(error_log, _error_default)
+        self.extra_environ = dict(environ or {})
+        if isinstance(listener, socket.socket):
+            self.socket = listener
+            self.address = None
+        else:
+            self.socket = None
+            self.address = _parse_address(listener)
+        self._stopping = False
+        self._started = False
+        self._connections = set()
+        self._slots = threading.BoundedSemaphore(max_connections) if max_connections else None
+        self._accepting = None
+        self._server_environ = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def server_address(self):
+        return self.socket.getsockname() if self.socket is not None else self.address
+
+    def init_socket(self):
+        if self.socket is None:
+            host, port = self.address
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(self.backlog)
+            self.socket = sock
+        self._server_environ = self._make_server_environ()
+
+    def start(self):
+        """Start accepting in the background (through ``spawn``) and return."""
+        if self._started:
+            return
+        self.init_socket()
+        self._started = True
+        self._accepting = self.spawn(self._accept_loop)
+
+    def serve_forever(self):
+        """Accept and serve in the calling thread until :meth:`stop`."""
+        if self._started:
+            raise RuntimeError("server already started")
+        self.init_socket()
+        self._started = True
+        self._accept_loop()
+
+    def _accept_loop(self):
+        listener = self.socket
+        # A timeout lets the loop notice stop() even where shutdown() does not wake accept().
+        listener.settimeout(1.0)
+        slots = self._slots
+        while not self._stopping:
+            if slots is not None and not slots.acquire(timeout=0.5):
+                continue
+            try:
+                sock, address = listener.accept()
+            except TimeoutError:
+                if slots is not None:
+                    slots.release()
+                continue
+            except OSError as exc:
+                if slots is not None:
+                    slots.release()
+                if self._stopping:
+                    break
+                self.log_error("accept failed: %s", exc)
+                time.sleep(0.05)    # EMFILE and friends: do not spin
+                continue
+            try:
+                self.spawn(self._handle_slot, sock, address)
+            except Exception:
+                sock.close()
+                if slots is not None:
+                    slots.release()
+                self.log_error("could not spawn a connection handler\n%s", traceback.format_exc())
+
+    def _handle_slot(self, sock, address):
+        try:
+            self.handle(sock, address)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    def stop(self, timeout=10.0):
+        """Stop accepting, finish requests in flight, close idle connections, then cut the rest."""
+        self._stopping = True
+        self.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            for handler in list(self._connections):
+                if handler.idle:
+                    _shutdown(handler.sock)
+            if not self._connections or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        for handler in list(self._connections):
+            _shutdown(handler.sock)
+
+    def close(self):
+        """Stop accepting new connections; the connections in flight go on."""
+        self._stopping = True
+        sock = self.socket
+        if sock is not None:
+            _shutdown(sock)
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- serving one connection -------------------------------------------------------------------
+
+    def handle(self, sock, address):
+        """Serve one accepted connection until it closes.  Independent of how it was spawned."""
+        handler = None
+        raw_sock = sock
+        try:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, AttributeError):
+                pass    # a unix socket, or a socket-like object without options
+            if self.ssl_context is not None:
+                sock = self._tls_handshake(sock)
+                if sock is None:
+                    return
+            handler = self.handler_class(self, sock, address)
+            self._connections.add(handler)
+            if self._stopping:
+                return
+            handler.handle()
+        except Exception:
+            self.log_error("unexpected error serving %s\n%s", address, traceback.format_exc())
+        finally:
+            if handler is not None:
+                self._connections.discard(handler)
+            try:
+                (sock or raw_sock).close()
+            except OSError:
+                pass
+
+    def _tls_handshake(self, sock):
+        try:
+            tls = self.ssl_context.wrap_socket(sock, server_side=True,
+                                               do_handshake_on_connect=False)
+            tls.settimeout(self.header_timeout)
+            tls.do_handshake()
+            return tls
+        except (OSError, ValueError) as exc:
+            self.log_error("TLS handshake with %s failed: %s", sock, exc, level=logging.DEBUG)
+            sock.close()
+            return None
+
+    # -- environ -----------------------------------------------------------------------------------
+
+    def _make_server_environ(self):
+        address = self.server_address
+        if isinstance(address, tuple):
+            host, port = address[0], str(address[1])
+            try:
+                name = socket.getfqdn(host) if host not in ("", "0.0.0.0", "::") else \
+                    socket.gethostname()
+            except OSError:
+                name = host
+        else:
+            name, port = str(address), ""
+        environ = {
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SERVER_SOFTWARE": "loop.pywsgi",
+            "SERVER_NAME": name,
+            "SERVER_PORT": port,
+            "SCRIPT_NAME": self.script_name,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if self.ssl_context is not None else "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+        environ.update(self.extra_environ)
+        return environ
+
+    def _connection_environ(self, address):
+        if self._server_environ is None:
+            self._server_environ = self._make_server_environ()
+        environ = self._server_environ.copy()
+        if isinstance(address, tuple):
+            environ["REMOTE_ADDR"] = address[0]
+            environ["REMOTE_PORT"] = str(address[1])
+        else:
+            environ["REMOTE_ADDR"] = str(address or "")
+            environ["REMOTE_PORT"] = ""
+        return environ
+
+    # -- logging -----------------------------------------------------------------------------------
+
+    def log_error(self, message, *args, level=logging.ERROR):
+        if self.error_log.enabled(level):
+            self.error_log.write(message % args if args else message, level)
+
+    def log_access(self, handler):
+        if not self.access_log.enabled():
+            return
+        request = handler.request
+        status = handler.status[:3] if handler.status else "-"
+        length = handler._body_sent
+        self.access_log.write(self.format_access(
+            handler.address, request.method, request.target, request.version, status,
+            length if length else "-", _header(request, b"referer"),
+            _header(request, b"user-agent"), handler.environ.get("REMOTE_USER")))
+
+    def log_access_error(self, handler, status):
+        """Log a request refused before the application saw it."""
+        if not self.access_log.enabled():
+            return
+        request = handler.request
+        if request is None:     # refused before its head could be parsed: no request line
+            line = (handler.address, "-", b"", "", str(status), "-", None, None, None)
+        else:
+            line = (handler.address, request.method, request.target, request.version,
+                    str(status), "-", _header(request, b"referer"),
+                    _header(request, b"user-agent"), None)
+        self.access_log.write(self.format_access(*line))
+
+    @staticmethod
+    def format_access(address, method, target, version, status, length, referer, agent, user):
+        """One line of the Combined Log Format."""
+        _date.refresh()
+        host = address[0] if isinstance(address, tuple) else (address or "-")
+        request_line = f"{method} {target.decode('latin-1')} {version}" if target else "-"
+        return (f'{host} - {user or "-"} [{_date.log}] "{_escape(request_line)}" {status} '
+                f'{length} "{_escape(referer or "-")}" "{_escape(agent or "-")}"')
+
+
+def _header(request, lower_name):
+    for name, value in request.headers:
+        if name.lower() == lower_name:
+            return value.decode("latin-1")
+    return None
+
+
+def _escape(text):
+    # Keep one request on one line, whatever the client sent.
+    if '"' in text or "\\" in text or not text.isprintable():
+        return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    return text
+
+
+def _shutdown(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def _load_app(spec):
+    import importlib
+    module_name, _, attribute = spec.partition(":")
+    module = importlib.import_module(module_name)
+    app = module
+    for part in (attribute or "application").split("."):
+        app = getattr(app, part)
+    return app
+
+
+def main(argv=None):
+    """``python -m loop.pywsgi module:app --bind HOST:PORT``."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m loop.pywsgi", description="Serve a WSGI app.")
+    parser.add_argument("app", help="module:attribute of the WSGI application")
+    parser.add_argument("--bind", "-b", default="127.0.0.1:8000", help="HOST:PORT")
+    parser.add_argument("--certfile", help="serve HTTPS with this certificate chain")
+    parser.add_argument("--keyfile", help="private key for --certfile")
+    parser.add_argument("--max-connections", type=int, default=1000)
+    parser.add_argument("--keepalive-timeout", type=float, default=5.0)
+    parser.add_argument("--header-timeout", type=float, default=10.0)
+    parser.add_argument("--no-access-log", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    sys.path.insert(0, os.getcwd())
+    app = _load_app(args.app)
+    context = None
+    if args.certfile:
+        import ssl
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.certfile, args.keyfile)
+    server = WSGIServer(args.bind, app, ssl_context=context, max_connections=args.max_connections,
+                        keepalive_timeout=args.keepalive_timeout,
+                        header_timeout=args.header_timeout,
+                        log=False if args.no_access_log else None)
+    server.init_socket()
+    host, port = server.server_address[:2]
+    scheme = "https" if context else "http"
+    _error_default.warning("loop.pywsgi serving %s on %s://%s:%s", args.app, scheme, host, port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.stop(timeout=5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

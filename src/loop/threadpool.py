@@ -1,0 +1,173 @@
+"""``ThreadPool``: run blocking functions in real OS threads; green threads wait for the results
+without blocking the hub.
+
+The workers are plain ``_thread`` threads fed from a C ``_queue.SimpleQueue``, both bound when
+this module is imported, so monkey patching ``threading`` or ``queue`` later cannot turn them
+into green threads.  A worker hands each result back to the hub of the green thread that
+submitted the job with ``loop.call_soon_threadsafe``, which is why a pool may be shared by green
+threads of several OS threads.  Until then the job counts as a wakeup source of that hub, so a
+green thread waiting for a result never gets ``LoopExit``.
+"""
+import _queue
+import _thread
+
+from loop._hub import get_hub
+from loop.event import AsyncResult, Event
+
+__all__ = ["ThreadPool", "ThreadResult"]
+
+_start_new_thread = _thread.start_new_thread
+_allocate_lock = _thread.allocate_lock
+_SimpleQueue = _queue.SimpleQueue
+
+
+class ThreadResult(AsyncResult):
+    """The AsyncResult of a thread pool job."""
+    __slots__ = ()
+
+
+class ThreadPool:
+    """A pool of up to ``maxsize`` OS threads, started as jobs arrive."""
+
+    def __init__(self, maxsize=10, hub=None):
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self._maxsize = maxsize
+        self._tasks = _SimpleQueue()
+        self._lock = _allocate_lock()
+        self._threads = 0
+        self._idle = 0
+        self._unfinished = 0
+        self._all_done = None
+        self._killed = False
+
+    def __repr__(self):
+        return "<%s threads=%d/%d unfinished=%d>" % (type(self).__name__, self._threads,
+                                                     self._maxsize, self._unfinished)
+
+    @property
+    def maxsize(self):
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, value):
+        if value < 1:
+            raise ValueError("maxsize must be at least 1")
+        with self._lock:
+            extra = self._threads - value
+            self._maxsize = value
+        for _ in range(max(0, extra)):
+            self._tasks.put(None)
+
+    @property
+    def size(self):
+        """Number of worker threads alive."""
+        return self._threads
+
+    # -- submitting -------------------------------------------------------------------------
+
+    def spawn(self, func, *args, **kwargs):
+        """Run ``func(*args, **kwargs)`` in a worker thread; return a :class:`ThreadResult`."""
+        if self._killed:
+            raise RuntimeError("this thread pool was killed")
+        hub = get_hub()
+        result = ThreadResult()
+        hub.add_wakeup_source()
+        with self._lock:
+            self._unfinished += 1
+            start_thread = not self._idle and self._threads < self._maxsize
+            if start_thread:
+                self._threads += 1
+            else:
+                self._idle = max(0, self._idle - 1)
+        self._tasks.put((func, args, kwargs, result, hub))
+        if start_thread:
+            _start_new_thread(self._worker, ())
+        return result
+
+    def apply(self, func, args=(), kwds=None):
+        """Run ``func`` in a worker thread and wait (green) for its result."""
+        return self.spawn(func, *args, **(kwds or {})).get()
+
+    def apply_async(self, func, args=(), kwds=None, callback=None):
+        result = self.spawn(func, *args, **(kwds or {}))
+        if callback is not None:
+            result.rawlink(lambda r: r.successful() and callback(r.value))
+        return result
+
+    def map(self, func, iterable):
+        return list(self.imap(func, iterable))
+
+    def imap(self, func, *iterables):
+        """Submit every item at once; yield results in input order."""
+        results = [self.spawn(func, *args) for args in zip(*iterables)]
+        for result in results:
+            yield result.get()
+
+    def imap_unordered(self, func, *iterables):
+        from loop._api import iwait
+        results = [self.spawn(func, *args) for args in zip(*iterables)]
+        for result in iwait(results):
+            yield result.get()
+
+    def join(self, timeout=None):
+        """Wait until every submitted job finished."""
+        if not self._unfinished:
+            return True
+        if self._all_done is None:
+            self._all_done = Event()
+        return self._all_done.wait(timeout)
+
+    def kill(self):
+        """Stop the workers once their current job is done; queued jobs are dropped."""
+        self._killed = True
+        with self._lock:
+            threads = self._threads
+        for _ in range(threads):
+            self._tasks.put(None)
+
+    def _reinit_after_fork(self):
+        # Only the forking thread exists in a child: the workers are gone.
+        self._tasks = _SimpleQueue()
+        self._lock = _allocate_lock()
+        self._threads = 0
+        self._idle = 0
+        self._unfinished = 0
+
+    # -- worker side ------------------------------------------------------------------------
+
+    def _worker(self):
+        tasks = self._tasks
+        while True:
+            task = tasks.get()
+            if task is None:
+                with self._lock:
+                    self._threads -= 1
+                return
+            func, args, kwargs, result, hub = task
+            task = None
+            try:
+                value = func(*args, **kwargs)
+            except BaseException as exc:
+                outcome = (result.set_exception, exc)
+            else:
+                outcome = (result.set, value)
+            value = None
+            try:
+                hub.loop.call_soon_threadsafe(self._deliver, hub, outcome)
+            except RuntimeError:  # that hub's loop is closed: nobody is waiting any more
+                pass
+            with self._lock:
+                self._idle += 1
+
+    def _deliver(self, hub, outcome):
+        # In the submitting hub's thread.
+        hub.remove_wakeup_source()
+        setter, value = outcome
+        setter(value)
+        with self._lock:
+            self._unfinished -= 1
+            finished = not self._unfinished
+        if finished and self._all_done is not None:
+            self._all_done.set()
+            self._all_done = None

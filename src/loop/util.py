@@ -1,0 +1,211 @@
+"""Visibility tools: ``print_run_info()``, ``assert_switches`` and the blocking monitor.
+
+All three are built on the switch hook of the C core (``loop._switch.settrace``), which calls a
+function with ``("switch" | "throw", (origin, target))`` on every switch of the thread that
+installed it.
+
+The blocking monitor is off unless ``LOOP_MAX_BLOCKING_TIME`` (seconds) is set when a hub is
+created.  It installs a switch hook that records which fiber runs and since when, and starts one
+real (unpatched) thread that wakes up every half period: if a green thread other than the hub
+has kept the loop for longer than the limit without switching, it prints that green thread and
+its current stack to stderr, once per blocking episode.  The hook costs a Python call per
+switch, which is why it is opt-in.
+"""
+import _thread
+import gc
+import sys
+import time
+import traceback
+
+from loop._switch import Fiber, getcurrent, gettrace, settrace
+
+__all__ = ["print_run_info", "format_run_info", "assert_switches", "start_blocking_monitor",
+           "BlockingMonitor"]
+
+_monotonic = time.monotonic
+_real_sleep = time.sleep
+_start_new_thread = _thread.start_new_thread
+
+
+# ---------------------------------------------------------------------------------------------
+# print_run_info
+
+def _fiber_state(fiber):
+    if fiber is getcurrent():
+        return "running"
+    if fiber.dead:
+        return "dead"
+    if fiber:
+        return "suspended"
+    return "not started"
+
+
+def format_run_info(thread_stacks=True, greenlet_stacks=True, limit=None):
+    """Lines describing every OS thread (with its stack) and every live green thread (with
+    the stack where it waits)."""
+    from loop._hub import get_hub_if_exists
+    lines = []
+    if thread_stacks:
+        import threading
+        names = {t.ident: t.name for t in threading.enumerate()}
+        lines.append("*" * 40 + " Threads")
+        for ident, frame in sys._current_frames().items():
+            lines.append("Thread 0x%x (%s)" % (ident, names.get(ident, "?")))
+            lines.extend(line.rstrip("\n") for line in traceback.format_stack(frame, limit))
+            lines.append("")
+    lines.append("*" * 40 + " Green threads")
+    hub = get_hub_if_exists()
+    if hub is not None:
+        lines.append("Hub of this thread: %r" % (hub,))
+    fibers = [obj for obj in gc.get_objects() if isinstance(obj, Fiber)]
+    for fiber in fibers:
+        if fiber.dead:
+            continue
+        role = ""
+        if hub is not None:
+            if fiber is hub.fiber:
+                role = " [hub]"
+            elif fiber is hub.main:
+                role = " [main]"
+        lines.append("%r: %s%s" % (fiber, _fiber_state(fiber), role))
+        frame = fiber.frame
+        if greenlet_stacks and frame is not None:
+            lines.extend("  " + line.rstrip("\n")
+                         for line in traceback.format_stack(frame, limit))
+    return lines
+
+
+def print_run_info(thread_stacks=True, greenlet_stacks=True, limit=None, file=None):
+    """Print every OS thread and every green thread with its stack."""
+    file = file if file is not None else sys.stderr
+    for line in format_run_info(thread_stacks, greenlet_stacks, limit):
+        print(line, file=file)
+
+
+# ---------------------------------------------------------------------------------------------
+# assert_switches
+
+class _FailedToSwitch(AssertionError):
+    pass
+
+
+class assert_switches:
+    """Context manager for tests: fail unless the block switched green threads.
+
+    ``max_blocking_time``: also fail if any green thread ran longer than that many seconds
+    without switching.  ``hub_only``: only count switches into the hub."""
+
+    def __init__(self, max_blocking_time=None, hub_only=False):
+        self.max_blocking_time = max_blocking_time
+        self.hub_only = hub_only
+        self.switches = 0
+        self.longest = 0.0
+        self.longest_fiber = None
+        self._previous = None
+        self._last = None
+        self._hub_fiber = None
+
+    def _trace(self, event, args):
+        origin, target = args
+        now = _monotonic()
+        if not self.hub_only or target is self._hub_fiber:
+            self.switches += 1
+        held = now - self._last
+        if held > self.longest and origin is not self._hub_fiber:
+            self.longest = held
+            self.longest_fiber = origin
+        self._last = now
+        if self._previous is not None:
+            self._previous(event, args)
+
+    def __enter__(self):
+        from loop._hub import get_hub
+        self._hub_fiber = get_hub().fiber
+        self._previous = gettrace()
+        self._last = _monotonic()
+        settrace(self._trace)
+        return self
+
+    def __exit__(self, exc_type, exc_value, tb):
+        settrace(self._previous)
+        if exc_type is not None:
+            return None
+        held = _monotonic() - self._last
+        if held > self.longest:
+            self.longest = held
+            self.longest_fiber = getcurrent()
+        if not self.switches:
+            raise _FailedToSwitch("No switch%s happened in the block"
+                                  % (" into the hub" if self.hub_only else ""))
+        if self.max_blocking_time is not None and self.longest > self.max_blocking_time:
+            raise _FailedToSwitch("%r ran %.3fs without switching (limit %.3fs)"
+                                  % (self.longest_fiber, self.longest, self.max_blocking_time))
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocking monitor
+
+class BlockingMonitor:
+    """Reports green threads that keep the loop longer than ``max_blocking_time`` seconds."""
+
+    def __init__(self, hub, max_blocking_time, stream=None):
+        self.hub = hub
+        self.max_blocking_time = max_blocking_time
+        self.stream = stream
+        self.thread_ident = hub.thread_ident
+        self.active = hub.fiber
+        self.since = _monotonic()
+        self.switches = 0
+        self.reported_switch = -1
+        self.running = True
+        self.reports = 0
+        self._previous = gettrace()
+        settrace(self._trace)
+        _start_new_thread(self._watch, ())
+
+    def _trace(self, event, args):
+        self.active = args[1]
+        self.since = _monotonic()
+        self.switches += 1
+        if self._previous is not None:
+            self._previous(event, args)
+
+    def _watch(self):
+        period = max(self.max_blocking_time / 2.0, 0.001)
+        while self.running:
+            _real_sleep(period)
+            active = self.active
+            if active is self.hub.fiber or self.reported_switch == self.switches:
+                continue
+            held = _monotonic() - self.since
+            if held >= self.max_blocking_time:
+                self.reported_switch = self.switches
+                self.report(active, held)
+
+    def report(self, fiber, held):
+        frame = sys._current_frames().get(self.thread_ident)
+        lines = ["loop: %r blocked the event loop for %.3f seconds (LOOP_MAX_BLOCKING_TIME=%s)"
+                 % (fiber, held, self.max_blocking_time)]
+        if frame is not None:
+            lines.extend(line.rstrip("\n") for line in traceback.format_stack(frame))
+        stream = self.stream if self.stream is not None else sys.stderr
+        try:
+            stream.write("\n".join(lines) + "\n")
+            stream.flush()
+        except Exception:
+            pass
+        self.reports += 1
+
+    def stop(self):
+        self.running = False
+        if gettrace() == self._trace:
+            settrace(self._previous)
+
+
+def start_blocking_monitor(hub, max_blocking_time, stream=None):
+    """Start a :class:`BlockingMonitor` for ``hub`` (called by the hub when
+    ``LOOP_MAX_BLOCKING_TIME`` is set)."""
+    monitor = BlockingMonitor(hub, max_blocking_time, stream)
+    hub.blocking_monitor = monitor
+    return monitor
