@@ -33,6 +33,55 @@
 
 #include <Python.h>
 
+/* Fields every supported version stores the same way: the frame data stack, the handled-exception
+ * stack and the contextvars context. The version headers call these for their shared part. */
+#define INTERP_COMMON_FIELDS \
+    _PyStackChunk *datastack_chunk; \
+    PyObject **datastack_top; \
+    PyObject **datastack_limit; \
+    _PyErr_StackItem *exc_info; \
+    _PyErr_StackItem exc_state; \
+    PyObject *context;              /* strong reference while the fiber is not running */
+
+#define INTERP_COMMON_SAVE(s, ts) do { \
+    (s)->datastack_chunk = (ts)->datastack_chunk; \
+    (s)->datastack_top = (ts)->datastack_top; \
+    (s)->datastack_limit = (ts)->datastack_limit; \
+    (s)->exc_info = (ts)->exc_info; \
+    (s)->exc_state = (ts)->exc_state; \
+    (s)->context = (ts)->context; \
+    (ts)->context = NULL; \
+} while (0)
+
+#define INTERP_COMMON_RESTORE(s, ts) do { \
+    (ts)->datastack_chunk = (s)->datastack_chunk; \
+    (ts)->datastack_top = (s)->datastack_top; \
+    (ts)->datastack_limit = (s)->datastack_limit; \
+    (ts)->exc_state = (s)->exc_state; \
+    (ts)->exc_info = (s)->exc_info ? (s)->exc_info : &(ts)->exc_state; \
+    (ts)->context = (s)->context; \
+    (s)->context = NULL; \
+    (ts)->context_ver++; \
+} while (0)
+
+/* A never-run fiber: our own root data-stack chunk, set up exactly as CPython's push_chunk()
+ * leaves a root chunk (data[0] reserved, so CPython never pops it); clean exception state. */
+#define INTERP_COMMON_START(s, ts, chunk, chunk_size) do { \
+    (chunk)->previous = NULL; \
+    (chunk)->size = (chunk_size); \
+    (chunk)->top = 0; \
+    (ts)->datastack_chunk = (chunk); \
+    (ts)->datastack_top = &(chunk)->data[1]; \
+    (ts)->datastack_limit = (PyObject **)((char *)(chunk) + (chunk_size)); \
+    (ts)->exc_state.exc_value = NULL; \
+    (ts)->exc_state.previous_item = NULL; \
+    (ts)->exc_info = &(ts)->exc_state; \
+    (ts)->context = (s)->context; \
+    (s)->context = NULL; \
+    (ts)->context_ver++; \
+} while (0)
+
+
 #if defined(Py_GIL_DISABLED)
 #  define LOOP_UNSUPPORTED_REASON "loop._switch does not support free-threaded (no-GIL) CPython builds yet"
 #elif PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000

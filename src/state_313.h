@@ -5,14 +5,9 @@
 
 typedef struct {
     struct _PyInterpreterFrame *current_frame;
-    _PyStackChunk *datastack_chunk;
-    PyObject **datastack_top;
-    PyObject **datastack_limit;
+    INTERP_COMMON_FIELDS
     int py_recursion_depth;
     int c_recursion_remaining;
-    _PyErr_StackItem *exc_info;
-    _PyErr_StackItem exc_state;
-    PyObject *context;
     PyObject *delete_later;
 } InterpState;
 
@@ -20,15 +15,9 @@ static inline void
 interp_state_save(InterpState *s, PyThreadState *ts)
 {
     s->current_frame = ts->current_frame;
-    s->datastack_chunk = ts->datastack_chunk;
-    s->datastack_top = ts->datastack_top;
-    s->datastack_limit = ts->datastack_limit;
+    INTERP_COMMON_SAVE(s, ts);
     s->py_recursion_depth = ts->py_recursion_limit - ts->py_recursion_remaining;
     s->c_recursion_remaining = ts->c_recursion_remaining;
-    s->exc_info = ts->exc_info;
-    s->exc_state = ts->exc_state;
-    s->context = ts->context;
-    ts->context = NULL;
     s->delete_later = ts->delete_later;
 }
 
@@ -36,16 +25,9 @@ static inline void
 interp_state_restore(InterpState *s, PyThreadState *ts)
 {
     ts->current_frame = s->current_frame;
-    ts->datastack_chunk = s->datastack_chunk;
-    ts->datastack_top = s->datastack_top;
-    ts->datastack_limit = s->datastack_limit;
+    INTERP_COMMON_RESTORE(s, ts);
     ts->py_recursion_remaining = ts->py_recursion_limit - s->py_recursion_depth;
     ts->c_recursion_remaining = s->c_recursion_remaining;
-    ts->exc_state = s->exc_state;
-    ts->exc_info = s->exc_info ? s->exc_info : &ts->exc_state;
-    ts->context = s->context;
-    s->context = NULL;
-    ts->context_ver++;
     ts->delete_later = s->delete_later;
 }
 
@@ -54,20 +36,9 @@ interp_state_start(InterpState *s, PyThreadState *ts, _PyStackChunk *chunk, int 
                    int c_budget)
 {
     ts->current_frame = NULL;
-    chunk->previous = NULL;
-    chunk->size = chunk_size;
-    chunk->top = 0;
-    ts->datastack_chunk = chunk;
-    ts->datastack_top = &chunk->data[1];
-    ts->datastack_limit = (PyObject **)((char *)chunk + chunk_size);
+    INTERP_COMMON_START(s, ts, chunk, chunk_size);
     ts->py_recursion_remaining = ts->py_recursion_limit;
     ts->c_recursion_remaining = c_budget;
-    ts->exc_state.exc_value = NULL;
-    ts->exc_state.previous_item = NULL;
-    ts->exc_info = &ts->exc_state;
-    ts->context = s->context;
-    s->context = NULL;
-    ts->context_ver++;
     ts->delete_later = NULL;
 }
 
