@@ -87,7 +87,12 @@ PyInit__switch(void)
 #define DATA_CHUNK_SIZE (16 * 1024)      /* CPython's DATA_STACK_CHUNK_SIZE */
 #define DEFAULT_STACK_SIZE (8u << 20)
 #define MIN_STACK_SIZE (64u << 10)
-#define STACK_POOL_MAX 256
+/* New stacks are mapped this many at a time: one mmap instead of sixteen. */
+#define STACK_BATCH 16
+/* Finished stacks kept for reuse, hot page resident and guard installed; beyond this they are
+ * unmapped. munmap is the most expensive step of a stack's life (TLB shootdown), so the pool is
+ * generous: 1024 stacks keep at most ~8 MiB resident (the hot page plus its page table). */
+#define STACK_POOL_MAX 1024
 /* The root data-stack chunk starts this far into a page; the C stack grows down from there. */
 #define SHARED_PAGE_SPLIT 2560
 
@@ -99,9 +104,16 @@ typedef struct {
 static size_t page_size;
 static size_t stack_size = DEFAULT_STACK_SIZE;
 static int guard_mode;   /* 0 unknown, 1 madvise guard, 2 mprotect guard */
-static char *stack_pool[STACK_POOL_MAX];
+static char *stack_pool[STACK_POOL_MAX];     /* used before: guarded, hot page resident */
 static int stack_pool_len;
-static size_t stacks_mapped;     /* stacks currently mapped, pooled or in use */
+/* Beyond the pool, finished stacks are kept as "cold": guard installed, every page given back with
+ * MADV_DONTNEED (cheaper than munmap's TLB shootdown); only past this many are they unmapped. */
+#define STACK_COLD_MAX 16384
+static char **stack_cold;
+static int stack_cold_len;
+static char *stack_fresh[STACK_BATCH];       /* mapped by a batch, never used, no guard yet */
+static int stack_fresh_len;
+static size_t stacks_mapped;                 /* stacks currently mapped: in use, pooled, fresh */
 
 /* Where things sit inside a mapping of `size` bytes starting at `base`:
  *   [base, base+page)                guard page
@@ -122,6 +134,12 @@ stack_top_of(char *base, size_t size)
     return stack_chunk_of(base, size) - 64;   /* a cache line between the two, for clarity */
 }
 
+static inline char *
+stack_hot_page_of(char *base, size_t size)
+{
+    return (char *)((uintptr_t)stack_chunk_of(base, size) & ~(uintptr_t)(page_size - 1));
+}
+
 static int
 stack_install_guard(char *base)
 {
@@ -139,34 +157,88 @@ stack_install_guard(char *base)
 }
 
 static int
-fiber_stack_alloc(FiberStack *st)
+stack_map_batch(void)
 {
-    if (stack_pool_len > 0) {
-        st->base = stack_pool[--stack_pool_len];
-        st->size = stack_size;
-        return 0;
-    }
-    char *base = mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
+    size_t count = STACK_BATCH;
+    char *base = mmap(NULL, stack_size * count, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (base == MAP_FAILED) {
-        PyErr_Format(PyExc_MemoryError, "cannot map a %zu-byte fiber stack: %s", stack_size,
-                     strerror(errno));
+        count = 1;
+        base = mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (base == MAP_FAILED) {
+            PyErr_Format(PyExc_MemoryError, "cannot map a %zu-byte fiber stack: %s", stack_size,
+                         strerror(errno));
+            return -1;
+        }
+    }
+    /* Highest first, so stacks are handed out from low to high addresses. */
+    for (size_t i = count; i-- > 0;) {
+        stack_fresh[stack_fresh_len++] = base + i * stack_size;
+    }
+    stacks_mapped += count;
+    return 0;
+}
+
+static int
+fiber_stack_alloc(FiberStack *st)
+{
+    st->size = stack_size;
+    if (stack_pool_len > 0) {
+        st->base = stack_pool[--stack_pool_len];
+        return 0;
+    }
+    if (stack_cold_len > 0) {
+        st->base = stack_cold[--stack_cold_len];
+        return 0;
+    }
+    if (stack_fresh_len == 0 && stack_map_batch() < 0) {
         return -1;
     }
+    char *base = stack_fresh[--stack_fresh_len];
     if (stack_install_guard(base) < 0) {
         int saved = errno;
         munmap(base, stack_size);
+        stacks_mapped--;
         PyErr_Format(PyExc_MemoryError, "cannot install a fiber stack guard page: %s",
                      strerror(saved));
         return -1;
     }
-    st->base = base;
-    st->size = stack_size;
-    stacks_mapped++;
 #ifdef LOOP_HAVE_VALGRIND
     VALGRIND_STACK_REGISTER(base + page_size, base + stack_size);
 #endif
+    st->base = base;
     return 0;
+}
+
+/* Before pooling a stack, give back what deep recursion touched. Checking is one cheap mincore
+ * of the pages next to the hot one; the expensive MADV_DONTNEED runs only when one of them is
+ * resident. A frame that skipped those pages entirely goes unnoticed, which only costs memory. */
+static void
+stack_trim(char *base, size_t size)
+{
+    char *hot = stack_hot_page_of(base, size);
+    char *probe = hot - 4 * page_size;
+    size_t probe_len = 4 * page_size + (size_t)(base + size - hot);
+    unsigned char resident[64];
+    if (probe <= base || probe_len / page_size > sizeof(resident)) {
+        return;
+    }
+    if (mincore(probe, probe_len, resident) != 0) {
+        return;
+    }
+    size_t hot_index = 4;
+    int deep = 0;
+    for (size_t i = 0; i < probe_len / page_size; i++) {
+        if (i != hot_index && (resident[i] & 1)) {
+            deep = 1;
+            break;
+        }
+    }
+    if (deep) {
+        madvise(base + page_size, (size_t)(hot - base - page_size), MADV_DONTNEED);
+        madvise(hot + page_size, (size_t)(base + size - hot - page_size), MADV_DONTNEED);
+    }
 }
 
 static void
@@ -178,14 +250,21 @@ fiber_stack_release(FiberStack *st)
     }
     st->base = NULL;
     if (st->size == stack_size && stack_pool_len < STACK_POOL_MAX) {
-        /* Give back whatever deep recursion touched, keep the one hot page resident. */
-        char *hot = (char *)((uintptr_t)stack_top_of(base, st->size) & ~(uintptr_t)(page_size - 1))
-                    - page_size;
-        if (hot > base + page_size) {
-            madvise(base + page_size, (size_t)(hot - base - page_size), MADV_DONTNEED);
-        }
+        stack_trim(base, st->size);
         stack_pool[stack_pool_len++] = base;
         return;
+    }
+    if (st->size == stack_size && stack_cold_len < STACK_COLD_MAX) {
+        if (stack_cold == NULL) {
+            stack_cold = PyMem_RawMalloc(STACK_COLD_MAX * sizeof(char *));
+        }
+        if (stack_cold != NULL) {
+            char *hot = stack_hot_page_of(base, st->size);
+            stack_trim(base, st->size);
+            madvise(hot, (size_t)(base + st->size - hot), MADV_DONTNEED);
+            stack_cold[stack_cold_len++] = base;
+            return;
+        }
     }
     munmap(base, st->size);
     stacks_mapped--;
@@ -196,6 +275,14 @@ stack_pool_flush(void)
 {
     while (stack_pool_len > 0) {
         munmap(stack_pool[--stack_pool_len], stack_size);
+        stacks_mapped--;
+    }
+    while (stack_cold_len > 0) {
+        munmap(stack_cold[--stack_cold_len], stack_size);
+        stacks_mapped--;
+    }
+    while (stack_fresh_len > 0) {
+        munmap(stack_fresh[--stack_fresh_len], stack_size);
         stacks_mapped--;
     }
 }
@@ -1376,10 +1463,12 @@ mod_set_stack_size(PyObject *module, PyObject *arg)
 static PyObject *
 mod_stack_stats(PyObject *module, PyObject *unused)
 {
-    return Py_BuildValue("{s:n,s:n,s:n,s:s,s:s}",
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:s,s:s}",
                          "stack_size", (Py_ssize_t)stack_size,
                          "stacks_mapped", (Py_ssize_t)stacks_mapped,
                          "stacks_pooled", (Py_ssize_t)stack_pool_len,
+                         "stacks_cold", (Py_ssize_t)stack_cold_len,
+                         "stacks_fresh", (Py_ssize_t)stack_fresh_len,
                          "guard", guard_mode == 1 ? "madvise" : guard_mode == 2 ? "mprotect" : "unknown",
                          "arch", LOOP_STACK_SWITCH_ARCH);
 }
