@@ -340,6 +340,8 @@ class Hub:
                 self._call_soon(self._drain)
             else:
                 self._drain_scheduled = False
+                if not self.wakeup_sources:
+                    self._note_blocking()
 
     def _on_hub_killed(self):
         self._dying = True
@@ -353,6 +355,8 @@ class Hub:
             self._on_hub_killed()
         except BaseException as exc:
             self.handle_error(fiber, type(exc), exc, exc.__traceback__)
+        if not self._ready and not self.wakeup_sources:
+            self._note_blocking()
 
     # -- scheduling --------------------------------------------------------------------------
 

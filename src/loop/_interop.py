@@ -41,6 +41,8 @@ def await_(awaitable):
     raise its exception.  Runs it as a task on the hub's event loop."""
     hub = get_hub()
     if getcurrent() is hub.fiber:
+        if hasattr(awaitable, "close") and hasattr(awaitable, "cr_frame"):
+            awaitable.close()  # a coroutine that will never run: no "never awaited" warning
         raise BlockingSwitchOutError(
             "loop.await_() was called from asyncio code running on the hub; use 'await' there.")
     asyncio = prepare()["asyncio"]

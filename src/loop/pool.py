@@ -109,9 +109,13 @@ class Group:
 
     def kill(self, exception=GreenletExit, block=True, timeout=None):
         """Kill every member; wait for them when ``block``."""
-        members = [g for g in self.greenlets if g is not getcurrent()]
+        current = getcurrent()
+        members = [g for g in self.greenlets if g is not current]
         self.dying.update(members)
         killall(members, exception, block=block, timeout=timeout)
+        if block and current not in self.greenlets:
+            # Members leave through their links, which run in the hub just after they die.
+            self._empty.wait(timeout)
 
     def killone(self, greenlet, exception=GreenletExit, block=True, timeout=None):
         if greenlet not in self.dying and greenlet in self.greenlets:

@@ -1,0 +1,159 @@
+"""asyncio both ways on the hub's loop."""
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import loop
+from loop.exceptions import BlockingSwitchOutError
+
+
+def run_script(code, backend="asyncio"):
+    env = dict(os.environ, LOOP_BACKEND=backend)
+    src = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "src"))
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_await_blocks_only_calling_green_thread():
+    ticks = []
+
+    def ticker():
+        for _ in range(5):
+            ticks.append(1)
+            loop.sleep(0.005)
+
+    async def slow():
+        await asyncio.sleep(0.05)
+        return "coro result"
+
+    t = loop.spawn(ticker)
+    assert loop.await_(slow()) == "coro result"
+    assert len(ticks) >= 3
+    t.join()
+
+
+def test_await_raises_and_accepts_futures():
+    async def fail():
+        raise KeyError("async")
+
+    with pytest.raises(KeyError):
+        loop.await_(fail())
+    hub = loop.get_hub()
+    fut = hub.loop.create_future()
+    hub.loop.call_later(0.01, fut.set_result, 5)
+    assert loop.await_(fut) == 5
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        assert loop.await_(ex.submit(lambda: "threaded")) == "threaded"
+
+
+def test_timeout_cancels_awaited_task():
+    cancelled = []
+
+    async def forever():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    with pytest.raises(loop.Timeout):
+        with loop.Timeout(0.02):
+            loop.await_(forever())
+    loop.sleep(0.01)
+    assert cancelled == [True]
+
+
+def test_asyncio_awaits_greenlet_and_run_green():
+    def blocking_work(x):
+        loop.sleep(0.01)
+        return x * 3
+
+    async def main():
+        g = loop.spawn(blocking_work, 2)
+        a = await g
+        b = await loop.run_green(blocking_work, 5)
+        return a, b
+
+    assert loop.await_(main()) == (6, 15)
+
+
+def test_cancelling_asyncio_task_kills_green_thread():
+    def sleeper():
+        loop.sleep(10)
+
+    async def main():
+        g = loop.spawn(sleeper)
+        try:
+            await asyncio.wait_for(g, 0.02)
+        except asyncio.TimeoutError:
+            pass
+        await asyncio.sleep(0.01)
+        return g
+
+    g = loop.await_(main())
+    assert g.dead
+
+
+def test_green_blocking_call_in_asyncio_code_raises():
+    async def main():
+        with pytest.raises(BlockingSwitchOutError):
+            loop.sleep(0.01)
+        with pytest.raises(BlockingSwitchOutError):
+            loop.await_(asyncio.sleep(0))
+        return True
+
+    assert loop.await_(main())
+
+
+def test_asyncio_run_in_green_thread_has_clear_message():
+    loop.sleep(0)  # the hub runs this thread's event loop now
+
+    async def noop():
+        return 1
+
+    def green():
+        coro = noop()
+        try:
+            asyncio.run(coro)
+        finally:
+            coro.close()
+
+    g = loop.spawn(green)
+    g.join()
+    assert isinstance(g.exception, RuntimeError)
+    assert "loop.await_" in str(g.exception)
+
+
+def test_concurrency_between_styles():
+    async def async_sleep():
+        await asyncio.sleep(0.1)
+
+    start = time.monotonic()
+    gs = [loop.spawn(loop.await_, async_sleep()) for _ in range(10)]
+    gs += [loop.spawn(loop.sleep, 0.1) for _ in range(10)]
+    loop.joinall(gs)
+    assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_asyncio_program_adopts_loop(backend):
+    r = run_script("""
+        import asyncio, loop
+        def green(x):
+            loop.sleep(0.01)
+            return loop.await_(asyncio.sleep(0.01, result=x + 1))
+        async def main():
+            results = await asyncio.gather(*[loop.run_green(green, i) for i in range(5)])
+            assert loop.get_hub().adopted and loop.get_hub().loop is asyncio.get_running_loop()
+            return results
+        print(asyncio.run(main()))
+    """, backend)
+    assert r.returncode == 0, r.stderr
+    assert "[1, 2, 3, 4, 5]" in r.stdout

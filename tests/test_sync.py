@@ -1,0 +1,321 @@
+"""event, lock, queue, local and timeout."""
+import threading
+import time
+
+import pytest
+
+import loop
+from loop import Timeout
+from loop.event import AsyncResult, Event
+from loop.local import local
+from loop.lock import BoundedSemaphore, Lock, RLock, Semaphore
+from loop.queue import (Channel, Empty, Full, JoinableQueue, LifoQueue, PriorityQueue, Queue,
+                        ShutDown, SimpleQueue)
+
+# -- Event / AsyncResult ------------------------------------------------------------------------
+
+
+def test_event_wakes_all_waiters():
+    ev = Event()
+    gs = [loop.spawn(ev.wait) for _ in range(50)]
+    loop.sleep(0)
+    assert not any(g.ready() for g in gs)
+    ev.set()
+    loop.joinall(gs)
+    assert all(g.value is True for g in gs)
+    assert ev.wait() is True and ev.is_set()
+    ev.clear()
+    assert ev.wait(timeout=0.01) is False
+
+
+def test_event_set_from_other_os_thread():
+    ev = Event()
+    hub = loop.get_hub()
+    hub.add_wakeup_source()
+    try:
+        threading.Timer(0.05, ev.set).start()
+        assert ev.wait(timeout=5)
+    finally:
+        hub.remove_wakeup_source()
+
+
+def test_event_repeated_timeouts_do_not_grow():
+    ev = Event()
+    for _ in range(100):
+        ev.wait(0.0001)
+    assert len(ev._waiters) < 10
+
+
+def test_async_result():
+    r = AsyncResult()
+    loop.spawn_later(0.01, r.set, 7)
+    assert r.get() == 7 and r.successful() and r.value == 7
+    r2 = AsyncResult()
+    loop.spawn_later(0.01, r2.set_exception, ValueError("x"))
+    with pytest.raises(ValueError):
+        r2.get()
+    assert r2.exception is not None and not r2.successful()
+    with pytest.raises(Timeout):
+        AsyncResult().get(timeout=0.01)
+    with pytest.raises(Timeout):
+        AsyncResult().get(block=False)
+    assert AsyncResult().wait(0.01) is None
+
+
+# -- locks --------------------------------------------------------------------------------------
+
+
+def test_semaphore_limits_concurrency():
+    sem = Semaphore(3)
+    active, peak = [0], [0]
+
+    def worker():
+        with sem:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            loop.sleep(0.005)
+            active[0] -= 1
+
+    loop.joinall([loop.spawn(worker) for _ in range(12)])
+    assert peak[0] == 3 and sem.counter == 3
+
+
+def test_semaphore_fifo_and_timeout():
+    sem = Semaphore(0)
+    order = []
+    gs = [loop.spawn(lambda i=i: sem.acquire() and order.append(i)) for i in range(3)]
+    loop.sleep(0)
+    for _ in range(3):
+        sem.release()
+    loop.joinall(gs)
+    assert order == [0, 1, 2]
+    assert sem.acquire(timeout=0.01) is False
+    assert sem.acquire(blocking=False) is False
+
+
+def test_permit_not_lost_when_woken_waiter_is_killed():
+    sem = Semaphore(0)
+    g1 = loop.spawn(sem.acquire)
+    g2 = loop.spawn(sem.acquire)
+    loop.sleep(0)
+    g1.kill(block=False)  # queued first: g1 dies before it runs again...
+    sem.release()         # ...but the permit was already handed to it: it must go to g2
+    g2.join(timeout=1)
+    assert g1.dead and isinstance(g1.value, loop.GreenletExit)
+    assert g2.successful() and g2.value is True
+
+
+def test_bounded_semaphore_and_lock():
+    b = BoundedSemaphore(1)
+    with pytest.raises(ValueError):
+        b.release()
+    lock = Lock()
+    assert lock.acquire() and lock.locked()
+    assert not lock.acquire(blocking=False)
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+
+
+def test_rlock():
+    rl = RLock()
+    with rl:
+        with rl:
+            assert rl._count == 2
+    order = []
+
+    def holder():
+        with rl:
+            order.append("holder")
+            loop.sleep(0.01)
+
+    def other():
+        with rl:
+            order.append("other")
+
+    loop.joinall([loop.spawn(holder), loop.spawn(other)])
+    assert order == ["holder", "other"]
+    g = loop.spawn(rl.release)
+    g.join()
+    assert isinstance(g.exception, RuntimeError)
+
+
+# -- queues -------------------------------------------------------------------------------------
+
+
+def test_queue_producer_consumer_and_join():
+    q = JoinableQueue(maxsize=2)
+    out = []
+
+    def consumer():
+        while True:
+            item = q.get()
+            out.append(item)
+            q.task_done()
+
+    c = loop.spawn(consumer)
+    for i in range(10):
+        q.put(i)
+    assert q.join(timeout=2)
+    assert out == list(range(10))
+    c.kill()
+
+
+def test_queue_empty_full_timeouts():
+    q = Queue(1)
+    with pytest.raises(Empty):
+        q.get_nowait()
+    with pytest.raises(Empty):
+        q.get(timeout=0.01)
+    q.put(1)
+    assert q.full()
+    with pytest.raises(Full):
+        q.put_nowait(2)
+    with pytest.raises(Full):
+        q.put(2, timeout=0.01)
+    assert q.peek() == 1 and q.qsize() == 1
+
+
+def test_queue_iteration_and_kinds():
+    q = Queue(items=[1, 2, StopIteration])
+    assert list(q) == [1, 2]
+    lq = LifoQueue()
+    pq = PriorityQueue()
+    for x in (2, 3, 1):
+        lq.put(x)
+        pq.put(x)
+    assert [lq.get() for _ in range(3)] == [1, 3, 2]
+    assert [pq.get() for _ in range(3)] == [1, 2, 3]
+    sq = SimpleQueue()
+    sq.put("a")
+    assert sq.get() == "a"
+
+
+def test_queue_shutdown():
+    q = Queue()
+    g = loop.spawn(q.get)
+    loop.sleep(0)
+    q.put("last")
+    q.shutdown()
+    g.join()
+    assert g.value == "last"
+    with pytest.raises(ShutDown):
+        q.put(1)
+    with pytest.raises(ShutDown):
+        q.get()
+
+
+def test_channel_rendezvous():
+    ch = Channel()
+    log = []
+
+    def producer():
+        for i in range(3):
+            ch.put(i)
+            log.append(("put", i))
+
+    loop.spawn(producer)
+    loop.sleep(0)
+    assert log == []  # nobody took anything: put is still waiting
+    assert [ch.get() for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(Empty):
+        ch.get(timeout=0.01)
+    with pytest.raises(Full):
+        ch.put_nowait(1)
+
+
+# -- local --------------------------------------------------------------------------------------
+
+
+def test_local_is_per_green_thread():
+    data = local()
+    data.x = "main"
+
+    def worker(n):
+        assert not hasattr(data, "x")
+        data.x = n
+        loop.sleep(0)
+        return data.x
+
+    gs = [loop.spawn(worker, i) for i in range(5)]
+    assert [g.get() for g in gs] == list(range(5))
+    assert data.x == "main"
+
+
+def test_local_subclass_init_runs_per_green_thread_and_cleanup():
+    class Counter(local):
+        def __init__(self, start):
+            self.n = start
+
+    c = Counter(10)
+    assert loop.spawn(lambda: c.n).get() == 10
+    import gc
+    gs = [loop.spawn(lambda: setattr(c, "n", 1)) for _ in range(20)]
+    loop.joinall(gs)
+    del gs
+    gc.collect()
+    assert len(object.__getattribute__(c, "_local__impl").dicts) < 5
+
+
+# -- Timeout ------------------------------------------------------------------------------------
+
+
+def test_timeout_context_manager_raises_itself():
+    with pytest.raises(Timeout) as info:
+        with Timeout(0.01) as t:
+            loop.sleep(1)
+    assert info.value is t
+
+
+def test_timeout_silent_and_none():
+    start = time.monotonic()
+    with Timeout(0.01, False):
+        loop.sleep(1)
+    assert time.monotonic() - start < 0.5
+    with Timeout(None):
+        loop.sleep(0.01)
+
+
+def test_timeout_custom_exception():
+    with pytest.raises(KeyError):
+        with Timeout(0.01, KeyError("slow")):
+            loop.sleep(1)
+    with pytest.raises(ValueError):
+        with Timeout(0.01, ValueError):
+            loop.sleep(1)
+
+
+def test_nested_timeouts():
+    with pytest.raises(Timeout) as info:
+        with Timeout(0.02) as outer:
+            with Timeout(1):
+                loop.sleep(1)
+    assert info.value is outer
+    with Timeout(1):
+        with pytest.raises(Timeout):
+            with Timeout(0.01):
+                loop.sleep(1)
+        loop.sleep(0.02)
+
+
+def test_timeout_start_cancel():
+    t = Timeout(0.01)
+    t.start()
+    assert t.pending
+    t.cancel()
+    assert not t.pending
+    loop.sleep(0.02)  # cancelled: nothing raised
+    t2 = Timeout.start_new(0.01)
+    with pytest.raises(Timeout):
+        loop.sleep(1)
+    assert not t2.pending
+    assert loop.get_hub().wakeup_sources == 0
+
+
+def test_timeout_interrupts_queue_get_without_losing_items():
+    q = Queue()
+    with pytest.raises(Timeout):
+        with Timeout(0.01):
+            q.get()
+    q.put(1)
+    assert q.get(timeout=1) == 1
