@@ -223,7 +223,7 @@ def main():
     label = {"spawn_join": "spawn+join 100k (s)", "yield": "1k x 1k sleep(0) (s)",
              "event_block": "100k block on Event (s)", "timers": "10k random timers (s)"}
     width = 26
-    header = "%-*s" % (width, "scenario") + "".join("%16s" % i for i in present)
+    header = "%-*s" % (width, "scenario") + "".join(" %17s" % i for i in present)
     print(header)
     print("-" * len(header))
 
@@ -231,8 +231,8 @@ def main():
         if value is None:
             return "%16s" % "error"
         if base:
-            return "%16s" % ("%.3f (x%.2f)" % (value, value / base))
-        return "%16s" % ("%.3f" % value)
+            return " %17s" % ("%.6g (x%.2f)" % (value, value / base))
+        return " %17s" % ("%.6g" % value)
 
     for scenario in SCENARIOS:
         row = results.get(scenario, {})
