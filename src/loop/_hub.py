@@ -123,6 +123,9 @@ def prepare():
     _originals["uvloop"] = uvloop
     from loop._interop import install_asyncio_run_guard
     install_asyncio_run_guard(asyncio)
+    # The thread pool binds _thread.start_new_thread when imported; imported after patching it
+    # would start green threads instead of OS threads, and DNS lookups would never return.
+    import loop.threadpool  # noqa: F401
     return _originals
 
 
