@@ -1,4 +1,5 @@
-"""loop.pywsgi over real sockets on 127.0.0.1, the server running in threads."""
+"""loop.pywsgi over real sockets on 127.0.0.1: a green server in its own OS thread and hub,
+plain blocking clients in the test thread."""
 import datetime
 import io
 import logging
@@ -14,6 +15,8 @@ import time
 from wsgiref.validate import validator
 
 import pytest
+
+import loop
 
 from loop.pywsgi import WSGIHandler
 from wsgi_helpers import Client, connect, get, roundtrip, serving
@@ -604,7 +607,7 @@ def test_graceful_stop_drains_in_flight_requests():
 
     def slow(environ, start_response):
         entered.set()
-        time.sleep(0.5)
+        loop.sleep(0.5)     # green: the server's hub keeps running (stop() runs there)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"finished"]
 

@@ -1,10 +1,12 @@
-"""Shared helpers for the WSGI server tests: a server in a thread and a strict little client.
+"""Shared helpers for the WSGI server tests: a green server in its own OS thread (with its own
+hub) and a strict little blocking client in the test's thread.
 
 The client parses responses itself (rather than with http.client) so that tests see exactly
 what went over the wire: status line, raw headers, framing.
 """
 import contextlib
 import socket
+import threading
 
 from loop.pywsgi import WSGIServer
 
@@ -12,14 +14,39 @@ TIMEOUT = 5.0
 
 
 @contextlib.contextmanager
-def serving(app, **options):
+def serving(app, listener=("127.0.0.1", 0), server_class=WSGIServer, **options):
+    """Run a green WSGI server in a background OS thread (its own hub) while the block runs.
+
+    The test's own thread stays an ordinary blocking thread: clients use plain sockets, and
+    ``server.stop()`` called from here runs in the server's hub (StreamServer supports that)."""
     options.setdefault("log", False)
-    server = WSGIServer(("127.0.0.1", 0), app, **options)
-    server.start()
+    server = server_class(listener, app, **options)
+    server.init_socket()
+    started = threading.Event()
+    failure = []
+
+    def run():
+        try:
+            server.start()
+        except BaseException as exc:
+            failure.append(exc)
+            raise
+        finally:
+            started.set()
+        server.serve_forever()
+
+    thread = threading.Thread(target=run, name="green server", daemon=True)
+    thread.start()
+    started.wait(TIMEOUT)
+    if failure:
+        raise failure[0]
     try:
         yield server
     finally:
-        server.stop(timeout=2)
+        if not server._stopping:
+            server.stop(timeout=2)
+        thread.join(TIMEOUT)
+        assert not thread.is_alive(), "the server thread did not finish"
 
 
 def connect(server, timeout=TIMEOUT):

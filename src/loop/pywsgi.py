@@ -6,17 +6,17 @@ Design
 Blocking style on purpose
 -------------------------
 The connection handler is ordinary blocking code against a small socket surface: ``recv``,
-``sendall``, ``sendfile``, ``settimeout``, ``shutdown`` and ``close``.  On loop's green sockets
-each of those calls parks the current green thread and lets the hub run others, so the same
-straight-line code serves ten thousand connections; on plain sockets it runs one thread per
-connection, which is what the tests and the fallback use today.  There are no callbacks and no
-``async``: a WSGI application is blocking code, and the server around it reads best when it is
-too.
+``sendall``, ``sendfile``, ``settimeout``, ``shutdown`` and ``close``.  :class:`WSGIServer` is a
+:class:`loop.server.StreamServer`: every connection runs in its own green thread on a green
+socket, so each of those calls parks only that green thread and the same straight-line code
+serves ten thousand connections.  There are no callbacks and no ``async``: a WSGI application
+is blocking code, and the server around it reads best when it is too.  (An application that
+blocks the OS thread -- a CPU loop, an unpatched C client library -- blocks every connection of
+the process; run it under ``loop.monkey.patch_all()`` or with the gunicorn worker, which
+patches.)
 
 ``WSGIServer.handle(sock, address)`` serves one accepted connection from start to close and does
-not care who called it.  How connections are accepted and spawned is a separate, pluggable
-concern (``spawn=``): the built-in accept loop spawns a thread per connection, and loop's green
-``StreamServer`` can call :meth:`WSGIServer.handle` directly with its own pool.
+not care who called it; the gunicorn worker (:mod:`loop.worker`) reuses it.
 
 Parsing and strictness
 ----------------------
@@ -45,11 +45,11 @@ Timeouts
 --------
 ``header_timeout`` bounds the time from the first byte of a request to the end of its head
 (slowloris); ``keepalive_timeout`` bounds the idle wait for the next request on a kept-alive
-connection; ``timeout`` bounds each body read and each write.  ``max_connections`` caps
-concurrent connections in the thread fallback (a green pool caps them when spawned by
-``StreamServer``).  :meth:`WSGIServer.stop` stops accepting, closes idle keep-alive
-connections, lets requests in flight finish (their responses say ``Connection: close``), and
-cuts whatever is left when the grace period ends.
+connection; ``timeout`` bounds each body read and each write.  ``max_connections`` sizes the
+green pool: further connections wait in the kernel's listen backlog.
+:meth:`WSGIServer.stop` stops accepting, closes idle keep-alive connections at once, lets
+requests in flight finish (their responses say ``Connection: close``) while it waits on the
+pool cooperatively, and kills whatever is left when the grace period ends.
 """
 
 from __future__ import annotations
@@ -60,12 +60,12 @@ import re
 import socket
 import stat
 import sys
-import threading
 import time
 import traceback
 from email.utils import formatdate
 from urllib.parse import unquote_to_bytes
 
+from loop.server import StreamServer
 from loop._http import (
     CONNECTION_CLOSED, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_MAX_REQUEST_LINE,
     END_OF_MESSAGE, NEED_DATA, ProtocolError, RequestReader, split_target,
@@ -325,6 +325,7 @@ class WSGIHandler:
         self.server = server
         self.sock = sock
         self.address = address
+        self._try_send = getattr(sock, "try_send", None)   # loop.server's ServerSocket
         self.reader = RequestReader(
             max_request_line=server.max_request_line, max_header_bytes=server.max_header_bytes,
             max_headers=server.max_headers, max_body=server.max_body)
@@ -365,6 +366,17 @@ class WSGIHandler:
         return data
 
     def _send(self, data):
+        # Nearly every response fits in the socket's send buffer: try a non-blocking send
+        # first, which also saves switching the socket's timeout back and forth per request.
+        try_send = self._try_send
+        if try_send is not None:
+            try:
+                sent = try_send(data)
+            except OSError as exc:
+                raise _ClientGone(exc) from None
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
         self._settimeout(self.server.timeout)
         try:
             self.sock.sendall(data)
@@ -796,25 +808,11 @@ class WSGIHandler:
 
 # -- the server ----------------------------------------------------------------------------------
 
-def _spawn_thread(func, *args):
-    thread = threading.Thread(target=func, args=args, daemon=True,
-                              name=f"loop.pywsgi {getattr(func, '__name__', 'worker')}")
-    thread.start()
-    return thread
-
-
-def _parse_address(address):
-    if isinstance(address, str):
-        host, _, port = address.rpartition(":")
-        return host.strip("[]") or "0.0.0.0", int(port)
-    return address
-
-
 class _AccessLog:
     """Wraps a logging.Logger or a file-like object; None when disabled."""
 
     def __init__(self, target, default):
-        if target is None:
+        if target is None or target == "default":
             target = default
         self.target = target
         self.is_logger = isinstance(target, (logging.Logger, logging.LoggerAdapter))
@@ -834,27 +832,31 @@ class _AccessLog:
                 flush()
 
 
-class WSGIServer:
-    """Serve ``application`` on ``listener`` (a bound socket, ``(host, port)`` or ``"host:port"``).
+class WSGIServer(StreamServer):
+    """Serve ``application`` on ``listener``: a socket, ``(host, port)``, ``"host:port"`` or a
+    unix socket path.  Every connection is a green thread on a green socket.
 
-    ``spawn(func, *args)`` runs each connection (and, from :meth:`start`, the accept loop); the
-    default starts a thread.  ``log`` receives one Combined Log Format line per request and
-    ``error_log`` receives errors: each may be a ``logging.Logger``, a file-like object, ``False``
-    to disable, or ``None`` for the loggers ``loop.pywsgi.access`` and ``loop.pywsgi``.
+    ``spawn`` as for :class:`loop.server.StreamServer`; the default is a pool of
+    ``max_connections`` green threads (further connections wait in the listen backlog).  ``log``
+    receives one Combined Log Format line per request and ``error_log`` receives errors: each
+    may be a ``logging.Logger``, a file-like object, ``False`` to disable, or ``None`` /
+    ``"default"`` for the loggers ``loop.pywsgi.access`` and ``loop.pywsgi``.
     """
 
     handler_class = WSGIHandler
+    stop_timeout = 10.0
 
-    def __init__(self, listener, application, *, log=None, error_log=None, spawn=None,
-                 ssl_context=None, environ=None, backlog=1024, max_connections=1000,
-                 header_timeout=10.0, keepalive_timeout=5.0, timeout=60.0,
-                 max_request_line=DEFAULT_MAX_REQUEST_LINE,
+    def __init__(self, listener, application=None, backlog=None, spawn="default", log=None,
+                 error_log=None, handler_class=None, environ=None, ssl_context=None, *,
+                 max_connections=1000, header_timeout=10.0, keepalive_timeout=5.0,
+                 timeout=60.0, max_request_line=DEFAULT_MAX_REQUEST_LINE,
                  max_header_bytes=DEFAULT_MAX_HEADER_BYTES, max_headers=DEFAULT_MAX_HEADERS,
-                 max_body=1 << 30, max_drain=1 << 16, script_name="", handler_class=None):
+                 max_body=1 << 30, max_drain=1 << 16, script_name=""):
+        if spawn == "default" and max_connections:
+            spawn = max_connections
+        StreamServer.__init__(self, listener, spawn=spawn, backlog=backlog,
+                              ssl_context=ssl_context)
         self.application = application
-        self.ssl_context = ssl_context
-        self.spawn = spawn or _spawn_thread
-        self.backlog = backlog
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
@@ -870,137 +872,43 @@ class WSGIServer:
         self.access_log = _AccessLog(log, _access_default)
         self.error_log = _AccessLog(error_log, _error_default)
         self.extra_environ = dict(environ or {})
-        if isinstance(listener, socket.socket):
-            self.socket = listener
-            self.address = None
-        else:
-            self.socket = None
-            self.address = _parse_address(listener)
-        self._stopping = False
-        self._started = False
+        #: Handlers of the open connections; stop() closes the idle ones at once.
         self._connections = set()
-        self._slots = threading.BoundedSemaphore(max_connections) if max_connections else None
-        self._accepting = None
         self._server_environ = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     @property
     def server_address(self):
-        return self.socket.getsockname() if self.socket is not None else self.address
+        return self.address
 
     def init_socket(self):
-        if self.socket is None:
-            host, port = self.address
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(self.backlog)
-            self.socket = sock
+        sock = StreamServer.init_socket(self)
         self._server_environ = self._make_server_environ()
+        return sock
 
-    def start(self):
-        """Start accepting in the background (through ``spawn``) and return."""
-        if self._started:
-            return
-        self.init_socket()
-        self._started = True
-        self._accepting = self.spawn(self._accept_loop)
+    def _begin_stop(self):
+        # Idle keep-alive connections are closed now (their handler's recv sees EOF); requests
+        # in flight finish, answer "Connection: close", and their handlers then see
+        # self._stopping and leave.  stop() waits for them cooperatively (Group.join).
+        for handler in list(self._connections):
+            if handler.idle:
+                _shutdown(handler.sock)
 
-    def serve_forever(self):
-        """Accept and serve in the calling thread until :meth:`stop`."""
-        if self._started:
-            raise RuntimeError("server already started")
-        self.init_socket()
-        self._started = True
-        self._accept_loop()
-
-    def _accept_loop(self):
-        listener = self.socket
-        # A timeout lets the loop notice stop() even where shutdown() does not wake accept().
-        listener.settimeout(1.0)
-        slots = self._slots
-        while not self._stopping:
-            if slots is not None and not slots.acquire(timeout=0.5):
-                continue
-            try:
-                sock, address = listener.accept()
-            except TimeoutError:
-                if slots is not None:
-                    slots.release()
-                continue
-            except OSError as exc:
-                if slots is not None:
-                    slots.release()
-                if self._stopping:
-                    break
-                self.log_error("accept failed: %s", exc)
-                time.sleep(0.05)    # EMFILE and friends: do not spin
-                continue
-            try:
-                self.spawn(self._handle_slot, sock, address)
-            except Exception:
-                sock.close()
-                if slots is not None:
-                    slots.release()
-                self.log_error("could not spawn a connection handler\n%s", traceback.format_exc())
-
-    def _handle_slot(self, sock, address):
-        try:
-            self.handle(sock, address)
-        finally:
-            if self._slots is not None:
-                self._slots.release()
-
-    def stop(self, timeout=10.0):
-        """Stop accepting, finish requests in flight, close idle connections, then cut the rest."""
-        self._stopping = True
-        self.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            for handler in list(self._connections):
-                if handler.idle:
-                    _shutdown(handler.sock)
-            if not self._connections or time.monotonic() >= deadline:
-                break
-            time.sleep(0.02)
+    def _before_kill(self):
         for handler in list(self._connections):
             _shutdown(handler.sock)
-
-    def close(self):
-        """Stop accepting new connections; the connections in flight go on."""
-        self._stopping = True
-        sock = self.socket
-        if sock is not None:
-            _shutdown(sock)
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # -- serving one connection -------------------------------------------------------------------
 
     def handle(self, sock, address):
-        """Serve one accepted connection until it closes.  Independent of how it was spawned."""
+        """Serve one accepted connection until it closes (the caller closes the socket)."""
         handler = None
-        raw_sock = sock
         try:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except (OSError, AttributeError):
                 pass    # a unix socket, or a socket-like object without options
-            if self.ssl_context is not None:
-                sock = self._tls_handshake(sock)
-                if sock is None:
-                    return
             handler = self.handler_class(self, sock, address)
             self._connections.add(handler)
             if self._stopping:
@@ -1011,22 +919,6 @@ class WSGIServer:
         finally:
             if handler is not None:
                 self._connections.discard(handler)
-            try:
-                (sock or raw_sock).close()
-            except OSError:
-                pass
-
-    def _tls_handshake(self, sock):
-        try:
-            tls = self.ssl_context.wrap_socket(sock, server_side=True,
-                                               do_handshake_on_connect=False)
-            tls.settimeout(self.header_timeout)
-            tls.do_handshake()
-            return tls
-        except (OSError, ValueError) as exc:
-            self.log_error("TLS handshake with %s failed: %s", sock, exc, level=logging.DEBUG)
-            sock.close()
-            return None
 
     # -- environ -----------------------------------------------------------------------------------
 
@@ -1034,10 +926,12 @@ class WSGIServer:
         address = self.server_address
         if isinstance(address, tuple):
             host, port = address[0], str(address[1])
-            try:
-                name = socket.getfqdn(host) if host not in ("", "0.0.0.0", "::") else \
-                    socket.gethostname()
-            except OSError:
+            # No reverse DNS here (gevent and wsgiref call getfqdn): it can take seconds, and a
+            # server must start the same with or without a resolver.  The bound address is what
+            # gunicorn reports too; apps wanting the client's view use HTTP_HOST.
+            if host in ("", "0.0.0.0", "::"):
+                name = socket.gethostname()
+            else:
                 name = host
         else:
             name, port = str(address), ""

@@ -34,7 +34,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
+import _thread
+import socket
+
+from loop._hub import _get_ident as _real_get_ident
+from loop._hub import get_hub_if_exists
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage)
@@ -134,7 +138,7 @@ class WebSocket:
         self.close_code = None
         self.close_reason = None
         self._protocol = Connection(ConnectionType.SERVER, list(extensions), data)
-        self._send_lock = threading.Lock()
+        self._send_lock = _thread.allocate_lock()
         self._fragments = []
         self._fragments_size = 0
         self._closed = False
@@ -145,8 +149,46 @@ class WebSocket:
 
     # -- sending ---------------------------------------------------------------------------------
 
+    def _lock_sending(self):
+        # Senders may be green threads of this connection's hub (often the reader answering a
+        # ping while a writer is blocked on a slow client) or other OS threads. A plain lock
+        # covers the threads; a green thread that finds it taken waits in the hub's thread
+        # pool, so it blocks only itself, never the OS thread its hub runs in.
+        if self._send_lock.acquire(False):
+            return
+        hub = get_hub_if_exists()
+        if hub is None or hub.thread_ident != _real_get_ident():
+            self._send_lock.acquire()
+            return
+        # If this green thread is killed while a pool thread waits for the lock on its behalf,
+        # the lock must not end up held by nobody: whoever comes second hands it back.
+        state = {"cancelled": False, "taken": False}
+        guard = _thread.allocate_lock()
+
+        def take():
+            while True:
+                got = self._send_lock.acquire(timeout=0.05)
+                with guard:
+                    if state["cancelled"]:
+                        if got:
+                            self._send_lock.release()
+                        return
+                    if got:
+                        state["taken"] = True
+                        return
+
+        try:
+            hub.threadpool.apply(take)
+        except BaseException:
+            with guard:
+                state["cancelled"] = True
+                if state["taken"]:
+                    self._send_lock.release()
+            raise
+
     def _send_event(self, event):
-        with self._send_lock:
+        self._lock_sending()
+        try:
             if self._protocol.state is not ConnectionState.OPEN and \
                     not isinstance(event, CloseConnection):
                 raise ConnectionClosed(self.close_code, self.close_reason)
@@ -159,6 +201,8 @@ class WebSocket:
             except OSError as exc:
                 self._abort(1006, str(exc))
                 raise ConnectionClosed(1006, str(exc)) from None
+        finally:
+            self._send_lock.release()
 
     def send(self, message):
         """Send a text (``str``) or binary (``bytes``) message."""
@@ -191,6 +235,15 @@ class WebSocket:
             except (OSError, WebSocketError):
                 pass
         self._abort(self.close_code or code, self.close_reason or reason)
+
+    def abort(self, code=1006, reason="aborted"):
+        """Drop the connection at once, without a closing handshake. Safe to call while another
+        green thread is blocked reading or writing: it is woken with ConnectionClosed."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._abort(code, reason)
 
     def _abort(self, code, reason):
         if self.close_code is None:

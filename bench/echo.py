@@ -1,0 +1,177 @@
+"""TCP echo benchmark: loop's StreamServer against gevent's StreamServer and asyncio/uvloop
+streams, side by side in one run.
+
+Each server runs in its own process pinned to CPU 0 (``taskset``); the load generator, a small C
+epoll client (``bench/echo_client.c``, compiled on the fly with ``cc``), runs pinned to CPU 1
+with 100 connections doing 64-byte round trips.  The client is not the bottleneck: it does
+several times the round trips of the fastest server here when pointed at a C server.
+
+    python bench/echo.py [--seconds 10] [--connections 100] [--size 64]
+        [--python PY] [--gevent-python PY] [--json bench/results/echo.json]
+
+``--python`` runs loop/asyncio/uvloop servers (needs loop importable and uvloop),
+``--gevent-python`` the gevent one (an environment with gevent installed).
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(os.path.dirname(HERE), "src")
+
+SERVERS = {
+    "loop StreamServer": ("python", r'''
+import sys
+from loop.server import StreamServer
+def echo(sock, address):
+    recv, sendall = sock.recv, sock.sendall
+    while True:
+        data = recv(65536)
+        if not data:
+            return
+        sendall(data)
+server = StreamServer(("127.0.0.1", int(sys.argv[1])), echo, backlog=1024)
+server.serve_forever()
+'''),
+    "gevent StreamServer": ("gevent", r'''
+import sys
+from gevent.server import StreamServer
+def echo(sock, address):
+    recv, sendall = sock.recv, sock.sendall
+    while True:
+        data = recv(65536)
+        if not data:
+            return
+        sendall(data)
+StreamServer(("127.0.0.1", int(sys.argv[1])), echo, backlog=1024).serve_forever()
+'''),
+    "asyncio streams": ("python", r'''
+import asyncio, sys
+async def echo(reader, writer):
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            break
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+    await server.serve_forever()
+asyncio.run(main())
+'''),
+    "uvloop streams": ("python", r'''
+import asyncio, sys, uvloop
+async def echo(reader, writer):
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            break
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+    await server.serve_forever()
+uvloop.run(main())
+'''),
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server on port %d did not come up" % port)
+
+
+def build_client(workdir):
+    binary = os.path.join(workdir, "echo_client")
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([compiler, "-O2", "-o", binary, os.path.join(HERE, "echo_client.c")],
+                   check=True)
+    return binary
+
+
+def run_one(name, interpreter, code, client, args, workdir):
+    port = free_port()
+    script = os.path.join(workdir, "server.py")
+    with open(script, "w") as f:
+        f.write(code)
+    env = dict(os.environ, PYTHONPATH=SRC)
+    server = subprocess.Popen(["taskset", "-c", "0", interpreter, script, str(port)], env=env)
+    try:
+        wait_port(port)
+        # Warm up, then measure.
+        subprocess.run(["taskset", "-c", "1", client, "127.0.0.1", str(port),
+                        str(args.connections), "1", str(args.size)], check=True,
+                       capture_output=True)
+        out = subprocess.run(["taskset", "-c", "1", client, "127.0.0.1", str(port),
+                              str(args.connections), str(args.seconds), str(args.size)],
+                             check=True, capture_output=True, text=True).stdout
+        trips, seconds = out.split()
+        rate = int(trips) / float(seconds)
+        print("%-22s %10.0f round trips/s" % (name, rate), flush=True)
+        return {"server": name, "round_trips_per_s": round(rate)}
+    finally:
+        server.terminate()
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--gevent-python", default=sys.executable)
+    parser.add_argument("--only", action="append", help="run only these servers")
+    parser.add_argument("--json", default=os.path.join(HERE, "results", "echo.json"))
+    args = parser.parse_args()
+    interpreters = {"python": args.python, "gevent": args.gevent_python}
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        client = build_client(workdir)
+        for name, (kind, code) in SERVERS.items():
+            if args.only and name not in args.only:
+                continue
+            try:
+                results.append(run_one(name, interpreters[kind], code, client, args, workdir))
+            except Exception as exc:
+                print("%-22s failed: %s" % (name, exc), flush=True)
+    report = {
+        "benchmark": "tcp echo, %d connections, %d-byte round trips, %gs" % (
+            args.connections, args.size, args.seconds),
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "machine": platform.platform(), "python": platform.python_version(),
+        "cpus": os.cpu_count(), "results": results,
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""A chat server: a line protocol for ``nc`` and a web page, sharing rooms.
+
+    python examples/chat_server.py [--host H] [--port P] [--http-port Q] [--redis URL]
+
+Then ``nc 127.0.0.1 7000`` (type ``/help``) and open http://127.0.0.1:8000/ in a browser: both
+kinds of users see each other's messages.  With ``--redis redis://127.0.0.1:6379/0``, several
+server processes share their rooms through Redis pub/sub.  Ctrl-C or SIGTERM tells the clients
+and shuts down.  The code is in ``examples/chat/`` (see its ``__init__``); this file only reads
+the command line.
+"""
+import argparse
+import logging
+import os
+import sys
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="loop chat server (TCP line protocol + web)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=7000, help="TCP line-protocol port")
+    parser.add_argument("--http-port", type=int, default=8000, help="web page and WebSocket port")
+    parser.add_argument("--redis", metavar="URL",
+                        help="share rooms with other processes through Redis pub/sub")
+    limits = parser.add_argument_group("per-client limits")
+    limits.add_argument("--outbox", type=int, default=500, metavar="N",
+                        help="events queued for a slow client before the oldest are dropped")
+    limits.add_argument("--max-drops", type=int, default=2000, metavar="N",
+                        help="disconnect a client once N events were dropped without progress")
+    limits.add_argument("--rate", type=float, default=20.0, metavar="LINES",
+                        help="lines per second a client may send (sustained)")
+    limits.add_argument("--burst", type=int, default=40, metavar="LINES",
+                        help="lines a client may send at once")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log every HTTP request")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.redis:
+        # redis-py does blocking socket IO: make it green before it is imported.  Without
+        # --redis the server needs no patching at all: it only uses loop's own servers.
+        from loop import monkey
+        monkey.patch_all()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from chat.app import ChatServer, Limits
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("chat.access").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    limits = Limits(args.outbox, args.max_drops, args.rate, args.burst)
+    server = ChatServer(args.host, args.port, args.http_port, redis_url=args.redis, limits=limits)
+    server.start()
+    tcp_host, tcp_port = server.tcp_address[:2]
+    http_host, http_port = server.http_address[:2]
+    print(f"chat: line protocol on {tcp_host}:{tcp_port} (try: nc {tcp_host} {tcp_port}), "
+          f"web on http://{http_host}:{http_port}/"
+          + (f", rooms shared through {args.redis}" if args.redis else ""), flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Green ``select.select`` and ``select.poll``: readiness waits that park only the caller.
+
+Design
+======
+
+Both functions answer "which of these descriptors are ready?" with the *real* syscall, called
+with a zero timeout, so the result (and every error: ``EBADF``, ``ValueError`` for descriptors
+out of ``select``'s range, ``TypeError`` for objects without ``fileno``) is exactly the
+stdlib's.  Only when nothing is ready and the caller is willing to wait does the green thread
+park, with :func:`wait_any_fd` watching every descriptor on the hub's event loop, and then ask
+the syscall again.  A wake-up is a hint, never an answer: after it we poll again, and a hint
+that turns out stale just means another round (within the caller's deadline).
+
+Sharing a descriptor with the hub's own waits
+---------------------------------------------
+asyncio's ``add_reader`` keeps *one* callback per descriptor and direction; a second
+registration silently replaces the first.  The hub uses the same slots for green sockets
+(``Hub.wait_readable``), so a ``select()`` on a descriptor that a green socket is also waiting
+on cannot simply register too.  The rules here:
+
+* a descriptor that the hub is already waiting on is not registered again: it is covered by
+  re-polling;
+* we never remove a registration that the hub made after ours (we check the hub's table before
+  ``remove_reader``);
+* every wait is cut into slices of at most ``_SLICE`` seconds, so even if the hub replaced our
+  registration mid-wait, we notice readiness within one slice.
+
+Multiplexing per descriptor inside the hub would remove the slices; that is a hub change
+(see the report in ``docs/compatibility.md``).
+"""
+import select as _stdlib_select
+
+from loop._hub import _TIMED_OUT, Waiter, get_hub, monotonic
+
+__all__ = ["select", "poll", "wait_any_fd", "error"]
+
+_original_select = _stdlib_select.select
+_original_poll = getattr(_stdlib_select, "poll", None)
+error = _stdlib_select.error
+
+POLLIN = getattr(_stdlib_select, "POLLIN", 1)
+POLLPRI = getattr(_stdlib_select, "POLLPRI", 2)
+POLLOUT = getattr(_stdlib_select, "POLLOUT", 4)
+POLLRDNORM = getattr(_stdlib_select, "POLLRDNORM", 64)
+POLLWRNORM = getattr(_stdlib_select, "POLLWRNORM", 256)
+_READ_MASK = POLLIN | POLLPRI | POLLRDNORM
+_WRITE_MASK = POLLOUT | POLLWRNORM
+
+#: Longest single park of a select/poll wait (see "Sharing a descriptor" above).
+_SLICE = 0.05
+
+
+class _Wakeup:
+    """The callback registered for each watched descriptor: wakes the waiter once."""
+    __slots__ = ("waiter",)
+
+    def __init__(self, waiter):
+        self.waiter = waiter
+
+    def __call__(self):
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            waiter.wake(True)
+
+
+def wait_any_fd(readers, writers, timeout):
+    """Park until one of ``readers`` is readable or ``writers`` writable (a hint: poll again
+    afterwards), or ``timeout`` seconds (None: at most one slice) passed.  ``readers`` and
+    ``writers`` are iterables of ints."""
+    hub = get_hub()
+    event_loop = hub.loop
+    waiter = Waiter(hub)
+    wakeup = _Wakeup(waiter)
+    added_readers = []
+    added_writers = []
+    slice_ = _SLICE if timeout is None else min(timeout, _SLICE)
+    try:
+        for fd in readers:
+            if fd not in hub._readers and fd not in added_readers:
+                event_loop.add_reader(fd, wakeup)
+                added_readers.append(fd)
+        for fd in writers:
+            if fd not in hub._writers and fd not in added_writers:
+                event_loop.add_writer(fd, wakeup)
+                added_writers.append(fd)
+        return waiter.wait(max(slice_, 0)) is not _TIMED_OUT
+    finally:
+        wakeup.waiter = None
+        for fd in added_readers:
+            if fd not in hub._readers:
+                _quietly(event_loop.remove_reader, fd)
+        for fd in added_writers:
+            if fd not in hub._writers:
+                _quietly(event_loop.remove_writer, fd)
+
+
+def _quietly(remove, fd):
+    try:
+        remove(fd)
+    except (OSError, ValueError):  # closed meanwhile
+        pass
+
+
+def _fileno(obj):
+    if isinstance(obj, int):
+        return obj
+    return obj.fileno()
+
+
+def _seconds(value, message):
+    # What the C functions accept: int, float, or an object with __float__/__index__.
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (str, bytes, bytearray)) or not (
+            hasattr(value, "__float__") or hasattr(value, "__index__")):
+        raise TypeError(message)
+    return float(value)
+
+
+def select(rlist, wlist, xlist, timeout=None):
+    """:func:`select.select` that blocks only the calling green thread."""
+    if timeout is not None:
+        timeout = _seconds(timeout, "timeout must be a float or None")
+        if timeout < 0:
+            raise ValueError("timeout must be non-negative")
+    # The zero-timeout syscall validates everything and is the answer when anything is ready.
+    result = _original_select(rlist, wlist, xlist, 0)
+    if result[0] or result[1] or result[2] or timeout == 0:
+        return result
+    rlist, wlist, xlist = list(rlist), list(wlist), list(xlist)
+    readers = [_fileno(obj) for obj in rlist] + [_fileno(obj) for obj in xlist]
+    writers = [_fileno(obj) for obj in wlist]
+    deadline = None if timeout is None else monotonic() + timeout
+    while True:
+        remaining = None if deadline is None else deadline - monotonic()
+        if remaining is not None and remaining <= 0:
+            return [], [], []
+        wait_any_fd(readers, writers, remaining)
+        result = _original_select(rlist, wlist, xlist, 0)
+        if result[0] or result[1] or result[2]:
+            return result
+
+
+if _original_poll is not None:
+    _FACTORY = object()
+
+    class _GreenPoll:
+        """What :func:`poll` returns: ``select.poll`` whose ``poll()`` blocks only the calling
+        green thread.  Like the C type, it cannot be instantiated directly."""
+
+        def __new__(cls, *args):
+            if args != (_FACTORY,):
+                raise TypeError("cannot create 'select.poll' instances")
+            return object.__new__(cls)
+
+        def __init__(self, _token):
+            self._poll = _original_poll()
+            self._masks = {}
+
+        def register(self, fd, eventmask=POLLIN | POLLPRI | POLLOUT):
+            self._poll.register(fd, eventmask)
+            self._masks[_fileno(fd)] = eventmask
+
+        def modify(self, fd, eventmask):
+            self._poll.modify(fd, eventmask)
+            self._masks[_fileno(fd)] = eventmask
+
+        def unregister(self, fd):
+            self._poll.unregister(fd)
+            del self._masks[_fileno(fd)]
+
+        def poll(self, timeout=None):
+            # milliseconds, None or negative = forever (as in the stdlib)
+            if timeout is not None:
+                timeout = _seconds(timeout, "timeout must be an integer or None")
+                if timeout < 0:
+                    timeout = None
+                else:
+                    timeout /= 1000.0
+            result = self._poll.poll(0)
+            if result or timeout == 0 or not self._masks:
+                if not result and not self._masks and timeout:
+                    get_hub().sleep(timeout)
+                return result
+            deadline = None if timeout is None else monotonic() + timeout
+            while True:
+                remaining = None if deadline is None else deadline - monotonic()
+                if remaining is not None and remaining <= 0:
+                    return []
+                # POLLHUP/POLLERR are reported for any registration, so every descriptor is
+                # watched for reading at least.
+                readers = [fd for fd, mask in self._masks.items()
+                           if mask & _READ_MASK or not mask & _WRITE_MASK]
+                writers = [fd for fd, mask in self._masks.items() if mask & _WRITE_MASK]
+                wait_any_fd(readers, writers, remaining)
+                result = self._poll.poll(0)
+                if result:
+                    return result
+    def poll():
+        """:func:`select.poll`, green."""
+        return _GreenPoll(_FACTORY)
+else:  # pragma: no cover
+    poll = None

@@ -1,0 +1,492 @@
+"""The green socket: a ``socket.socket`` whose blocking calls wait on the hub.
+
+Design
+======
+
+A green socket *is* a stdlib socket: :class:`socket` subclasses the original (unpatched)
+``socket.socket``, so ``isinstance`` checks, ``makefile()``/``SocketIO``, ``dup()``, pickling
+errors, ``repr`` and every non-blocking call behave exactly as in the stdlib.  Only the calls that
+can block are overridden.
+
+Two timeouts
+------------
+Every green socket has two timeouts:
+
+* the C one, kept at ``0.0`` for the socket's whole life: the file descriptor is in O_NONBLOCK
+  mode and every C call returns ``EAGAIN`` instead of blocking the OS thread (and with it the
+  hub and every green thread);
+* the Python-level one, ``_timeout``, which is what ``settimeout``/``gettimeout``/
+  ``setblocking``/``getblocking``/``timeout`` read and write, with the stdlib's validation and
+  meaning: ``None`` blocks (green), ``0.0`` is non-blocking (``BlockingIOError``), ``t > 0``
+  raises ``TimeoutError("timed out")`` (``socket.timeout``) after ``t`` seconds.
+
+Fast path first
+---------------
+Each blocking call first tries the syscall: a ``recv`` on a socket that has data, a ``send``
+with room in the buffer, an ``accept`` with a pending connection returns without touching the
+hub.  Only on ``EAGAIN`` does the green thread register a readiness wait with the hub
+(:meth:`loop._hub.Hub.wait_readable`/``wait_writable``) and retry when woken.  The deadline is
+computed once per call, so spurious wake-ups (another green thread consumed the data) do not
+extend the caller's timeout, matching the stdlib's per-call timeout (and ``sendall``'s
+whole-call timeout since Python 3.5).
+
+Closing
+-------
+The stdlib closes through ``_real_close`` once the last ``makefile`` reference is gone.  Ours
+first calls the hub's ``cancel_wait`` on the descriptor: a green thread blocked in ``recv`` on
+this socket is woken with ``OSError(EBADF)`` instead of waiting forever on a descriptor number
+that the kernel may already have handed to a new file.
+
+Names resolved for the caller
+-----------------------------
+``connect(("example.com", 80))`` would make the C socket call ``getaddrinfo`` itself, blocking
+the hub; green ``connect``/``connect_ex`` resolve non-numeric hosts through :mod:`loop._dns`
+first.
+"""
+import _socket
+import errno as _errno
+import os
+import socket as _stdlib
+
+from loop import _dns
+from loop._hub import cancel_wait, get_hub, monotonic, sleep as _hub_sleep
+
+__all__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd",
+           "wait_read", "wait_write", "wait_readwrite", "cancel_wait"]
+
+#: The original ``socket.socket`` class (bound before any patching: loop.monkey imports this
+#: module first).
+_original_socket = _stdlib.socket
+
+# The C methods, called unbound: faster than super() and immune to patching.
+_c = _socket.socket
+_c_recv = _c.recv
+_c_recv_into = _c.recv_into
+_c_recvfrom = _c.recvfrom
+_c_recvfrom_into = _c.recvfrom_into
+_c_send = _c.send
+_c_sendto = _c.sendto
+_c_sendall = _c.sendall
+_c_connect = _c.connect
+_c_connect_ex = _c.connect_ex
+_c_accept = _c._accept
+_c_settimeout = _c.settimeout
+_c_gettimeout = _c.gettimeout
+_c_fileno = _c.fileno
+_c_getsockopt = _c.getsockopt
+_c_close = _c.close
+_c_recvmsg = getattr(_c, "recvmsg", None)
+_c_recvmsg_into = getattr(_c, "recvmsg_into", None)
+_c_sendmsg = getattr(_c, "sendmsg", None)
+_c_sendmsg_afalg = getattr(_c, "sendmsg_afalg", None)
+
+_SOL_SOCKET = _socket.SOL_SOCKET
+_SO_ERROR = _socket.SO_ERROR
+_AF_INET = _socket.AF_INET
+_AF_INET6 = getattr(_socket, "AF_INET6", None)
+_AF_UNIX = getattr(_socket, "AF_UNIX", None)
+_CONNECT_IN_PROGRESS = {_errno.EINPROGRESS, _errno.EALREADY, _errno.EWOULDBLOCK}
+
+
+def _timed_out():
+    return TimeoutError("timed out")
+
+
+def _closed_error():
+    return OSError(_errno.EBADF, "Bad file descriptor: the socket was closed while a green "
+                                 "thread was waiting on it")
+
+
+class socket(_original_socket):
+    """A ``socket.socket`` whose blocking operations block only the calling green thread."""
+
+    __slots__ = ("_timeout",)
+
+    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+        _original_socket.__init__(self, family, type, proto, fileno)
+        # The C object now has the stdlib's initial timeout: getdefaulttimeout(), or 0.0 for
+        # SOCK_NONBLOCK.  Adopt it as ours and switch the descriptor to non-blocking.
+        timeout = _c_gettimeout(self)
+        self._timeout = timeout
+        if timeout != 0.0:
+            _c_settimeout(self, 0.0)
+
+    # -- the Python-level timeout --------------------------------------------------------
+
+    def settimeout(self, value):
+        if value is None:
+            self._timeout = None
+            return
+        # Let the C method validate and normalise (TypeError/ValueError exactly as stdlib),
+        # then put the descriptor's own timeout back to 0.
+        _c_settimeout(self, value)
+        self._timeout = _c_gettimeout(self)
+        if self._timeout != 0.0:
+            _c_settimeout(self, 0.0)
+
+    def gettimeout(self):
+        return self._timeout
+
+    def setblocking(self, flag):
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self):
+        return self._timeout != 0.0
+
+    @property
+    def timeout(self):
+        return self._timeout
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def _deadline(self):
+        timeout = self._timeout
+        return None if timeout is None else monotonic() + timeout
+
+    def _wait(self, readable, deadline):
+        fd = _c_fileno(self)
+        if fd < 0:
+            raise _closed_error()
+        hub = get_hub()
+        wait = hub.wait_readable if readable else hub.wait_writable
+        if deadline is None:
+            wait(fd)
+        else:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                raise _timed_out()
+            wait(fd, remaining, _timed_out())
+
+    def _read_op(self, op, args):
+        """Run a C read operation, waiting for readability on EAGAIN."""
+        try:
+            return op(self, *args)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+        deadline = self._deadline()
+        while True:
+            self._wait(True, deadline)
+            try:
+                return op(self, *args)
+            except BlockingIOError:
+                pass
+
+    def _write_op(self, op, args):
+        try:
+            return op(self, *args)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+        deadline = self._deadline()
+        while True:
+            self._wait(False, deadline)
+            try:
+                return op(self, *args)
+            except BlockingIOError:
+                pass
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def recv(self, *args):
+        try:
+            return _c_recv(self, *args)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+        return self._read_op(_c_recv, args)
+
+    def recv_into(self, *args):
+        try:
+            return _c_recv_into(self, *args)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+        return self._read_op(_c_recv_into, args)
+
+    def recvfrom(self, *args):
+        return self._read_op(_c_recvfrom, args)
+
+    def recvfrom_into(self, *args):
+        return self._read_op(_c_recvfrom_into, args)
+
+    if _c_recvmsg is not None:
+        def recvmsg(self, *args):
+            return self._read_op(_c_recvmsg, args)
+
+    if _c_recvmsg_into is not None:
+        def recvmsg_into(self, *args):
+            return self._read_op(_c_recvmsg_into, args)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, *args):
+        try:
+            return _c_send(self, *args)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+        return self._write_op(_c_send, args)
+
+    def sendto(self, *args):
+        return self._write_op(_c_sendto, args)
+
+    if _c_sendmsg is not None:
+        def sendmsg(self, *args):
+            return self._write_op(_c_sendmsg, args)
+
+    if _c_sendmsg_afalg is not None:
+        def sendmsg_afalg(self, *args, **kwargs):
+            return self._write_op(lambda s, *a: _c_sendmsg_afalg(s, *a, **kwargs), args)
+
+    def sendall(self, data, flags=0):
+        if self._timeout == 0.0:
+            return _c_sendall(self, data, flags)
+        with memoryview(data) as view, view.cast("B") as view:
+            total = len(view)
+            try:
+                sent = _c_send(self, view, flags)
+            except BlockingIOError:
+                sent = 0
+            if sent >= total:
+                return None
+            deadline = self._deadline()
+            while sent < total:
+                self._wait(False, deadline)
+                try:
+                    sent += _c_send(self, view[sent:], flags)
+                except BlockingIOError:
+                    pass
+        return None
+
+    def _sendfile_use_sendfile(self, file, offset=0, count=None):
+        # The stdlib version waits with a real poll() selector; this one waits on the hub.
+        self._check_sendfile_params(file, offset, count)
+        sockno = self.fileno()
+        try:
+            fileno = file.fileno()
+            fsize = os.fstat(fileno).st_size
+        except (AttributeError, OSError, _io_unsupported()) as err:
+            raise _stdlib._GiveupOnSendfile(err)
+        if not fsize:
+            return 0
+        blocksize = min(count or fsize, 2 ** 30)
+        if self._timeout == 0.0:
+            raise ValueError("non-blocking sockets are not supported")
+        deadline = self._deadline()
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = count - total_sent
+                    if blocksize <= 0:
+                        break
+                try:
+                    sent = os.sendfile(sockno, fileno, offset, blocksize)
+                except BlockingIOError:
+                    self._wait(False, deadline)
+                    continue
+                except OSError as err:
+                    if total_sent == 0:
+                        raise _stdlib._GiveupOnSendfile(err)
+                    raise err from None
+                if sent == 0:
+                    break
+                offset += sent
+                total_sent += sent
+            return total_sent
+        finally:
+            if total_sent > 0 and hasattr(file, "seek"):
+                file.seek(offset)
+
+    # -- connections ---------------------------------------------------------------------
+
+    def accept(self):
+        fd, address = self._read_op(_c_accept, ())
+        sock = socket(self.family, self.type, self.proto, fileno=fd)
+        # Same rule as the stdlib: a listening socket with a timeout hands out blocking
+        # sockets when there is no default timeout.
+        if _stdlib.getdefaulttimeout() is None and self._timeout:
+            sock.setblocking(True)
+        return sock, address
+
+    def connect(self, address):
+        if self._timeout == 0.0:
+            return _c_connect(self, address)
+        address = self._resolve(address)
+        deadline = self._deadline()
+        while True:
+            err = _c_connect_ex(self, address)
+            if not err or err == _errno.EISCONN:
+                return None
+            if err == _errno.EAGAIN and self.family == _AF_UNIX:
+                # A full listen backlog of a Unix socket: nothing to poll for, retry soon.
+                if deadline is not None and monotonic() >= deadline:
+                    raise _timed_out()
+                _hub_sleep(0.001)
+                continue
+            if err not in _CONNECT_IN_PROGRESS:
+                raise OSError(err, os.strerror(err))
+            self._wait(False, deadline)
+            err = _c_getsockopt(self, _SOL_SOCKET, _SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+            return None
+
+    def connect_ex(self, address):
+        try:
+            self.connect(address)
+        except TimeoutError:
+            return _errno.EAGAIN  # what the C socket returns on a timeout (SOCK_TIMEOUT_ERR)
+        except OSError as exc:
+            if exc.errno:
+                return exc.errno
+            raise
+        return 0
+
+    def _resolve(self, address):
+        family = self.family
+        if family not in (_AF_INET, _AF_INET6) or not isinstance(address, tuple) \
+                or len(address) < 2 or _dns.is_numeric_host(address[0]):
+            return address
+        host, port = address[0], address[1]
+        if isinstance(host, (bytes, bytearray)):
+            host = bytes(host).decode("idna")
+        infos = _dns.getaddrinfo(host, port, family, self.type, self.proto)
+        if not infos:
+            raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known")
+        resolved = infos[0][4]
+        if family == _AF_INET6 and len(address) > 2:
+            resolved = (resolved[0], resolved[1]) + tuple(address[2:])
+        return resolved
+
+    # -- closing -------------------------------------------------------------------------
+
+    def _real_close(self, _ss=_c):
+        fd = _c_fileno(self)
+        if fd >= 0:
+            cancel_wait(fd, _closed_error())
+        _ss.close(self)
+
+    def detach(self):
+        fd = _c_fileno(self)
+        if fd >= 0:
+            cancel_wait(fd, _closed_error())
+        return _original_socket.detach(self)
+
+
+def _io_unsupported():
+    import io
+    return io.UnsupportedOperation
+
+
+SocketType = _socket.socket  # as in the stdlib: the C base class
+
+
+# ---------------------------------------------------------------------------------------------
+# Module-level constructors
+
+def socketpair(family=None, type=_socket.SOCK_STREAM, proto=0):
+    """Like :func:`socket.socketpair`, returning green sockets."""
+    if family is None:
+        family = _AF_UNIX if _AF_UNIX is not None else _AF_INET
+    a, b = _socket.socketpair(family, type, proto)
+    return (socket(family, type, proto, a.detach()), socket(family, type, proto, b.detach()))
+
+
+def fromfd(fd, family, type, proto=0):
+    """Like :func:`socket.fromfd`: a green socket on a duplicate of ``fd``."""
+    return socket(family, type, proto, os.dup(fd))
+
+
+_GLOBAL_DEFAULT_TIMEOUT = _stdlib._GLOBAL_DEFAULT_TIMEOUT
+
+
+def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=None, *,
+                      all_errors=False):
+    """Like :func:`socket.create_connection`: try each resolved address in turn."""
+    host, port = address
+    errors = []
+    for family, type_, proto, _canonname, sockaddr in _dns.getaddrinfo(
+            host, port, 0, _socket.SOCK_STREAM):
+        sock = None
+        try:
+            sock = socket(family, type_, proto)
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            errors.clear()
+            return sock
+        except OSError as exc:
+            if not all_errors:
+                errors.clear()
+            errors.append(exc)
+            if sock is not None:
+                sock.close()
+    if errors:
+        try:
+            if not all_errors:
+                raise errors[0]
+            raise ExceptionGroup("create_connection failed", errors)
+        finally:
+            errors.clear()
+    raise OSError("getaddrinfo returns an empty list")
+
+
+def create_server(address, *, family=_AF_INET, backlog=None, reuse_port=False,
+                  dualstack_ipv6=False):
+    """Like :func:`socket.create_server`, returning a green listening socket."""
+    if reuse_port and not hasattr(_socket, "SO_REUSEPORT"):
+        raise ValueError("SO_REUSEPORT not supported on this platform")
+    if dualstack_ipv6:
+        if not _stdlib.has_dualstack_ipv6():
+            raise ValueError("dualstack_ipv6 not supported on this platform")
+        if family != _AF_INET6:
+            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+    sock = socket(family, _socket.SOCK_STREAM)
+    try:
+        try:
+            sock.setsockopt(_SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        except OSError:
+            pass
+        if reuse_port:
+            sock.setsockopt(_SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        if _stdlib.has_ipv6 and family == _AF_INET6:
+            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY,
+                            0 if dualstack_ipv6 else 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise OSError(err.errno, "%s (while attempting to bind on address %r)"
+                          % (err.strerror, address)) from None
+        if backlog is None:
+            sock.listen()
+        else:
+            sock.listen(backlog)
+        return sock
+    except OSError:
+        sock.close()
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting on raw descriptors (gevent.socket's helpers)
+
+def wait_read(fileno, timeout=None, timeout_exc=None):
+    """Block the current green thread until ``fileno`` is readable."""
+    get_hub().wait_readable(fileno, timeout, timeout_exc or _timed_out())
+
+
+def wait_write(fileno, timeout=None, timeout_exc=None):
+    """Block the current green thread until ``fileno`` is writable."""
+    get_hub().wait_writable(fileno, timeout, timeout_exc or _timed_out())
+
+
+def wait_readwrite(fileno, timeout=None, timeout_exc=None):
+    """Block until ``fileno`` is readable or writable (whichever comes first)."""
+    from loop._select import select
+    readable, writable, _ = select([fileno], [fileno], [], timeout)
+    if not readable and not writable:
+        raise timeout_exc or _timed_out()

@@ -1,0 +1,348 @@
+"""Make blocking stdlib code cooperative: ``loop.monkey.patch_all()``.
+
+Design
+======
+
+What a patch is
+---------------
+A patch replaces *attributes of the stdlib module objects* (``socket.socket``,
+``time.sleep``, ``threading._allocate_lock``...) with loop's green versions.  Code that looks
+the name up at call time (``socket.socket(...)``, ``time.sleep(1)``, ``threading.Lock()``)
+becomes cooperative whatever the import order.  Every replacement is recorded by
+:mod:`loop._patch_registry`, so :func:`get_original` returns the real object,
+:func:`is_module_patched`/:func:`is_object_patched` answer truthfully, and patching twice
+keeps the first original (``patch_all()`` twice is a no-op).
+
+The green replacements are themselves thin: the green socket *is* a ``socket.socket`` subclass
+(:mod:`loop._socket`), the green SSL socket *is* an ``ssl.SSLSocket`` (:mod:`loop.ssl`), green
+threads are driven by the stdlib ``threading`` module itself running on green ``_thread``
+primitives (:mod:`loop.thread`, :mod:`loop._patch_thread`), ``subprocess.Popen`` is the stdlib
+class on green pipes (:mod:`loop.subprocess`).  Behaviour therefore stays the stdlib's, which is
+what the CPython test suite run (``tests/stdlib/run_stdlib.py``, ``docs/compatibility.md``)
+checks.
+
+The hub keeps the real stdlib
+-----------------------------
+The hub runs an asyncio (or uvloop) event loop; if asyncio's selector, self-pipe socket or
+locks were green, the hub would wait on itself.  Before anything is replaced,
+:func:`loop._hub.prepare` imports asyncio, uvloop and concurrent.futures and the hub binds the
+originals it needs (``_socket.socketpair``, the original ``DefaultSelector`` class, ``_thread``
+functions, ``time.sleep``); every loop module that needs an original binds it at import, and
+this module imports them all before the first patch.
+
+Import order
+------------
+Patching early (first line of the program, or ``python -m loop.monkey script.py``) is best, but
+the common "asyncio / ssl / threading / concurrent.futures was imported first" case works:
+
+* module attributes are looked up at call time by nearly all stdlib code, so replacing them
+  fixes existing importers;
+* the places where the stdlib *copied* a name at import time are fixed explicitly: threading's
+  private ``_start_new_thread``/``_allocate_lock``/... copies (per Python version),
+  ``ssl.SSLContext.sslsocket_class`` (so contexts created before the patch hand out green
+  sockets), ``ssl.create_connection``, ``subprocess._PopenSelector``,
+  ``socketserver._ServerSelector``, ``multiprocessing.connection._WaitSelector``, the free
+  module-level locks of ``concurrent.futures.thread`` and ``logging``;
+* any *other* module that bound an original with ``from x import y`` before the patch cannot be
+  fixed safely (it may want the original); :func:`patch_all` lists those in one
+  :class:`MonkeyPatchWarning`.
+
+Order of the patches
+--------------------
+os, thread (before time: it binds the real sleep), time, socket + dns, select + selectors, ssl
+(needs the green socket), subprocess (needs green os/select), signal, queue (needs green
+threading).  ``aggressive=True`` (the default) also *removes* ``select.epoll``/``kqueue``/
+``devpoll`` and the matching selector classes, so that libraries probing for them fall back to
+the green ``poll``/``select``; the hub's own selector was bound before.
+"""
+import sys
+
+from loop import _hub
+from loop._patch_registry import (MonkeyPatchWarning, get_original, is_module_patched,
+                                  is_object_patched, patch_item, remove_item,
+                                  warn_stale_references)
+
+__all__ = ["patch_all", "patch_socket", "patch_dns", "patch_ssl", "patch_time", "patch_select",
+           "patch_selectors", "patch_thread", "patch_queue", "patch_subprocess", "patch_os",
+           "patch_signal", "patch_psycopg", "get_original", "is_module_patched",
+           "is_object_patched", "MonkeyPatchWarning", "main"]
+
+
+def _prepare():
+    """Bind every original loop needs, before the first replacement."""
+    _hub.prepare()
+    # Importing these binds their originals (see each module); the thread pool in particular
+    # must start real threads, so it has to bind _thread.start_new_thread now.
+    import loop  # noqa: F401  (greenlet, timeout, _api, _interop)
+    from loop import event, local, lock, pool, queue, threadpool  # noqa: F401
+    from loop import (_dns, _select, _selectors, _socket, os, signal, ssl,  # noqa: F401
+                      subprocess, thread, time)
+
+
+def _replaced_originals(module_name, names):
+    import importlib
+    module = importlib.import_module(module_name)
+    found = {}
+    for name in names:
+        value = getattr(module, name, None)
+        if value is not None and not isinstance(value, (int, str, float, bool)):
+            found[id(value)] = "%s.%s" % (module_name, name)
+    return found
+
+
+def _patch_module(module_name, green_module, names):
+    import importlib
+    module = importlib.import_module(module_name)
+    for name in names:
+        patch_item(module, name, getattr(green_module, name))
+
+
+# -- single patches ------------------------------------------------------------------------------
+
+def patch_time():
+    """``time.sleep`` yields to other green threads."""
+    _prepare()
+    from loop import time as green_time
+    _patch_module("time", green_time, green_time.__implements__)
+
+
+def patch_socket(dns=True, aggressive=True):
+    """Green ``socket.socket``, ``create_connection``, ``create_server``, ``socketpair``,
+    ``fromfd``; with ``dns``, the resolver functions too."""
+    _prepare()
+    from loop import socket as green_socket
+    _patch_module("socket", green_socket, green_socket.__implements__)
+    if dns:
+        patch_dns()
+
+
+def patch_dns():
+    """``getaddrinfo``, ``gethostbyname(_ex)``, ``gethostbyaddr``, ``getnameinfo``,
+    ``getfqdn`` run in a thread pool."""
+    _prepare()
+    from loop import socket as green_socket
+    _patch_module("socket", green_socket, green_socket.__dns__)
+
+
+def patch_select(aggressive=True):
+    """Green ``select.select`` and ``select.poll``; also patches ``selectors``."""
+    _prepare()
+    from loop import select as green_select
+    import select
+    _patch_module("select", green_select, green_select.__implements__)
+    if aggressive:
+        for name in green_select.__blocking__:
+            remove_item(select, name)
+    patch_selectors(aggressive)
+
+
+def patch_selectors(aggressive=True):
+    """``selectors.DefaultSelector`` (and ``PollSelector``/``SelectSelector``) wait on the
+    hub; stale copies in subprocess, socketserver and multiprocessing are re-pointed."""
+    _prepare()
+    import selectors
+
+    from loop import selectors as green_selectors
+    from loop._select import select as green_select_function
+    green = green_selectors.GreenSelector
+    patch_item(selectors, "DefaultSelector", green)
+    if hasattr(selectors, "PollSelector"):
+        patch_item(selectors, "PollSelector", green)
+
+    class GreenSelectSelector(get_original("selectors", "SelectSelector")):
+        """``SelectSelector`` on the green ``select``."""
+        _select = staticmethod(green_select_function)
+
+    patch_item(selectors, "SelectSelector", GreenSelectSelector)
+    if aggressive:
+        for name in green_selectors.__blocking__:
+            remove_item(selectors, name)
+    for module_name, attr in (("subprocess", "_PopenSelector"),
+                              ("socketserver", "_ServerSelector"),
+                              ("multiprocessing.connection", "_WaitSelector")):
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, attr):
+            patch_item(module, attr, green)
+
+
+def patch_ssl():
+    """Green ``ssl.SSLSocket``; every ``SSLContext`` (also ones created before the patch)
+    hands out green SSL sockets."""
+    _prepare()
+    import ssl
+
+    from loop import ssl as green_ssl
+    from loop._socket import create_connection
+    original_context = get_original("ssl", "SSLContext")
+    patch_item(original_context, "sslsocket_class", green_ssl.SSLSocket)
+    # ssl.SSLSocket itself stays the stdlib class: ssl._create() calls
+    # super(SSLSocket, self) with the module-level name, which must be the stdlib class.  The
+    # green class is its subclass, so isinstance(sock, ssl.SSLSocket) holds.
+    patch_item(ssl, "create_connection", create_connection)
+
+
+def patch_thread(threading=True, _threading_local=True, logging=True):
+    """Threads become green threads; ``threading`` locks, conditions, events, semaphores,
+    ``local`` and ``get_ident`` are green."""
+    _prepare()
+    from loop._patch_thread import patch_thread_modules
+    patch_thread_modules(threading, _threading_local, logging)
+
+
+def patch_queue():
+    """``queue.SimpleQueue`` becomes the pure-Python one on green locks (``queue.Queue`` and
+    friends use threading's locks, green once threads are patched)."""
+    _prepare()
+    from loop._patch_thread import patch_queue as patch
+    patch()
+
+
+def patch_os():
+    """``os.waitpid``/``os.wait`` block only the calling green thread (``os.fork`` already
+    re-initialises the hub in the child through ``os.register_at_fork``)."""
+    _prepare()
+    from loop import os as green_os
+    _patch_module("os", green_os, green_os.__implements__)
+
+
+def patch_subprocess():
+    """``subprocess.Popen`` pipes and ``communicate`` are green (``wait`` needs
+    :func:`patch_os` and :func:`patch_time`, which ``patch_all`` applies)."""
+    _prepare()
+    import subprocess
+
+    from loop.subprocess import green_io, patch_module
+    from loop._selectors import GreenSelector
+    patch_item(subprocess, "io", green_io)
+    patch_item(subprocess, "_PopenSelector", GreenSelector)
+    del patch_module
+
+
+def patch_signal():
+    """``signal.signal`` handlers may wake and block green threads."""
+    _prepare()
+    from loop import signal as green_signal
+    _patch_module("signal", green_signal, green_signal.__implements__)
+
+
+def patch_psycopg():
+    """Make psycopg 3's waits cooperative.
+
+    psycopg waits for its socket with ``psycopg.waiting.wait``, which is the C ``wait_c``
+    (a blocking ``poll()`` in C) whenever the binary or C extension is installed -- unless it
+    detects *gevent's* patch.  We point it at psycopg's own ``wait_poll``, which calls
+    ``select.poll()`` at call time, i.e. loop's green poll; ``wait_conn`` (connecting) already
+    uses ``selectors.DefaultSelector``, green after :func:`patch_selectors`.  Setting
+    ``PSYCOPG_WAIT_FUNC=wait_poll`` in the environment before psycopg is imported has the same
+    effect; :func:`patch_all` does one or the other.
+    """
+    _prepare()
+    try:
+        import psycopg.waiting as waiting
+    except ImportError:
+        return False
+    patch_item(waiting, "wait", waiting.wait_poll)
+    if hasattr(waiting, "_ready_poll"):
+        patch_item(waiting, "_ready", waiting._ready_poll)
+    return True
+
+
+# -- everything ----------------------------------------------------------------------------------
+
+_STALE_CHECK = {
+    "socket": ["socket", "create_connection", "socketpair", "fromfd", "getaddrinfo",
+               "gethostbyname"],
+    "time": ["sleep"],
+    "select": ["select", "poll"],
+    "threading": ["Lock", "Event", "Condition", "Semaphore"],
+    "_thread": ["allocate_lock", "start_new_thread", "get_ident"],
+    "ssl": ["wrap_socket"],
+}
+
+
+def patch_all(socket=True, dns=True, time=True, select=True, thread=True, os=True, ssl=True,
+              subprocess=True, signal=True, queue=True, psycopg=True, aggressive=True,
+              warn_stale=True, **unknown):
+    """Apply every patch (each can be turned off by keyword).  Safe to call more than once."""
+    if unknown:
+        raise TypeError("patch_all() got unexpected keyword arguments: %s"
+                        % ", ".join(sorted(unknown)))
+    _prepare()
+    originals = {}
+    if warn_stale:
+        for module_name, names in _STALE_CHECK.items():
+            originals.update(_replaced_originals(module_name, names))
+    if os:
+        patch_os()
+    if thread:
+        patch_thread()
+    if time:
+        patch_time()
+    if socket:
+        patch_socket(dns=dns, aggressive=aggressive)
+    if select:
+        patch_select(aggressive=aggressive)
+    if ssl:
+        patch_ssl()
+    if subprocess:
+        patch_subprocess()
+    if signal:
+        patch_signal()
+    if queue and thread:
+        patch_queue()
+    if psycopg and select:
+        if "psycopg.waiting" in sys.modules:
+            patch_psycopg()
+        else:
+            # Not imported yet: psycopg reads this when it is, without us importing it now.
+            import os as os_module
+            os_module.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_poll")
+    if warn_stale:
+        # Only originals that this call actually replaced count as stale.
+        replaced = {key: name for key, name in originals.items()
+                    if is_object_patched(*name.split(".", 1))}
+        warn_stale_references(replaced)
+
+
+# -- python -m loop.monkey -----------------------------------------------------------------------
+
+_USAGE = """usage: python -m loop.monkey [--no-NAME ...] (script.py | -m module) [args...]
+
+Runs the script (or module) as __main__ after loop.monkey.patch_all().
+--no-NAME turns one patch off (NAME: socket, dns, time, select, thread, os, ssl, subprocess,
+signal, queue, psycopg, aggressive)."""
+
+
+def main(argv=None):
+    import runpy
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = {}
+    while argv and argv[0].startswith("--"):
+        flag = argv.pop(0)
+        if flag in ("--help", "-h"):
+            print(_USAGE)
+            return 0
+        if not flag.startswith("--no-"):
+            print(_USAGE, file=sys.stderr)
+            return 2
+        options[flag[5:].replace("-", "_")] = False
+    if not argv:
+        print(_USAGE, file=sys.stderr)
+        return 2
+    patch_all(**options)
+    if argv[0] == "-m":
+        if len(argv) < 2:
+            print(_USAGE, file=sys.stderr)
+            return 2
+        sys.argv = argv[1:]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = argv
+        import os.path
+        sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+        runpy.run_path(argv[0], run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

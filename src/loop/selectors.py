@@ -1,0 +1,16 @@
+"""Green ``selectors``: the stdlib namespace with ``DefaultSelector`` cooperative.
+
+The epoll/kqueue/devpoll selectors are re-exported unchanged (they block the OS thread);
+``loop.monkey.patch_selectors(aggressive=True)`` removes them from the stdlib module.
+"""
+import selectors as _stdlib_selectors
+
+globals().update({name: value for name, value in vars(_stdlib_selectors).items()
+                  if not name.startswith("__")})
+
+from loop._selectors import DefaultSelector, GreenSelector  # noqa: E402
+
+__implements__ = ["DefaultSelector"]
+__blocking__ = [name for name in ("EpollSelector", "DevpollSelector", "KqueueSelector")
+                if hasattr(_stdlib_selectors, name)]
+del _stdlib_selectors

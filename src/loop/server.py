@@ -1,0 +1,495 @@
+"""Green stream servers: accept connections on the hub, serve each one in its own green thread.
+
+Design
+======
+
+``StreamServer(listener, handle)`` calls ``handle(socket, address)`` in a new green thread for
+every accepted connection, with a green socket (:mod:`loop._socket`) whose blocking calls park
+only that green thread.  Everything that is not accepting -- reading, writing, timeouts, TLS --
+is the handler's business and happens in straight-line blocking code.
+
+Accepting in the hub
+--------------------
+The listening descriptor gets one persistent reader callback on the hub's event loop, registered
+once at :meth:`StreamServer.start` and kept until :meth:`StreamServer.close`.  When the loop
+reports it readable, the callback (running in the hub itself, no green thread involved) calls
+``accept()`` until ``EAGAIN`` or ``max_accept`` connections, wraps each descriptor in a green
+socket and spawns its handler.  The accept path therefore costs the syscall, one socket object
+and one green thread: no switch into an acceptor green thread, no per-accept registration of a
+readiness wait.  ``max_accept`` bounds the burst so one busy listener cannot starve the handlers
+that are already running; under gunicorn with several workers it is 1, so that one worker does
+not grab the whole backlog while its siblings sleep.
+
+Because the callback runs in the hub it must never block.  Spawning does not block, except into
+a full :class:`loop.pool.Pool`, so the callback checks ``pool.full()`` first; when the pool is
+full it *pauses*: it removes the reader (new connections wait in the kernel's backlog, which is
+the back-pressure we want) and starts one green thread that waits for a free slot and then
+resumes accepting.  Running out of descriptors (``EMFILE``) pauses the same way for a moment
+instead of spinning on a listener that stays readable.
+
+A persistent reader is invisible to the hub's deadlock detection (it is not a wait of a green
+thread), so the server counts itself as a wakeup source while it accepts; a green thread in
+:meth:`serve_forever` is then never told that "nothing can wake it".
+
+Stopping
+--------
+:meth:`close` stops accepting and closes the listener; connections in flight go on.
+:meth:`stop` closes, then waits up to ``timeout`` for the handlers to finish (a
+:meth:`loop.pool.Group.join`, so the waiting is cooperative: no polling), then kills the ones
+that are left.  Subclasses hook :meth:`_begin_stop` to tell their handlers to wind down (the WSGI
+server closes idle keep-alive connections there).  :meth:`stop` may be called from another OS
+thread: it then runs in the server's hub and the caller waits for it.
+
+Addresses
+---------
+``listener`` is an existing socket (used as it is, already listening or only bound), an
+``(host, port)`` tuple (IPv4, or IPv6 when the host contains ``:``), a ``"host:port"`` /
+``"[v6]:port"`` / ``":port"`` string, or a unix socket path (``"/run/app.sock"`` or
+``"unix:/run/app.sock"``).
+"""
+import _socket
+import errno
+import os
+import socket as _stdlib_socket
+import sys
+import threading
+import traceback
+
+# Thread identity must come from the real _thread module bound before any monkey patching:
+# a patched threading.get_ident() names green threads, and close() would bounce forever.
+from loop._hub import _get_ident as _real_get_ident
+from loop._hub import get_hub
+from loop._server import ServerSocket
+from loop.event import Event
+from loop.greenlet import Greenlet
+from loop.pool import Group, Pool
+
+__all__ = ["StreamServer", "parse_address"]
+
+_c_accept = _socket.socket._accept
+
+# accept() errors that mean "this one connection failed": try the next.
+_ACCEPT_TRANSIENT = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EPERM,
+                               errno.ENETDOWN, errno.ENOPROTOOPT, errno.EHOSTDOWN, errno.ENONET,
+                               errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH))
+# accept() errors that mean "out of a resource": pause accepting for a moment.
+_ACCEPT_EXHAUSTED = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+_EXHAUSTED_PAUSE = 0.1
+
+
+def parse_address(address):
+    """``(family, sockaddr)`` for a listener given as a tuple, ``"host:port"``, ``":port"``,
+    ``"[v6]:port"``, a port number, or a unix socket path."""
+    if isinstance(address, tuple):
+        host = address[0] or ""
+        family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+        return family, (host or ("::" if family == _socket.AF_INET6 else "0.0.0.0"),) + \
+            tuple(int(part) for part in address[1:2]) + tuple(address[2:])
+    if isinstance(address, int):
+        return _socket.AF_INET, ("0.0.0.0", address)
+    if isinstance(address, (bytes, os.PathLike)):
+        address = os.fsdecode(address)
+    if not isinstance(address, str):
+        raise TypeError("expected a socket, (host, port), 'host:port' or a path, got %r"
+                        % (address,))
+    if address.startswith("unix:"):
+        return _socket.AF_UNIX, address[5:]
+    if "/" in address:
+        return _socket.AF_UNIX, address
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        host, port = "", address
+    if host.startswith("[") and host.endswith("]"):
+        return _socket.AF_INET6, (host[1:-1], int(port))
+    try:
+        port = int(port)
+    except ValueError:
+        raise ValueError("cannot parse listener address %r" % (address,)) from None
+    return parse_address((host, port))
+
+
+class StreamServer:
+    """Accept connections on ``listener`` and call ``handle(socket, address)`` for each one in
+    its own green thread.
+
+    ``spawn``: ``"default"`` (a new green thread per connection, no limit), an ``int`` (at most
+    that many connections at once: a :class:`loop.pool.Pool` of that size), a ``Pool`` or
+    ``Group`` to use, or any callable ``spawn(func, *args)`` (the server then cannot wait for
+    or kill handlers on :meth:`stop`).  ``ssl_context``: an :class:`ssl.SSLContext`; each
+    connection is wrapped (server side) before ``handle`` sees it, the handshake happening on
+    the first read or write.  The socket is closed when ``handle`` returns.
+    """
+
+    #: Listen backlog for a listener we create.
+    backlog = 1024
+    #: Connections accepted per readiness report of the listener.
+    max_accept = 100
+    #: Seconds :meth:`stop` waits for handlers by default before killing them.
+    stop_timeout = 1.0
+    reuse_addr = True
+
+    def __init__(self, listener, handle=None, spawn="default", backlog=None, ssl_context=None):
+        if backlog is not None:
+            self.backlog = backlog
+        if handle is not None:
+            self.handle = handle
+        self.ssl_context = ssl_context
+        self.socket = None
+        self._address = None
+        self.family = None
+        if hasattr(listener, "accept") and hasattr(listener, "fileno"):
+            if backlog is not None:
+                raise ValueError("backlog must be None when listener is a socket")
+            self._given_socket = listener
+            self.family = listener.family
+        else:
+            self._given_socket = None
+            self.family, self._address = parse_address(listener)
+        self.pool = None
+        self._spawn = None
+        self.set_spawn(spawn)
+        self._hub = None
+        self._fd = -1
+        self._reading = False
+        self._paused = False
+        self._stop_event = None
+        self._stopping = False
+        self._closed = False
+        self._started = False
+        self.delay = _EXHAUSTED_PAUSE
+
+    def set_spawn(self, spawn):
+        if spawn == "default":
+            self.pool = Group()
+            self._spawn = self.pool.spawn
+        elif isinstance(spawn, int) and not isinstance(spawn, bool):
+            self.pool = Pool(spawn)
+            self._spawn = self.pool.spawn
+        elif isinstance(spawn, Group):
+            self.pool = spawn
+            self._spawn = spawn.spawn
+        elif spawn is None or callable(spawn):
+            self.pool = None
+            self._spawn = spawn or Greenlet.spawn
+        else:
+            raise TypeError("spawn must be 'default', an int, a Pool or a callable: %r"
+                            % (spawn,))
+
+    def __repr__(self):
+        return "<%s at %#x %s%s>" % (type(self).__name__, id(self), self._describe_address(),
+                                     " started" if self._started else "")
+
+    def _describe_address(self):
+        address = self.address
+        if isinstance(address, tuple) and self.family == _socket.AF_INET6:
+            return "[%s]:%s" % address[:2]
+        if isinstance(address, tuple):
+            return "%s:%s" % address[:2]
+        return repr(address)
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def address(self):
+        """The bound address once the socket exists, else the one we were given."""
+        if self.socket is not None:
+            try:
+                return self.socket.getsockname()
+            except OSError:
+                pass
+        if self._given_socket is not None:
+            return self._given_socket.getsockname()
+        return self._address
+
+    @property
+    def server_host(self):
+        address = self.address
+        return address[0] if isinstance(address, tuple) else None
+
+    @property
+    def server_port(self):
+        address = self.address
+        return address[1] if isinstance(address, tuple) else None
+
+    @property
+    def started(self):
+        return self._started and not self._closed
+
+    @property
+    def closed(self):
+        return self._closed
+
+    # -- the listener ------------------------------------------------------------------------
+
+    def init_socket(self):
+        """Create, bind and listen (or adopt the given socket).  Idempotent; needs no hub, so a
+        server can be bound before forking or in another thread."""
+        if self.socket is not None:
+            return self.socket
+        if self._given_socket is not None:
+            sock = self._given_socket
+            try:
+                listening = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN)
+            except OSError:
+                listening = True
+            if not listening:
+                sock.listen(self.backlog)
+        else:
+            sock = self._make_listener()
+        # The accept path uses the C accept() on a non-blocking descriptor.
+        sock.setblocking(False)
+        self.socket = sock
+        return sock
+
+    def _make_listener(self):
+        family, address = self.family, self._address
+        sock = _stdlib_socket.socket(family, _socket.SOCK_STREAM)
+        try:
+            if family == _socket.AF_UNIX:
+                _remove_stale_unix_socket(address)
+            elif self.reuse_addr and sys.platform != "win32":
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(self.backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    # -- running -----------------------------------------------------------------------------
+
+    def start(self):
+        """Start accepting in the background (in this OS thread's hub) and return."""
+        if self._closed:
+            raise RuntimeError("%r is closed" % (self,))
+        if self._started:
+            return
+        self.init_socket()
+        self._hub = get_hub()
+        self._thread = threading.current_thread()
+        self._fd = self.socket.fileno()
+        self._stop_event = Event()
+        self._stopped_event = Event()
+        self._started = True
+        self._hub.add_wakeup_source()
+        self._start_reading()
+
+    def serve_forever(self, stop_timeout=None):
+        """Start (if needed) and serve until :meth:`stop` or :meth:`close`; then stop."""
+        if not self._started:
+            self.start()
+        try:
+            self._stop_event.wait()
+        finally:
+            if not self._stopping:
+                Greenlet.spawn(self.stop, stop_timeout).join()
+            else:
+                # stop() runs elsewhere (another green thread, or called from another OS
+                # thread): returning now could end this thread, and its hub, under the
+                # handlers that stop() is still draining.
+                self._stopped_event.wait()
+
+    def _start_reading(self):
+        if not self._reading and not self._closed:
+            self._reading = True
+            self._hub.loop.add_reader(self._fd, self._on_acceptable)
+
+    def _stop_reading(self):
+        if self._reading:
+            self._reading = False
+            try:
+                self._hub.loop.remove_reader(self._fd)
+            except (OSError, ValueError):
+                pass
+
+    def _on_acceptable(self):
+        # Runs in the hub: must not block.  Accept until EAGAIN or max_accept connections.
+        listener = self.socket
+        pool = self.pool
+        spawn = self._spawn
+        handle = self._handle_connection
+        family = self.family
+        sock_class = ServerSocket
+        for _ in range(self.max_accept):
+            if pool is not None and pool.full():
+                self._pause_until_free()
+                return
+            try:
+                fd, address = _c_accept(listener)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if self._closed:
+                    return
+                if exc.errno in _ACCEPT_TRANSIENT:
+                    continue
+                self._pause_for(self.delay)
+                if exc.errno not in _ACCEPT_EXHAUSTED:
+                    self.log_error("accept() on %r failed: %s", self, exc)
+                return
+            try:
+                sock = sock_class(family, _socket.SOCK_STREAM, 0, fd)
+            except OSError:
+                os.close(fd)
+                continue
+            try:
+                spawn(handle, sock, address)
+            except Exception:
+                sock.close()
+                self.log_error("could not spawn a handler for %s\n%s", address,
+                               traceback.format_exc())
+
+    def _pause_until_free(self):
+        self._stop_reading()
+        if not self._paused:
+            self._paused = True
+            Greenlet.spawn(self._resume_when_free)
+
+    def _resume_when_free(self):
+        try:
+            self.pool.wait_available()
+        finally:
+            self._paused = False
+            if not self._closed:
+                self._start_reading()
+
+    def _pause_for(self, seconds):
+        self._stop_reading()
+        if not self._paused:
+            self._paused = True
+            self._hub.call_later(seconds, self._resume_after_pause)
+
+    def _resume_after_pause(self):
+        self._paused = False
+        if not self._closed:
+            self._start_reading()
+
+    def _handle_connection(self, sock, address):
+        try:
+            if self.ssl_context is not None:
+                sock = self.wrap_socket(sock)
+            self.handle(sock, address)
+        finally:
+            sock.close()
+
+    def wrap_socket(self, sock):
+        """Wrap an accepted green socket for TLS (server side, lazy handshake)."""
+        from loop.ssl import SSLSocket
+        return SSLSocket._create(sock=sock, server_side=True, do_handshake_on_connect=False,
+                                 context=self.ssl_context)
+
+    def handle(self, sock, address):
+        raise NotImplementedError("pass handle= or override StreamServer.handle")
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def close(self):
+        """Stop accepting and close the listener; connections in flight go on."""
+        if self._closed:
+            return
+        if self._hub is not None and _real_get_ident() != self._hub.thread_ident:
+            self._call_in_hub_thread(self.close)
+            return
+        self._closed = True
+        if self._started:
+            self._stop_reading()
+            self._hub.remove_wakeup_source()
+        sock = self.socket
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+            if self.family == _socket.AF_UNIX and self._given_socket is None:
+                try:
+                    os.unlink(self._address)
+                except OSError:
+                    pass
+        if self._stop_event is not None:
+            self._stop_event.set()    # serve_forever() wakes and stops (drains) the handlers
+
+    def stop(self, timeout=None):
+        """Close, let the handlers finish for up to ``timeout`` seconds (default
+        :attr:`stop_timeout`), then kill the rest.  Callable from another OS thread."""
+        if self._hub is not None and _real_get_ident() != self._hub.thread_ident:
+            self._call_in_hub_thread(self.stop, timeout)
+            return
+        if timeout is None:
+            timeout = self.stop_timeout
+        self._stopping = True
+        self.close()
+        try:
+            self._begin_stop()
+            pool = self.pool
+            if pool is not None and len(pool):
+                if not pool.join(timeout):
+                    self._before_kill()
+                    pool.kill(block=True, timeout=1.0)
+        finally:
+            if self._stop_event is not None:
+                self._stop_event.set()
+                self._stopped_event.set()
+
+    def _begin_stop(self):
+        """Hook: tell handlers to wind down (called after the listener closed)."""
+
+    def _before_kill(self):
+        """Hook: the grace period is over; handlers still running are about to be killed."""
+
+    def _call_in_hub_thread(self, method, *args):
+        # The hub of another OS thread owns this server: run ``method`` in a green thread
+        # there and wait (really block: we are not in that hub) until it returns.
+        done = threading.Event()
+        errors = []
+
+        def run():
+            try:
+                method(*args)
+            except BaseException as exc:  # handed back to the caller
+                errors.append(exc)
+            finally:
+                done.set()
+
+        self._hub.run_callback_threadsafe(Greenlet.spawn, run)
+        # If the server's thread has ended (its hub no longer runs), nobody will run it.
+        while not done.wait(0.1):
+            if not self._thread.is_alive():
+                return
+        if errors:
+            raise errors[0]
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def log_error(self, message, *args):
+        text = message % args if args else message
+        try:
+            sys.stderr.write("%s: %s\n" % (type(self).__name__, text))
+        except Exception:
+            pass
+
+
+def _remove_stale_unix_socket(path):
+    # A socket file left behind by a dead server would make bind() fail with EADDRINUSE.  Only
+    # remove it if it is a socket and nobody answers on it.
+    import stat
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return
+    except OSError:
+        return
+    probe = _stdlib_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+    except OSError:
+        pass
+    finally:
+        probe.close()

@@ -1,0 +1,160 @@
+"""Green ``subprocess``: ``Popen`` whose pipes, ``communicate`` and ``wait`` block only the
+calling green thread.
+
+Design
+======
+
+The stdlib ``Popen`` is kept whole; what makes it block is replaced underneath it:
+
+* **Pipes.** ``Popen.__init__`` builds ``stdin``/``stdout``/``stderr`` with ``io.open(fd, mode,
+  bufsize)`` and ``io.TextIOWrapper``.  The module-level name ``io`` that it looks up is pointed
+  at :data:`green_io`, whose ``open`` puts the parent's end of the pipe in non-blocking mode and
+  wraps it in :class:`GreenPipe`, a raw ``io.RawIOBase`` that waits on the hub on ``EAGAIN``;
+  buffering and text decoding stay the stdlib's ``BufferedReader``/``BufferedWriter``/
+  ``TextIOWrapper``.  The child's ends are separate open file descriptions, so their blocking
+  mode is untouched.
+* **communicate.** It waits with ``_PopenSelector`` (a ``PollSelector`` bound when subprocess
+  was imported); that name is pointed at :class:`loop._selectors.GreenSelector`.  Its direct
+  ``os.read``/``os.write`` calls only happen after the selector said ready.
+* **wait.** ``Popen.wait`` calls ``os.waitpid`` (looked up at call time) and, with a timeout,
+  ``time.sleep``: the ``os`` and ``time`` patches make both green.
+
+:func:`patch_module` applies the first two to a subprocess module (the stdlib's, by
+``loop.monkey.patch_subprocess()``); importing ``loop.subprocess`` gives a private green copy
+of the stdlib module without patching anything.
+"""
+import errno as _errno
+import io as _io
+import os as _os
+import sys as _sys
+
+from loop._hub import get_hub
+
+__all__ = ["Popen", "run", "call", "check_call", "check_output", "GreenPipe", "green_io",
+           "patch_module"]
+
+
+class GreenPipe(_io.RawIOBase):
+    """A raw, non-blocking pipe end whose reads and writes wait on the hub."""
+
+    def __init__(self, fd, mode):
+        super().__init__()
+        self._fd = fd
+        self._readable = "r" in mode
+        self._writable = "w" in mode or "a" in mode
+        _os.set_blocking(fd, False)
+        self.name = fd
+        self.mode = mode
+
+    def fileno(self):
+        self._checkClosed()
+        return self._fd
+
+    def readable(self):
+        return self._readable
+
+    def writable(self):
+        return self._writable
+
+    def isatty(self):
+        return False
+
+    def readinto(self, buffer):
+        while True:
+            try:
+                return _os.readv(self._fd, [buffer])
+            except BlockingIOError:
+                get_hub().wait_readable(self._fd)
+
+    def write(self, data):
+        while True:
+            try:
+                return _os.write(self._fd, data)
+            except BlockingIOError:
+                get_hub().wait_writable(self._fd)
+
+    def close(self):
+        if not self.closed:
+            from loop._hub import cancel_wait
+            cancel_wait(self._fd, OSError(_errno.EBADF, "Bad file descriptor"))
+            try:
+                _os.close(self._fd)
+            finally:
+                super().close()
+
+
+class _GreenIO:
+    """Stands in for the ``io`` module inside a patched subprocess module."""
+
+    def __getattr__(self, name):
+        return getattr(_io, name)
+
+    @staticmethod
+    def open(file, mode="r", buffering=-1, *args, **kwargs):
+        if not isinstance(file, int) or args or kwargs or "+" in mode:
+            return _io.open(file, mode, buffering, *args, **kwargs)
+        raw = GreenPipe(file, mode)
+        if buffering == 0:
+            if "b" not in mode:
+                raise ValueError("can't have unbuffered text I/O")
+            return raw
+        if buffering < 0 or buffering == 1:
+            buffering = _io.DEFAULT_BUFFER_SIZE
+        buffered = (_io.BufferedReader if "r" in mode else _io.BufferedWriter)(raw, buffering)
+        if "b" in mode:
+            return buffered
+        return _io.TextIOWrapper(buffered)
+
+
+green_io = _GreenIO()
+
+
+def patch_module(module):
+    """Make ``module`` (a subprocess module object) use green pipes and a green selector."""
+    from loop._selectors import GreenSelector
+    module.io = green_io
+    module._PopenSelector = GreenSelector
+
+
+def _private_copy():
+    # A fresh copy of the stdlib module, so loop.subprocess works without monkey patching.
+    import importlib.util
+    spec = importlib.util.find_spec("subprocess")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    patch_module(module)
+    from loop import os as green_os
+    from loop import time as green_time
+
+    class _OsProxy:
+        def __getattr__(self, name):
+            return getattr(_os, name)
+        waitpid = staticmethod(green_os.waitpid)
+        wait = staticmethod(green_os.wait)
+
+    module.os = _OsProxy()
+    module.time = green_time
+    # One set of exception and result types: code catching subprocess.CalledProcessError
+    # must catch ours.
+    import subprocess as stdlib
+    for name in ("SubprocessError", "CalledProcessError", "TimeoutExpired", "CompletedProcess"):
+        setattr(module, name, getattr(stdlib, name))
+    return module
+
+
+_green = _private_copy()
+Popen = _green.Popen
+run = _green.run
+call = _green.call
+check_call = _green.check_call
+check_output = _green.check_output
+getoutput = _green.getoutput
+getstatusoutput = _green.getstatusoutput
+PIPE = _green.PIPE
+STDOUT = _green.STDOUT
+DEVNULL = _green.DEVNULL
+CalledProcessError = _green.CalledProcessError
+TimeoutExpired = _green.TimeoutExpired
+CompletedProcess = _green.CompletedProcess
+SubprocessError = _green.SubprocessError
+del _sys

@@ -1,0 +1,322 @@
+"""Green ``_thread``: the low-level thread API with green threads in place of OS threads.
+
+``loop.monkey.patch_thread()`` puts these names into ``_thread`` (and the matching private
+names into ``threading``), so ``threading.Thread(...).start()`` spawns a green thread and every
+lock the threading module builds is a green lock.
+
+Identities
+----------
+:func:`get_ident` returns ``id(fiber)`` for a green thread, but the *real* OS thread ident for
+an OS thread's root fiber (its main green thread).  That keeps the threading module's
+bookkeeping for threads that existed before the patch valid: ``threading._active`` is keyed by
+ident, and the main thread's entry (and ``_thread._get_main_thread_ident()`` on 3.13) stays
+right without re-keying anything.  ``id()`` of a live object and a pthread handle never
+collide: the fiber object and the thread's control block are different memory.
+
+Thread end
+----------
+CPython tells ``threading`` that an OS thread ended through a lock it releases when the thread
+state dies (``_set_sentinel``, 3.11/3.12) or through a ``_ThreadHandle`` (3.13).  For a green
+thread, the wrapper that runs its function does the same in a ``finally``: it releases the
+sentinel locks the thread asked for, or marks its handle done, and :func:`_shutdown` (3.13's
+``threading._thread_shutdown``) waits for the non-daemon green threads at exit.
+"""
+import _thread
+import sys
+
+from loop import lock as _lock
+from loop._hub import get_hub
+from loop._switch import Fiber, getcurrent
+from loop.event import Event
+from loop.local import local as _local
+
+__all__ = ["get_ident", "start_new_thread", "start_new", "allocate_lock", "allocate",
+           "LockType", "RLock", "exit", "stack_size", "interrupt_main", "error", "TIMEOUT_MAX"]
+
+_original_get_ident = _thread.get_ident
+error = _thread.error
+TIMEOUT_MAX = _thread.TIMEOUT_MAX
+exit = _thread.exit
+exit_thread = getattr(_thread, "exit_thread", _thread.exit)
+stack_size = _thread.stack_size
+interrupt_main = _thread.interrupt_main
+_count_original = _thread._count
+
+
+def get_ident(fiber=None):
+    """The identity of ``fiber`` (default: the current green thread)."""
+    if fiber is None:
+        fiber = getcurrent()
+    if fiber.parent is None:  # an OS thread's root fiber stands for the OS thread
+        return _original_get_ident()
+    return id(fiber)
+
+
+# -- locks ---------------------------------------------------------------------------------------
+
+def _timeout_argument(blocking, timeout):
+    """Translate ``_thread``'s (blocking, timeout=-1) into loop.lock's timeout=None."""
+    if not blocking:
+        if timeout != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        return None
+    if timeout == -1:
+        return None
+    if timeout < 0:
+        raise ValueError("timeout value must be a non-negative number")
+    if timeout > TIMEOUT_MAX:
+        raise OverflowError("timeout value is too large")
+    return timeout
+
+
+class LockType(_lock.Lock):
+    """A green ``_thread.lock``."""
+
+    def acquire(self, blocking=True, timeout=-1):
+        return _lock.Lock.acquire(self, blocking, _timeout_argument(blocking, timeout))
+
+    def release(self):
+        if self.counter > 0:
+            raise RuntimeError("release unlocked lock")
+        _lock.Lock.release(self)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+    def _at_fork_reinit(self):
+        self.counter = 1
+        self._waiters.clear()
+
+    acquire_lock = acquire
+    release_lock = release
+
+    def locked_lock(self):
+        return self.locked()
+
+    def __repr__(self):
+        return "<%s %s green _thread.lock object at %#x>" % (
+            "locked" if self.locked() else "unlocked", type(self).__module__, id(self))
+
+
+lock = LockType
+
+
+def allocate_lock():
+    return LockType()
+
+
+allocate = allocate_lock
+
+
+class RLock:
+    """A green ``_thread.RLock`` (owner = the current green thread)."""
+
+    def __init__(self):
+        self._block = LockType()
+        self._owner = None
+        self._count = 0
+
+    def __repr__(self):
+        return "<%s %s.RLock object owner=%r count=%d at %#x>" % (
+            "locked" if self._block.locked() else "unlocked", type(self).__module__,
+            self._owner, self._count, id(self))
+
+    def acquire(self, blocking=True, timeout=-1):
+        me = get_ident()
+        if self._owner == me:
+            self._count += 1
+            return True
+        if self._block.acquire(blocking, timeout):
+            self._owner = me
+            self._count = 1
+            return True
+        return False
+
+    __enter__ = acquire
+
+    def release(self):
+        if self._owner != get_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if not self._count:
+            self._owner = None
+            self._block.release()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+    def locked(self):
+        return self._block.locked()
+
+    def _is_owned(self):
+        return self._owner == get_ident()
+
+    def _recursion_count(self):
+        return self._count if self._owner == get_ident() else 0
+
+    def _release_save(self):
+        if not self._count:
+            raise RuntimeError("cannot release un-acquired lock")
+        state = (self._count, self._owner)
+        self._count = 0
+        self._owner = None
+        self._block.release()
+        return state
+
+    def _acquire_restore(self, state):
+        self._block.acquire()
+        self._count, self._owner = state
+
+    def _at_fork_reinit(self):
+        self._block._at_fork_reinit()
+        self._owner = None
+        self._count = 0
+
+
+# -- starting green threads ----------------------------------------------------------------------
+
+_running = 0          # green threads started through this module and not finished
+_sentinels = {}       # ident -> [locks released when that green thread ends] (3.11/3.12)
+
+
+def _run(function, args, kwargs, handle):
+    global _running
+    try:
+        function(*args, **kwargs)
+    except SystemExit:
+        pass
+    except BaseException as exc:
+        _report(function, exc)
+    finally:
+        _running -= 1
+        for sentinel in _sentinels.pop(get_ident(), ()):
+            if sentinel.locked():
+                sentinel.release()
+        if handle is not None:
+            handle._set_done()
+
+
+def _report(function, exc):
+    # What CPython does for an exception escaping a thread started by _thread.
+    hook = getattr(sys, "unraisablehook", None)
+    if hook is None:
+        return
+    try:
+        from types import SimpleNamespace
+        hook(SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__,
+                             err_msg="Exception ignored in thread started by",
+                             object=function))
+    except BaseException:
+        pass
+
+
+def _spawn(function, args, kwargs, handle):
+    global _running
+    if not isinstance(args, tuple):
+        raise TypeError("2nd arg must be a tuple")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError("optional 3rd arg must be a dictionary")
+    hub = get_hub()
+    # A bare fiber (no Greenlet bookkeeping needed: the wrapper reports errors itself).
+    fiber = Fiber(lambda _unused=None: _run(function, args, kwargs or {}, handle), hub.fiber)
+    _running += 1
+    if handle is not None:
+        handle._ident = id(fiber)
+    hub.schedule_start(fiber)
+    return id(fiber)
+
+
+def start_new_thread(function, args, kwargs=None):
+    """Start ``function(*args, **kwargs)`` in a new green thread; return its ident."""
+    return _spawn(function, args, kwargs, None)
+
+
+start_new = start_new_thread
+
+
+def _count():
+    return _count_original() + _running
+
+
+def _set_sentinel():
+    """3.11/3.12: a lock that is released when the current green thread ends."""
+    sentinel = LockType()
+    fiber = getcurrent()
+    if fiber.parent is not None:
+        _sentinels.setdefault(id(fiber), []).append(sentinel)
+    return sentinel
+
+
+# -- 3.13: thread handles ------------------------------------------------------------------------
+
+class _ThreadHandle:
+    """A green ``_thread._ThreadHandle``: joinable once its green thread has finished."""
+
+    def __init__(self):
+        self._ident = None
+        self._done = Event()
+
+    @property
+    def ident(self):
+        return self._ident
+
+    def is_done(self):
+        return self._done.is_set()
+
+    def _set_done(self):
+        self._done.set()
+        _non_daemon.discard(self)
+
+    def join(self, timeout=None):
+        if timeout is not None and timeout < 0:
+            timeout = None
+        if not self._done.is_set() and self._ident == get_ident():
+            raise RuntimeError("Cannot join current thread")
+        self._done.wait(timeout)
+
+    def __repr__(self):
+        return "<green _ThreadHandle object: ident=%s>" % self._ident
+
+
+_non_daemon = set()
+
+
+def start_joinable_thread(function, handle=None, daemon=True):
+    if handle is None:
+        handle = _ThreadHandle()
+    if not daemon:
+        _non_daemon.add(handle)
+    try:
+        _spawn(function, (), None, handle)
+    except BaseException:
+        _non_daemon.discard(handle)
+        raise
+    return handle
+
+
+def _make_thread_handle(ident):
+    handle = _ThreadHandle()
+    handle._ident = ident
+    return handle
+
+
+def _shutdown():
+    """3.13: wait for the non-daemon green threads (then the original for OS threads)."""
+    me = get_ident()
+    while True:
+        pending = [h for h in _non_daemon if not h.is_done() and h.ident != me]
+        if not pending:
+            break
+        for handle in pending:
+            try:
+                handle.join()
+            except Exception:
+                _non_daemon.discard(handle)
+    if _original_shutdown is not None:
+        _original_shutdown()
+
+
+_original_shutdown = getattr(_thread, "_shutdown", None)

@@ -1,0 +1,325 @@
+"""The chat example (examples/chat_server.py) against real sockets, server in a subprocess."""
+import base64
+import os
+import re
+import selectors
+import signal
+import socket
+import time
+
+import pytest
+
+from chat_support import ChatProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def server():
+    with ChatProcess() as chat:
+        yield chat
+
+
+def test_commands(server):
+    alice, bob = server.client(), server.client()
+    alice.expect("welcome to loop chat")
+    alice.expect(re.compile(r"\*\*\* guest\d+ joined #lobby"))
+    bob.expect("welcome")
+    alice.send("/nick alice")
+    bob.send("/nick bob")
+    alice.expect("is now known as bob")
+    alice.send("hello, bob")
+    bob.expect("[lobby] <alice> hello, bob")
+    bob.send("/me waves")
+    alice.expect("[lobby] * bob waves")
+    alice.send("/who")
+    assert alice.expect("in #lobby:") == "*** in #lobby: alice, bob"
+    alice.send("/nick bob")
+    alice.expect("!!! nickname bob is taken")
+    alice.send("/nick no spaces!")
+    alice.expect("!!! usage: /nick NAME")
+    alice.send("/join rust")
+    bob.expect("*** alice left #lobby (joined #rust)")
+    alice.expect("*** alice joined #rust")
+    alice.send("/rooms")
+    assert alice.expect("rooms:") == "*** rooms: #lobby (1), #rust (1)"
+    bob.send("only lobby hears this")
+    alice.send("//slash is not a command")
+    alice.expect("[rust] <alice> /slash is not a command")
+    assert not any("only lobby" in line for line in alice.lines)
+    alice.send("/help")
+    alice.expect("/join ROOM")
+    alice.send("/frobnicate")
+    alice.expect("!!! unknown command /frobnicate")
+    alice.send("/stats")
+    alice.expect(re.compile(r"server: connections 2 open / 2 total"))
+    alice.expect("you: 0 messages dropped for you")
+    bob.send("/quit gone fishing")
+    bob.expect("*** bye")
+    bob.read_until_closed()
+    alice.send("/join lobby")
+    alice.send("/who")
+    assert alice.expect("in #lobby:") == "*** in #lobby: alice"
+
+
+def _wait_all(clients, pattern, count, timeout=60):
+    """Read from every client until each saw ``count`` lines containing ``pattern``."""
+    selector = selectors.DefaultSelector()
+    seen = {}
+    for client in clients:
+        client.sock.setblocking(False)
+        seen[client] = sum(pattern in line for line in client.lines)
+        if seen[client] < count:
+            selector.register(client.sock, selectors.EVENT_READ, client)
+    deadline = time.monotonic() + timeout
+    while selector.get_map():
+        assert time.monotonic() < deadline, \
+            f"{len(selector.get_map())} clients still waiting for {pattern!r}"
+        for key, _ in selector.select(1.0):
+            client = key.data
+            data = client.sock.recv(65536)
+            assert data, f"client closed early: {[l[:100] for l in client.lines[-5:]]}"
+            client.buffer += data
+            *complete, client.buffer = client.buffer.split(b"\n")
+            lines = [line.decode() for line in complete]
+            client.lines.extend(lines)
+            seen[client] += sum(pattern in line for line in lines)
+            if seen[client] >= count:
+                selector.unregister(client.sock)
+    selector.close()
+    for client in clients:
+        client.sock.setblocking(True)
+    return seen
+
+
+def test_300_clients_all_see_every_message(server):
+    clients = [server.client() for _ in range(300)]
+    _wait_all(clients, "welcome to loop chat", 1)
+    # Everybody speaks once; everybody must hear all 300, each exactly once and in one order.
+    for number, client in enumerate(clients):
+        client.send(f"message {number:03d}")
+    seen = _wait_all(clients, "> message ", 300)
+    assert set(seen.values()) == {300}
+    orders = {tuple(line.split("> ")[1] for line in c.lines if "> message " in line)
+              for c in clients}
+    assert len(orders) == 1, "every client sees the room's messages in the same order"
+    for client in clients:
+        client.close()
+    check = server.client()
+    check.send("/stats")
+    line = check.expect("server:")
+    assert "dropped for slow clients 0" in line
+    assert "messages 300" in line.split(";")[2] or "messages" in line
+
+
+def test_bad_input_is_refused_not_fatal(server):
+    client = server.client()
+    client.expect("welcome")
+    client.send(b"x" * 10000)                               # overlong line, sent in pieces
+    client.expect("!!! line too long (max 2048 bytes), ignored")
+    client.send(b"caf\xe9 latin-1")                         # invalid UTF-8
+    client.expect("!!! invalid UTF-8, line ignored")
+    client.send(b"\x1b[31mred\x1b[0m \x07bell\r")            # escapes and controls stripped
+    line = client.expect("<guest")
+    assert "\x1b" not in line and "\x07" not in line and line.endswith("[31mred[0m bell")
+    client.send(b"\x00\xff" * 3000)                          # binary junk: long and not UTF-8
+    client.expect("!!! line too long")
+    client.send("still here")
+    client.expect("> still here")
+
+
+def test_flooding_client_is_disconnected(server):
+    watcher = server.client()
+    watcher.expect("welcome")
+    flooder = server.client()
+    flooder.expect("welcome")
+    flooder.sock.sendall(b"spam\n" * 2000)
+    flooder.expect("!!! slow down")
+    flooder.expect("!!! disconnected: too many bad or excessive lines")
+    flooder.read_until_closed()
+    watcher.expect("left #lobby (flooding)")
+    # The burst that was allowed through arrived; the server is fine.
+    assert sum("> spam" in line for line in watcher.lines) <= 60
+    watcher.send("/stats")
+    assert "1 flooding" in watcher.expect("server:")
+
+
+def _big_talkers(server, count):
+    talkers = [server.client() for _ in range(count)]
+    for talker in talkers:
+        talker.expect("welcome")
+    return talkers
+
+
+def test_stuck_client_is_dropped_then_disconnected_and_never_delays_others():
+    with ChatProcess("--outbox", "20", "--max-drops", "200", "--rate", "1e9",
+                     "--burst", "1000000") as server:
+        stuck = server.client(rcvbuf=4096)          # reads its own rename, then never again
+        stuck.send("/nick stuck")
+        stuck.expect("is now known as stuck")
+        healthy = server.client()
+        healthy.expect("welcome")
+        talker = server.client()
+        talker.expect("welcome")
+        big = "y" * 1900
+        sent = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for _ in range(50):
+                talker.send(f"{sent} {big}")
+                sent += 1
+            # The healthy client keeps up with everything, however stuck the other one is.
+            healthy.expect(f"<{_nick(talker)}> {sent - 1} ")
+            if any("stuck left #lobby (too slow)" in line for line in healthy.lines):
+                break
+        else:
+            pytest.fail("the stuck client was never disconnected")
+        healthy.send("/stats")
+        stats = healthy.expect("server:")
+        dropped = int(re.search(r"dropped for slow clients (\d+)", stats).group(1))
+        assert dropped > 200 and "1 slow" in stats
+        rc, err = server.terminate()
+        assert "disconnected, stuck" in err and "messages were dropped for this slow client" in err
+
+
+def _nick(client):
+    for line in client.lines:
+        match = re.search(r"welcome to loop chat, (\w+)!", line)
+        if match:
+            return match.group(1)
+    raise AssertionError("no welcome line")
+
+
+def test_slow_reader_is_told_how_many_messages_it_missed():
+    with ChatProcess("--outbox", "10", "--max-drops", "1000000", "--rate", "1e9",
+                     "--burst", "1000000") as server:
+        sleepy = server.client(rcvbuf=4096)
+        sleepy.expect("welcome")
+        talker = server.client()
+        talker.expect("welcome")
+        for number in range(600):
+            talker.send(f"{number} " + "z" * 1900)
+        talker.expect("> 599 ")
+        talker.send("/stats")
+        assert int(re.search(r"dropped for slow clients (\d+)",
+                             talker.expect("server:")).group(1)) > 0
+        # Now read: a notice says how much was lost, and the newest messages are there.
+        notice = sleepy.expect(re.compile(r"!!! \d+ messages were dropped because your "
+                                          r"connection was too slow"))
+        sleepy.expect("> 599 ")
+        assert int(notice.split()[1]) > 0
+        sleepy.send("/stats")
+        assert not sleepy.expect("you:").startswith("*** you: 0 ")
+
+
+def test_sigterm_tells_clients_and_exits():
+    server = ChatProcess()
+    try:
+        clients = [server.client() for _ in range(50)]
+        for client in clients:
+            client.expect("welcome")
+        started = time.monotonic()
+        rc, err = server.terminate(timeout=20)
+        assert rc == 0, err
+        for client in clients:
+            client.expect("*** server shutting down, bye")
+            client.read_until_closed()
+        assert "shutting down: 50 clients connected" in err
+        assert time.monotonic() - started < 20
+    finally:
+        server.__exit__()
+
+
+def test_sigint_is_handled_like_sigterm():
+    server = ChatProcess()
+    try:
+        client = server.client()
+        client.expect("welcome")
+        server.proc.send_signal(signal.SIGINT)
+        client.expect("server shutting down")
+        client.read_until_closed()
+        assert server.proc.wait(20) == 0
+    finally:
+        server.__exit__()
+
+
+# -- the web side without a browser: a WebSocket client written with wsproto ------------------
+
+class WSClient:
+    def __init__(self, address):
+        from wsproto import WSConnection
+        from wsproto.connection import ConnectionType
+        from wsproto.events import Request
+        self.sock = socket.create_connection(address, timeout=20)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host=f"{address[0]}:{address[1]}", target="/ws")))
+        self.messages = []
+        self.accepted = False
+        self.close_code = None
+
+    def send(self, text):
+        from wsproto.events import TextMessage
+        self.sock.sendall(self.ws.send(TextMessage(data=text)))
+
+    def expect(self, predicate, timeout=20):
+        import json
+        from wsproto.events import AcceptConnection, CloseConnection, TextMessage
+        deadline = time.monotonic() + timeout
+        index = 0
+        while True:
+            for message in self.messages[index:]:
+                if predicate(message):
+                    return message
+            index = len(self.messages)
+            if self.close_code is not None:
+                raise AssertionError(f"closed ({self.close_code}); got {self.messages}")
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            assert time.monotonic() < deadline, f"timed out; got {self.messages[-10:]}"
+            data = self.sock.recv(65536)
+            self.ws.receive_data(data or None)
+            for event in self.ws.events():
+                if isinstance(event, AcceptConnection):
+                    self.accepted = True
+                elif isinstance(event, TextMessage):
+                    self.messages.append(json.loads(event.data))
+                elif isinstance(event, CloseConnection):
+                    self.close_code = event.code
+                    self.close_reason = event.reason
+                    try:
+                        self.sock.sendall(self.ws.send(event.response()))
+                    except Exception:
+                        pass
+
+
+def test_websocket_and_tcp_users_share_a_room(server):
+    tcp = server.client()
+    tcp.send("/nick tcpuser")
+    web = WSClient(server.http)
+    web.expect(lambda m: m["type"] == "info" and "welcome" in m["text"])
+    web.send("/nick webuser")
+    tcp.expect("is now known as webuser")
+    web.send("hello from the web")
+    tcp.expect("[lobby] <webuser> hello from the web")
+    tcp.send("hello from tcp")
+    message = web.expect(lambda m: m["type"] == "message" and m["nick"] == "tcpuser")
+    assert message == {"type": "message", "room": "lobby", "nick": "tcpuser",
+                       "text": "hello from tcp"}
+    web.send("x" * 3000)
+    web.expect(lambda m: m["type"] == "error" and "too long" in m["text"])
+    rc, err = server.terminate()
+    assert rc == 0
+    web.expect(lambda m: "shutting down" in m.get("text", ""))
+    with pytest.raises(AssertionError, match=r"closed \(1001\)"):
+        web.expect(lambda m: False)
+
+
+def test_web_page_and_stats(server):
+    import urllib.request
+    page = urllib.request.urlopen(server.url, timeout=10).read().decode()
+    assert "new WebSocket" in page and 'id="input"' in page
+    stats = urllib.request.urlopen(server.url + "stats.json", timeout=10).read()
+    assert b'"connections": 0' in stats
+    plain = urllib.request.Request(server.url + "ws")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(plain, timeout=10)
+    assert info.value.code == 400

@@ -1,0 +1,270 @@
+"""loop.monkey: every test patches a *child* Python process, never the pytest process."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.timeout(90)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(code, *args, patch_via_main=False, timeout=60, expect_rc=0):
+    code = textwrap.dedent(code)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + env.get("PYTHONPATH", "")
+    if patch_via_main:
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(code)
+        command = [sys.executable, "-m", "loop.monkey", f.name, *args]
+    else:
+        command = [sys.executable, "-c", code, *args]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == expect_rc, "rc=%s\nstdout:\n%s\nstderr:\n%s" % (
+        proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+def test_threads_sleep_executor_queue_signal():
+    proc = run_python("""
+        import time, threading, queue, signal, os
+        from concurrent.futures import ThreadPoolExecutor
+        start = time.monotonic()
+        done = []
+        threads = [threading.Thread(target=lambda i=i: (time.sleep(0.3), done.append(i)))
+                   for i in range(50)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        assert sorted(done) == list(range(50))
+        assert time.monotonic() - start < 50 * 0.3 / 5, time.monotonic() - start
+        start = time.monotonic()
+        with ThreadPoolExecutor(20) as ex:
+            assert list(ex.map(lambda x: (time.sleep(0.2), x * 2)[1], range(20))) == \
+                [x * 2 for x in range(20)]
+        assert time.monotonic() - start < 20 * 0.2 / 4
+        q = queue.Queue()
+        threading.Thread(target=lambda: (time.sleep(0.05), q.put(5))).start()
+        assert q.get(timeout=5) == 5
+        sq = queue.SimpleQueue()
+        threading.Thread(target=lambda: (time.sleep(0.05), sq.put(6))).start()
+        assert sq.get(timeout=5) == 6
+        event = threading.Event()
+        signal.signal(signal.SIGUSR1, lambda *a: event.set())
+        assert signal.getsignal(signal.SIGUSR1).__name__ == "<lambda>"
+        threading.Thread(target=lambda: (time.sleep(0.05),
+                                         os.kill(os.getpid(), signal.SIGUSR1))).start()
+        assert event.wait(5)
+        cond = threading.Condition(threading.RLock())
+        def notifier():
+            time.sleep(0.05)
+            with cond:
+                cond.notify()
+        threading.Thread(target=notifier).start()
+        with cond:
+            assert cond.wait(5)
+        assert threading.current_thread() is threading.main_thread()
+        local = threading.local()
+        local.x = 1
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(getattr(local, "x", None)))
+        t.start(); t.join()
+        assert seen == [None]
+        # a non-daemon thread still running at exit is waited for by threading._shutdown
+        threading.Thread(target=lambda: (time.sleep(0.2), print("late thread done"))).start()
+        print("ok")
+    """, patch_via_main=True)
+    assert "ok" in proc.stdout and "late thread done" in proc.stdout
+
+
+def test_imported_before_patch_still_works():
+    proc = run_python("""
+        import asyncio, concurrent.futures, ssl, threading, socket, time, subprocess
+        early_context = ssl.create_default_context()
+        import loop.monkey
+        loop.monkey.patch_all()
+        import loop.ssl
+        wrapped = early_context.wrap_socket(socket.socket(), server_hostname="x",
+                                            do_handshake_on_connect=False)
+        assert isinstance(wrapped, loop.ssl.SSLSocket), type(wrapped)
+        wrapped.close()
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(10) as ex:
+            futures = [ex.submit(time.sleep, 0.3) for _ in range(10)]
+            concurrent.futures.wait(futures)
+        assert time.monotonic() - start < 10 * 0.3 / 3
+        a, b = socket.socketpair()
+        t = threading.Thread(target=lambda: (time.sleep(0.05), b.sendall(b"x")))
+        t.start()
+        assert a.recv(1) == b"x"
+        t.join()
+        print("ok")
+    """)
+    assert "ok" in proc.stdout
+
+
+def test_originals_and_idempotence():
+    proc = run_python("""
+        import time, socket, select, selectors, threading, _thread
+        real_sleep = time.sleep
+        real_socket = socket.socket
+        import loop.monkey as monkey
+        assert not monkey.is_module_patched("socket")
+        monkey.patch_all()
+        monkey.patch_all()
+        assert monkey.get_original("time", "sleep") is real_sleep
+        assert monkey.get_original("socket", "socket") is real_socket
+        assert monkey.get_original("socket", ["socket"]) == [real_socket]
+        assert monkey.is_module_patched("socket") and monkey.is_object_patched("time", "sleep")
+        assert time.sleep is not real_sleep
+        assert not hasattr(select, "epoll") and not hasattr(selectors, "EpollSelector")
+        assert selectors.DefaultSelector.__module__ == "loop._selectors"
+        assert threading.Lock is _thread.allocate_lock
+        import loop._hub
+        hub = loop._hub.get_hub()
+        time.sleep(0.01)   # the hub runs on the real selector: sleeping works
+        print("ok")
+    """)
+    assert "ok" in proc.stdout
+
+
+def test_stale_reference_warning():
+    proc = run_python("""
+        import sys, types, warnings
+        mod = types.ModuleType("early_user")
+        exec("from time import sleep", mod.__dict__)
+        sys.modules["early_user"] = mod
+        import loop.monkey
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loop.monkey.patch_all()
+        messages = [str(w.message) for w in caught
+                    if issubclass(w.category, loop.monkey.MonkeyPatchWarning)]
+        assert any("early_user.sleep" in m for m in messages), messages
+        print("ok")
+    """)
+    assert "ok" in proc.stdout
+
+
+def test_fork_and_waitpid_are_cooperative():
+    proc = run_python("""
+        import os, time, threading
+        ticks = []
+        def ticker():
+            for _ in range(10):
+                ticks.append(1)
+                time.sleep(0.02)
+        t = threading.Thread(target=ticker)
+        t.start()
+        pid = os.fork()
+        if pid == 0:
+            # the child has a working hub
+            import socket
+            a, b = socket.socketpair()
+            threading.Thread(target=lambda: (time.sleep(0.05), b.sendall(b"c"))).start()
+            assert a.recv(1) == b"c"
+            time.sleep(0.3)
+            os._exit(7)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 7
+        assert len(ticks) >= 5, ticks   # the parent's green threads ran meanwhile
+        t.join()
+        print("ok")
+    """, patch_via_main=True)
+    assert "ok" in proc.stdout
+
+
+def test_subprocess_pipes_and_communicate_timeout():
+    proc = run_python("""
+        import subprocess, time, threading, sys
+        start = time.monotonic()
+        results = {}
+        def run(i):
+            results[i] = subprocess.run(["sh", "-c", "sleep 0.3; echo %d" % i],
+                                        capture_output=True, text=True).stdout.strip()
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(10)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        assert results == {i: str(i) for i in range(10)}, results
+        assert time.monotonic() - start < 10 * 0.3 / 3
+        p = subprocess.Popen(["sleep", "5"])
+        try:
+            p.communicate(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        else:
+            raise AssertionError("no timeout")
+        p.kill(); p.wait()
+        p = subprocess.Popen([sys.executable, "-c", "import sys; print(sys.stdin.read().upper())"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        out, _ = p.communicate(b"abc" * 100000, timeout=20)
+        assert out.strip() == b"ABC" * 100000
+        p = subprocess.Popen(["sh", "-c", "echo one; sleep 0.2; echo two"],
+                             stdout=subprocess.PIPE, text=True)
+        ticks = []
+        t = threading.Thread(target=lambda: [ticks.append(time.sleep(0.02)) for _ in range(5)])
+        t.start()
+        assert p.stdout.readline() == "one\\n"
+        assert p.stdout.readline() == "two\\n"
+        assert p.wait() == 0
+        t.join()
+        assert len(ticks) == 5
+        p.stdout.close()
+        print("ok")
+    """)
+    assert "ok" in proc.stdout
+
+
+def test_run_module_with_dash_m(tmp_path):
+    (tmp_path / "demo_mod.py").write_text(
+        "import sys, socket\nprint('args', sys.argv[1:], socket.socket.__module__)\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "src"), str(tmp_path)])
+    proc = subprocess.run([sys.executable, "-m", "loop.monkey", "-m", "demo_mod", "a", "b"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "args ['a', 'b'] loop._socket" in proc.stdout
+
+
+def test_patched_http_stack_is_concurrent():
+    proc = run_python("""
+        import threading, time, http.server, urllib.request, socketserver
+        class Slow(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                time.sleep(0.3)
+                body = self.path.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            def log_message(self, *args):
+                pass
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        results = {}
+        def fetch(i):
+            with urllib.request.urlopen("http://127.0.0.1:%d/%d" % (port, i), timeout=10) as r:
+                results[i] = r.read().decode()
+        start = time.monotonic()
+        threads = [threading.Thread(target=fetch, args=(i,)) for i in range(20)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        assert results == {i: "/%d" % i for i in range(20)}
+        assert time.monotonic() - start < 20 * 0.3 / 4, time.monotonic() - start
+        server.shutdown()
+        print("ok")
+    """, patch_via_main=True)
+    assert "ok" in proc.stdout
+
+
+def test_stdlib_runner_smoke():
+    """The CPython-suite runner works end to end on one small module."""
+    runner = os.path.join(ROOT, "tests", "stdlib", "run_stdlib.py")
+    proc = subprocess.run([sys.executable, runner, "--modules", "test_threading_local",
+                           "--timeout", "120"], capture_output=True, text=True, timeout=150,
+                          env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "test_threading_local" in proc.stdout

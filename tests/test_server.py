@@ -1,0 +1,347 @@
+"""loop.server.StreamServer, and WSGIServer's green-only behaviour (many idle connections,
+stop from a green thread).  Server and clients are green threads of the test's own hub."""
+import os
+import socket as stdlib_socket
+
+import pytest
+
+import loop
+from loop import socket
+from loop.event import Event
+from loop.pool import Pool
+from loop.pywsgi import WSGIServer
+from loop.server import StreamServer, parse_address
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def echo(sock, address):
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return
+        sock.sendall(data)
+
+
+def roundtrip(address, payload=b"ping", family=socket.AF_INET):
+    with socket.socket(family, socket.SOCK_STREAM) as client:
+        client.settimeout(5)
+        client.connect(address)
+        client.sendall(payload)
+        received = b""
+        while len(received) < len(payload):
+            piece = client.recv(65536)
+            if not piece:
+                break
+            received += piece
+        return received
+
+
+# -- addresses -----------------------------------------------------------------------------
+
+def test_parse_address_forms():
+    assert parse_address(("127.0.0.1", 80)) == (socket.AF_INET, ("127.0.0.1", 80))
+    assert parse_address(("", 80)) == (socket.AF_INET, ("0.0.0.0", 80))
+    assert parse_address(("::1", 80)) == (socket.AF_INET6, ("::1", 80))
+    assert parse_address("127.0.0.1:8000") == (socket.AF_INET, ("127.0.0.1", 8000))
+    assert parse_address(":8000") == (socket.AF_INET, ("0.0.0.0", 8000))
+    assert parse_address("8000") == (socket.AF_INET, ("0.0.0.0", 8000))
+    assert parse_address("[::1]:8000") == (socket.AF_INET6, ("::1", 8000))
+    assert parse_address("/tmp/x.sock") == (socket.AF_UNIX, "/tmp/x.sock")
+    assert parse_address("unix:rel.sock") == (socket.AF_UNIX, "rel.sock")
+    with pytest.raises(ValueError):
+        parse_address("host:port")
+
+
+def test_ipv4_tuple_and_properties():
+    server = StreamServer(("127.0.0.1", 0), echo)
+    server.start()
+    try:
+        assert server.started
+        assert server.server_host == "127.0.0.1" and server.server_port > 0
+        assert roundtrip(server.address) == b"ping"
+    finally:
+        server.stop()
+    assert server.closed and not server.started
+
+
+def test_string_address():
+    server = StreamServer("127.0.0.1:0", echo)
+    with server:
+        assert roundtrip(server.address, b"x" * 100000) == b"x" * 100000
+
+
+@pytest.mark.skipif(not stdlib_socket.has_ipv6, reason="no IPv6")
+def test_ipv6():
+    try:
+        server = StreamServer(("::1", 0), echo)
+        server.init_socket()
+    except OSError as exc:
+        pytest.skip("cannot bind ::1: %s" % exc)
+    with server:
+        assert server.address[0] == "::1"
+        assert roundtrip(server.address[:2], family=socket.AF_INET6) == b"ping"
+
+
+def test_unix_socket(tmp_path):
+    path = str(tmp_path / "s.sock")
+    with StreamServer(path, echo) as server:
+        assert server.address == path
+        assert roundtrip(path, family=socket.AF_UNIX) == b"ping"
+    assert not os.path.exists(path)     # the server that made the file removes it
+
+
+def test_existing_listening_socket_and_bound_only_socket():
+    listener = stdlib_socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    with StreamServer(listener, echo) as server:
+        assert roundtrip(listener.getsockname()) == b"ping"
+    bound = socket.socket()
+    bound.bind(("127.0.0.1", 0))
+    with StreamServer(bound, echo) as server:
+        assert roundtrip(server.address) == b"ping"
+
+
+def test_handlers_run_concurrently_in_green_threads():
+    gate = Event()
+    entered = []
+
+    def handle(sock, address):
+        entered.append(loop.getcurrent())
+        gate.wait(5)
+        sock.sendall(b"done")
+
+    with StreamServer(("127.0.0.1", 0), handle) as server:
+        clients = [loop.spawn(roundtrip, server.address, b"done") for _ in range(20)]
+        while len(entered) < 20:
+            loop.sleep(0.01)
+        assert len(set(entered)) == 20
+        gate.set()
+        assert [c.get(timeout=5) for c in clients] == [b"done"] * 20
+
+
+def test_socket_is_closed_when_handle_returns():
+    with StreamServer(("127.0.0.1", 0), lambda sock, address: sock.sendall(b"bye")) as server:
+        with socket.create_connection(server.address, timeout=5) as client:
+            assert client.recv(10) == b"bye"
+            assert client.recv(10) == b""
+
+
+def test_pool_size_limits_concurrent_connections():
+    active = []
+    peak = []
+    gate = Event()
+
+    def handle(sock, address):
+        active.append(1)
+        peak.append(len(active))
+        gate.wait(5)
+        active.pop()
+        sock.sendall(b"ok")
+
+    with StreamServer(("127.0.0.1", 0), handle, spawn=3) as server:
+        assert isinstance(server.pool, Pool)
+        clients = [loop.spawn(roundtrip, server.address, b"ok") for _ in range(10)]
+        loop.sleep(0.3)
+        assert len(active) == 3             # the rest wait in the listen backlog
+        gate.set()
+        assert [c.get(timeout=10) for c in clients] == [b"ok"] * 10
+        assert max(peak) == 3
+
+
+def test_stop_lets_handlers_finish_then_kills_the_rest():
+    finished = []
+    killed = []
+
+    def handle(sock, address):
+        try:
+            seconds = float(sock.recv(100))
+            loop.sleep(seconds)
+            finished.append(seconds)
+            sock.sendall(b"ok")
+        except loop.GreenletExit:
+            killed.append(1)
+            raise
+
+    server = StreamServer(("127.0.0.1", 0), handle)
+    server.start()
+    quick = loop.spawn(roundtrip, server.address, b"0.2")
+    slow = loop.spawn(roundtrip, server.address, b"30")
+    loop.sleep(0.1)
+    started = loop._hub.monotonic()
+    server.stop(timeout=1)
+    elapsed = loop._hub.monotonic() - started
+    assert 0.15 < elapsed < 5
+    assert finished == [0.2] and killed == [1]
+    assert quick.get(timeout=5) == b"ok"
+    assert slow.get(timeout=5) == b""
+    with pytest.raises(OSError):
+        roundtrip(server.address)
+
+
+def test_close_stops_accepting_but_keeps_connections():
+    gate = Event()
+
+    def handle(sock, address):
+        gate.wait(5)
+        sock.sendall(b"late")
+
+    server = StreamServer(("127.0.0.1", 0), handle)
+    server.start()
+    client = loop.spawn(roundtrip, server.address, b"late")
+    loop.sleep(0.1)
+    server.close()
+    with pytest.raises(OSError):
+        roundtrip(server.address)
+    gate.set()
+    assert client.get(timeout=5) == b"late"
+    server.stop()
+
+
+def test_serve_forever_returns_after_stop_from_another_green_thread():
+    server = StreamServer(("127.0.0.1", 0), echo)
+    loop.spawn_later(0.2, server.stop)
+    runner = loop.spawn(server.serve_forever)
+    assert runner.get(timeout=5) is None
+    assert server.closed
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_accept_exhaustion_pauses_instead_of_spinning():
+    # Out of descriptors: the server must neither crash nor spin; it serves again afterwards.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with StreamServer(("127.0.0.1", 0), echo) as server:
+        hoard = []
+        try:
+            in_use = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 32, hard))
+            try:
+                while True:
+                    hoard.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                pass
+            os.close(hoard.pop())       # one for the client socket
+            probe = stdlib_socket.socket()
+            probe.setblocking(False)
+            probe.connect_ex(server.address)
+            loop.sleep(0.3)             # accept() fails with EMFILE, the server pauses
+            probe.close()
+        finally:
+            for fd in hoard:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        loop.sleep(0.3)
+        assert roundtrip(server.address) == b"ping"
+
+
+def test_tls(tmp_path):
+    ssl = pytest.importorskip("ssl")
+    certificate = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    with StreamServer(("127.0.0.1", 0), echo, ssl_context=context) as server:
+        client_context = ssl.create_default_context()
+        client_context.check_hostname = False
+        client_context.verify_mode = ssl.CERT_NONE
+        from loop import ssl as green_ssl
+        raw = socket.create_connection(server.address, timeout=5)
+        tls = green_ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+        with tls.wrap_socket(raw) as client:
+            client.sendall(b"secret")
+            assert client.recv(100) == b"secret"
+
+
+def _self_signed(tmp_path):
+    x509 = pytest.importorskip("cryptography.x509")
+    import datetime
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+# -- WSGIServer, green -------------------------------------------------------------------------
+
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
+def _get(sock):
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while not data.endswith(b"hello"):
+        piece = sock.recv(4096)
+        if not piece:
+            raise ConnectionError("closed")
+        data += piece
+    return data
+
+
+def test_wsgi_server_holds_2000_idle_keepalive_connections():
+    count = 2000
+    server = WSGIServer(("127.0.0.1", 0), hello, log=False, max_connections=count + 10,
+                        keepalive_timeout=60, backlog=count)
+    server.start()
+    clients = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(server.address, timeout=10)
+            clients.append(sock)
+        # Each makes a request, then idles on its kept-alive connection.
+        for batch in range(0, count, 200):
+            jobs = [loop.spawn(_get, sock) for sock in clients[batch:batch + 200]]
+            loop.joinall(jobs, timeout=30, raise_error=True)
+        assert len(server._connections) == count
+        # Still responsive for newcomers and for the idle ones.
+        with socket.create_connection(server.address, timeout=10) as extra:
+            assert _get(extra).startswith(b"HTTP/1.1 200")
+        assert _get(clients[0]).startswith(b"HTTP/1.1 200")
+        started = loop._hub.monotonic()
+        server.stop(timeout=5)        # idle connections are closed at once
+        assert loop._hub.monotonic() - started < 5
+        assert clients[-1].recv(10) == b""
+    finally:
+        server.close()
+        for sock in clients:
+            sock.close()
+
+
+def test_wsgi_graceful_stop_from_green_thread():
+    entered = Event()
+
+    def slow(environ, start_response):
+        entered.set()
+        loop.sleep(0.3)
+        start_response("200 OK", [("Content-Length", "5")])
+        return [b"hello"]
+
+    server = WSGIServer(("127.0.0.1", 0), slow, log=False)
+    server.start()
+    busy = socket.create_connection(server.address, timeout=5)
+    idle = socket.create_connection(server.address, timeout=5)
+    getter = loop.spawn(_get, busy)
+    entered.wait(5)
+    server.stop(timeout=5)
+    response = getter.get(timeout=5)
+    assert b"Connection: close" in response
+    assert idle.recv(10) == b""
+    busy.close()
+    idle.close()
