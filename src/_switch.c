@@ -182,12 +182,8 @@ stack_map_batch(void)
             start -= PAGE_TABLE_SPAN;
         }
         base = (char *)start;
-        if (base > raw) {
-            munmap(raw, (size_t)(base - raw));
-        }
-        if (raw + span > base + want) {
-            munmap(base + want, (size_t)(raw + span - (base + want)));
-        }
+        /* The slack before and after stays mapped (never touched, so it costs no memory):
+         * unmapping it would leave holes, and batches would stop merging into one VMA. */
     }
     else {
         count = 1;
