@@ -197,6 +197,10 @@ if _original_poll is not None:
                 result = self._poll.poll(0)
                 if result:
                     return result
+    # Named like the C type, so messages and introspection match the stdlib's.
+    _GreenPoll.__name__ = _GreenPoll.__qualname__ = "poll"
+    _GreenPoll.__module__ = "select"
+
     def poll():
         """:func:`select.poll`, green."""
         return _GreenPoll(_FACTORY)

@@ -335,7 +335,9 @@ class socket(_original_socket):
 
     def connect_ex(self, address):
         try:
-            self.connect(address)
+            # This class's connect, not self.connect: ssl.SSLSocket.connect_ex calls us through
+            # super() and its own connect() would wrap a second time.
+            socket.connect(self, address)
         except TimeoutError:
             return _errno.EAGAIN  # what the C socket returns on a timeout (SOCK_TIMEOUT_ERR)
         except OSError as exc:

@@ -93,6 +93,11 @@ def getsignal(signalnum):
     return _unwrap(signalnum, _original_getsignal(signalnum))
 
 
+# They stand in for the stdlib's functions in the signal module (whose own wrappers report
+# __module__ == "signal").
+signal.__module__ = getsignal.__module__ = "signal"
+
+
 def _unwrap(signalnum, value):
     if isinstance(value, _Wrapper):
         return value.handler

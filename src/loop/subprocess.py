@@ -27,6 +27,8 @@ import errno as _errno
 import io as _io
 import os as _os
 import sys as _sys
+import types as _types
+import warnings as _warnings
 
 from loop._hub import get_hub
 
@@ -83,8 +85,9 @@ class GreenPipe(_io.RawIOBase):
                 super().close()
 
 
-class _GreenIO:
-    """Stands in for the ``io`` module inside a patched subprocess module."""
+class _GreenIO(_types.ModuleType):
+    """Stands in for the ``io`` module inside a patched subprocess module (a module object,
+    so introspection such as ``subprocess.__all__`` checks still sees a module)."""
 
     def __getattr__(self, name):
         return getattr(_io, name)
@@ -93,6 +96,9 @@ class _GreenIO:
     def open(file, mode="r", buffering=-1, *args, **kwargs):
         if not isinstance(file, int) or args or kwargs or "+" in mode:
             return _io.open(file, mode, buffering, *args, **kwargs)
+        if buffering == 1 and "b" in mode:
+            _warnings.warn("line buffering (buffering=1) isn't supported in binary mode, the "
+                           "default buffer size will be used", RuntimeWarning, 3)
         raw = GreenPipe(file, mode)
         if buffering == 0:
             if "b" not in mode:
@@ -106,7 +112,7 @@ class _GreenIO:
         return _io.TextIOWrapper(buffered)
 
 
-green_io = _GreenIO()
+green_io = _GreenIO("io")
 
 
 def patch_module(module):

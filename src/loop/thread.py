@@ -104,10 +104,10 @@ class LockType(_lock.Lock):
 lock = LockType
 
 
-def allocate_lock():
-    return LockType()
-
-
+# The class itself, not a function: test suites and libraries store it as a class attribute
+# (``locktype = _thread.allocate_lock``) and call ``self.locktype()``, which would bind a
+# Python function as a method.
+allocate_lock = LockType
 allocate = allocate_lock
 
 

@@ -16,6 +16,10 @@ import os
 import sys
 
 
+#: Modules whose tests that require the "network" resource only talk to 127.0.0.1.
+LOOPBACK_ONLY_NETWORK = {"test_socketserver": ["network"]}
+
+
 def apply_patch(impl):
     if impl == "loop":
         import loop.monkey
@@ -79,7 +83,9 @@ def main():
 
     import unittest
     from test import support
-    support.use_resources = ["subprocess"]  # no network, no cpu-hog tests
+    # No cpu-hog tests, and no network: except for modules whose "network" tests only use
+    # loopback (test_socketserver requires the resource for the whole module).
+    support.use_resources = ["subprocess"] + LOOPBACK_ONLY_NETWORK.get(args.module, [])
     try:
         support.verbose = False
     except Exception:

@@ -1,6 +1,10 @@
 #!/usr/bin/env python
 """Render run_stdlib.py --json outputs (one per Python version) as the Markdown table of
-docs/compatibility.md:  python tests/stdlib/render_table.py r311.json r312.json r313.json"""
+docs/compatibility.md:  python tests/stdlib/render_table.py r311.json r312.json r313.json
+
+An argument may list several files joined by commas (``r311.json,rerun311.json``): later files
+replace the earlier results of the modules and implementations they contain (a re-run of some
+modules after a fix)."""
 import json
 import sys
 
@@ -17,7 +21,17 @@ def cell(summary):
 
 
 def main(paths):
-    runs = [json.load(open(path)) for path in paths]
+    runs = []
+    for spec in paths:
+        merged = None
+        for path in spec.split(","):
+            data = json.load(open(path))
+            if merged is None:
+                merged = data
+                continue
+            for module, impls in data["results"].items():
+                merged["results"].setdefault(module, {}).update(impls)
+        runs.append(merged)
     header = ["module"]
     for run in runs:
         header += ["%s loop" % run["version"], "%s gevent" % run["version"]]
