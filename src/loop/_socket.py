@@ -164,23 +164,23 @@ class socket(_original_socket):
         except BlockingIOError:
             if self._timeout == 0.0:
                 raise
-        deadline = self._deadline()
-        while True:
-            self._wait(True, deadline)
-            try:
-                return op(self, *args)
-            except BlockingIOError:
-                pass
+        return self._retry_after_wait(True, op, args)
 
     def _write_op(self, op, args):
+        """Run a C write operation, waiting for writability on EAGAIN."""
         try:
             return op(self, *args)
         except BlockingIOError:
             if self._timeout == 0.0:
                 raise
+        return self._retry_after_wait(False, op, args)
+
+    def _retry_after_wait(self, readable, op, args):
+        # The caller's attempt just failed with EAGAIN: wait first, so a wait costs one failed
+        # syscall, not two.
         deadline = self._deadline()
         while True:
-            self._wait(False, deadline)
+            self._wait(readable, deadline)
             try:
                 return op(self, *args)
             except BlockingIOError:
@@ -194,7 +194,7 @@ class socket(_original_socket):
         except BlockingIOError:
             if self._timeout == 0.0:
                 raise
-        return self._read_op(_c_recv, args)
+        return self._retry_after_wait(True, _c_recv, args)
 
     def recv_into(self, *args):
         try:
@@ -202,7 +202,7 @@ class socket(_original_socket):
         except BlockingIOError:
             if self._timeout == 0.0:
                 raise
-        return self._read_op(_c_recv_into, args)
+        return self._retry_after_wait(True, _c_recv_into, args)
 
     def recvfrom(self, *args):
         return self._read_op(_c_recvfrom, args)
@@ -226,7 +226,7 @@ class socket(_original_socket):
         except BlockingIOError:
             if self._timeout == 0.0:
                 raise
-        return self._write_op(_c_send, args)
+        return self._retry_after_wait(False, _c_send, args)
 
     def sendto(self, *args):
         return self._write_op(_c_sendto, args)
