@@ -17,6 +17,7 @@ process blocked in ``pubsub.listen()`` or a ``PUBLISH`` only parks that green th
 """
 import logging
 import os
+import time
 import uuid
 
 import loop
@@ -72,8 +73,17 @@ class RedisBus(LocalBus):
 
     def start(self):
         self.redis.ping()           # fail at startup, with a clear error, if Redis is not there
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self.redis.pubsub()   # _listen skips everything but pmessage
         self._pubsub.psubscribe(self.prefix + "room:*")
+        # PSUBSCRIBE is only sent here. Wait for Redis to confirm it, so that nothing another
+        # process publishes after we report "listening" can be missed.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            message = self._pubsub.get_message(ignore_subscribe_messages=False, timeout=0.5)
+            if message is not None and message["type"] == "psubscribe":
+                break
+        else:
+            raise RuntimeError("Redis did not confirm the subscription within 10 s")
         self._listener = loop.spawn(self._listen)
 
     def stop(self):
