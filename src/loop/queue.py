@@ -148,15 +148,10 @@ class SimpleQueue:
     def put_nowait(self, item):
         self.put(item, False)
 
-    def get(self, block=True, timeout=None):
-        """Remove and return an item; if empty, wait (up to ``timeout``) unless not ``block``."""
+    def _wait_for_item(self, block, timeout):
+        """Return once the queue holds an item; raise ShutDown or Empty instead."""
         deadline = None
-        while True:
-            if self.queue:
-                item = self._get()
-                if self._putters:
-                    _wake_one(self._putters)
-                return item
+        while not self.queue:
             if self.is_shutdown:
                 raise ShutDown
             if not block:
@@ -165,26 +160,24 @@ class SimpleQueue:
                 deadline = _deadline(timeout)
             if not _wait_turn(self._getters, deadline):
                 raise Empty
+
+    def get(self, block=True, timeout=None):
+        """Remove and return an item; if empty, wait (up to ``timeout``) unless not ``block``."""
+        self._wait_for_item(block, timeout)
+        item = self._get()
+        if self._putters:
+            _wake_one(self._putters)
+        return item
 
     def get_nowait(self):
         return self.get(False)
 
     def peek(self, block=True, timeout=None):
         """Return the next item without removing it (waiting like :meth:`get`)."""
-        deadline = None
-        while True:
-            if self.queue:
-                item = self._peek()
-                _wake_one(self._getters)  # we did not consume it: let a getter have it
-                return item
-            if self.is_shutdown:
-                raise ShutDown
-            if not block:
-                raise Empty
-            if deadline is None and timeout is not None:
-                deadline = _deadline(timeout)
-            if not _wait_turn(self._getters, deadline):
-                raise Empty
+        self._wait_for_item(block, timeout)
+        item = self._peek()
+        _wake_one(self._getters)  # we did not consume it: let a getter have it
+        return item
 
     def peek_nowait(self):
         return self.peek(False)
