@@ -157,3 +157,110 @@ def test_asyncio_program_adopts_loop(backend):
     """, backend)
     assert r.returncode == 0, r.stderr
     assert "[1, 2, 3, 4, 5]" in r.stdout
+
+
+# -- asyncio loops run by green code (loop._nesting) -----------------------------------------
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_patched_program_may_call_asyncio_run_before_the_hub_starts(backend):
+    r = run_script("""
+        import loop.monkey; loop.monkey.patch_all()
+        import asyncio, threading, time
+        ticks = []
+        def worker():
+            for i in range(5):
+                time.sleep(0.01)
+                ticks.append(i)
+        t = threading.Thread(target=worker)
+        t.start()
+        async def main():
+            await asyncio.sleep(0.15)
+            got = await asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.01)
+            return list(ticks), got
+        print(asyncio.run(main()))
+        t.join()
+        # the hub's loop, not the finished one, is the green threads' running loop again
+        print(asyncio.events._get_running_loop() is loop.get_hub().loop)
+    """, backend)
+    assert r.returncode == 0, r.stderr
+    assert "([0, 1, 2, 3, 4], None)" in r.stdout
+    assert r.stdout.strip().endswith("True")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_patched_green_threads_each_run_their_own_asyncio_loop(backend):
+    r = run_script("""
+        import loop.monkey; loop.monkey.patch_all()
+        import asyncio, time
+        import loop
+        loop.sleep(0)  # the hub runs this thread's event loop from now on
+        hub_loop = loop.get_hub().loop
+        async def nap(n):
+            mine = asyncio.get_running_loop()
+            await asyncio.sleep(0.3)
+            assert asyncio.get_running_loop() is mine and mine is not hub_loop
+            return n
+        def green(n):
+            result = asyncio.run(nap(n))
+            assert asyncio.events._get_running_loop() is hub_loop
+            return result
+        async def on_hub():
+            await asyncio.sleep(0.1)  # needs the hub's loop as running loop while nested run
+            return asyncio.get_running_loop() is hub_loop
+        start = time.monotonic()
+        gs = [loop.spawn(green, n) for n in range(4)]
+        on_hub_ok = loop.await_(on_hub())
+        loop.joinall(gs, raise_error=True)
+        elapsed = time.monotonic() - start
+        print([g.value for g in gs], on_hub_ok, elapsed < 1.0)
+    """, backend)
+    assert r.returncode == 0, r.stderr
+    assert "[0, 1, 2, 3] True True" in r.stdout
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_nested_loop_signal_handlers_are_delivered(backend):
+    r = run_script("""
+        import loop.monkey; loop.monkey.patch_all()
+        import asyncio, os, signal
+        import loop
+        loop.sleep(0)
+        nested = asyncio.new_event_loop()
+        got = []
+        nested.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+        async def main():
+            await asyncio.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            for _ in range(200):
+                if got:
+                    return got
+                await asyncio.sleep(0.01)
+            return "lost"
+        print(nested.run_until_complete(main()))
+        nested.remove_signal_handler(signal.SIGUSR1)
+        nested.close()
+    """, backend)
+    assert r.returncode == 0, r.stderr
+    assert "['usr1']" in r.stdout
+
+
+def test_uvloop_loop_in_green_thread_has_clear_message():
+    uvloop = pytest.importorskip("uvloop")
+    loop.sleep(0)
+
+    async def noop():
+        return 1
+
+    def green():
+        foreign = uvloop.new_event_loop()
+        coro = noop()
+        try:
+            foreign.run_until_complete(coro)
+        finally:
+            coro.close()
+            foreign.close()
+
+    g = loop.spawn(green)
+    g.join()
+    assert isinstance(g.exception, RuntimeError)
+    assert "uvloop" in str(g.exception) and "loop.await_" in str(g.exception)

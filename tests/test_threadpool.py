@@ -80,3 +80,62 @@ def test_hub_threadpool_property():
     hub = loop.get_hub()
     assert hub.threadpool is hub.threadpool
     assert hub.threadpool.apply(lambda: 3) == 3
+
+
+# -- ThreadPoolExecutor and the hub's default executor -------------------------------------
+
+def test_executor_futures_wait_only_the_calling_green_thread():
+    from loop.threadpool import ThreadPoolExecutor
+    executor = ThreadPoolExecutor(4)
+    ticks = []
+
+    def ticker():
+        for _ in range(5):
+            ticks.append(1)
+            loop.sleep(0.01)
+
+    t = loop.spawn(ticker)
+    futures = [executor.submit(time.sleep, 0.1) for _ in range(4)]
+    start = time.monotonic()
+    assert [f.result() for f in futures] == [None] * 4
+    assert time.monotonic() - start < 0.35  # four 0.1 s sleeps ran side by side
+    assert len(ticks) >= 3  # the ticker kept running while we waited
+    assert list(executor.map(abs, [-1, -2, 3])) == [1, 2, 3]
+
+    def boom():
+        raise ValueError("boom")
+
+    assert isinstance(executor.submit(boom).exception(), ValueError)
+    executor.shutdown(wait=True)
+    with pytest.raises(RuntimeError):
+        executor.submit(abs, 1)
+    t.join()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_hub_default_executor_uses_real_threads_after_patch_thread(backend):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent("""
+        import loop.monkey; loop.monkey.patch_all()
+        import asyncio, time, loop
+        real_sleep = loop.monkey.get_original("time", "sleep")
+        import _thread
+        async def on_hub():
+            ev = asyncio.get_running_loop()
+            start = time.monotonic()
+            idents = await asyncio.gather(*[ev.run_in_executor(None, lambda: (real_sleep(0.2),
+                                           _thread.get_ident())[1]) for _ in range(4)])
+            return len(set(idents)), time.monotonic() - start
+        distinct, elapsed = loop.await_(on_hub())
+        print(distinct >= 2, elapsed < 0.7)
+    """)
+    env = dict(os.environ, LOOP_BACKEND=backend)
+    src = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "src"))
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True"]

@@ -121,8 +121,8 @@ def prepare():
     except ImportError:
         uvloop = None
     _originals["uvloop"] = uvloop
-    from loop._interop import install_asyncio_run_guard
-    install_asyncio_run_guard(asyncio)
+    from loop import _nesting
+    _nesting.install(asyncio, uvloop)
     # The thread pool binds _thread.start_new_thread when imported; imported after patching it
     # would start green threads instead of OS threads, and DNS lookups would never return.
     import loop.threadpool  # noqa: F401
@@ -269,6 +269,10 @@ class Hub:
             self.main = _root_fiber()
             self.fiber = _HubFiber(self._run_loop, self.main)
             self.fiber.hub = self
+            # run_in_executor(None, ...) on the hub must use real threads even after
+            # patch_thread(): a green worker could only be waited for by blocking the hub.
+            from loop.threadpool import ThreadPoolExecutor
+            self.loop.set_default_executor(ThreadPoolExecutor(pool=self.threadpool))
         else:
             self.loop = adopt_loop
             self.adopted = True
@@ -887,10 +891,17 @@ def get_hub_if_exists():
     return getattr(_tls, "hub", None)
 
 
+#: asyncio loops that green code runs on top of the hub (see loop._nesting); never adopted.
+nested_loops = set()
+
+
 def _running_asyncio_loop():
     if "asyncio" not in sys.modules:
         return None
-    return prepare()["get_running_loop"]()
+    running = prepare()["get_running_loop"]()
+    if running is not None and running in nested_loops:
+        return None
+    return running
 
 
 def _create_hub():

@@ -15,26 +15,19 @@ callbacks) runs on the hub fiber; green threads are other fibers that the hub sw
   to it; cancelling the awaiting task kills the green thread.  :func:`run_green` spawns and
   awaits in one call.
 * The hub fiber must never block, so green blocking calls from asyncio code raise
-  ``BlockingSwitchOutError`` with a message that says to ``await`` instead.  The mirror mistake,
+  ``BlockingSwitchOutError`` with a message that says to ``await`` instead.  The mirror case,
   ``asyncio.run()`` inside a green thread (whose hub already runs this thread's event loop), is
-  caught by a small wrapper around ``asyncio.run`` / ``asyncio.Runner.run`` that the hub installs
-  when it first imports asyncio; it raises a RuntimeError that says to use ``loop.await_``.
+  :mod:`loop._nesting`'s: a clear RuntimeError that says to use ``loop.await_`` when nothing is
+  patched, a cooperative nested loop after ``patch_all()``.
 
 asyncio is imported only when a hub is created, so ``import loop`` stays cheap.
 """
-import functools
 
 from loop._hub import Waiter, get_hub, get_hub_if_exists, prepare
 from loop._switch import getcurrent
 from loop.exceptions import BlockingSwitchOutError
 
 __all__ = ["await_", "run_green", "wait_greenlet_future"]
-
-ASYNCIO_RUN_MESSAGE = (
-    "asyncio.run() cannot be called from a green thread: this thread's loop hub already runs "
-    "an asyncio event loop. Use loop.await_(coro) to wait for a coroutine from green code (it "
-    "blocks only the calling green thread).")
-
 
 def await_(awaitable):
     """Wait, in the current green thread only, for an asyncio awaitable; return its result or
@@ -106,32 +99,3 @@ async def run_green(function, *args, **kwargs):
     result.  Cancelling the awaiting task kills the green thread."""
     from loop._api import spawn
     return await spawn(function, *args, **kwargs)
-
-
-def _in_green_thread():
-    hub = get_hub_if_exists()
-    return (hub is not None and not hub.adopted and getcurrent() is not hub.fiber
-            and hub.loop.is_running())
-
-
-def _guard(original):
-    if getattr(original, "__loop_guard__", False):
-        return original
-
-    @functools.wraps(original)
-    def guarded(*args, **kwargs):
-        if _in_green_thread():
-            raise RuntimeError(ASYNCIO_RUN_MESSAGE)
-        return original(*args, **kwargs)
-
-    guarded.__loop_guard__ = True
-    return guarded
-
-
-def install_asyncio_run_guard(asyncio):
-    """Make asyncio.run() and asyncio.Runner.run() fail clearly inside green threads."""
-    import asyncio.runners as runners
-    guarded = _guard(asyncio.run)
-    asyncio.run = guarded
-    runners.run = guarded
-    runners.Runner.run = _guard(runners.Runner.run)

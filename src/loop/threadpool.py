@@ -7,18 +7,28 @@ into green threads.  A worker hands each result back to the hub of the green thr
 submitted the job with ``loop.call_soon_threadsafe``, which is why a pool may be shared by green
 threads of several OS threads.  Until then the job counts as a wakeup source of that hub, so a
 green thread waiting for a result never gets ``LoopExit``.
+
+:class:`ThreadPoolExecutor` puts the same workers behind the ``concurrent.futures`` interface.
+The hub makes one its event loop's default executor, so ``loop.run_in_executor(None, fn)`` in
+asyncio code on the hub runs ``fn`` in a real thread even after ``patch_thread()`` (the stdlib
+executor would start green threads there, and waiting for one from the hub is impossible).
+Its futures are completed in the hub's thread, never in a worker, so their state changes need no
+cross-thread locking; ``result()`` called from a green thread waits for the green thread only.
 """
 import _queue
 import _thread
+import concurrent.futures as _futures
+import threading as _threading
 
 from loop._hub import get_hub
 from loop.event import AsyncResult, Event
 
-__all__ = ["ThreadPool", "ThreadResult"]
+__all__ = ["ThreadPool", "ThreadResult", "ThreadPoolExecutor"]
 
 _start_new_thread = _thread.start_new_thread
 _allocate_lock = _thread.allocate_lock
 _SimpleQueue = _queue.SimpleQueue
+_RealCondition = _threading.Condition  # bound before any patch: prepare() imports this module
 
 
 class ThreadResult(AsyncResult):
@@ -68,10 +78,15 @@ class ThreadPool:
 
     def spawn(self, func, *args, **kwargs):
         """Run ``func(*args, **kwargs)`` in a worker thread; return a :class:`ThreadResult`."""
+        result = ThreadResult()
+        self._submit(func, args, kwargs, result)
+        return result
+
+    def _submit(self, func, args, kwargs, result):
+        # ``result`` gets ``set(value)`` or ``set_exception(exc)``, in the submitter's hub.
         if self._killed:
             raise RuntimeError("this thread pool was killed")
         hub = get_hub()
-        result = ThreadResult()
         hub.add_wakeup_source()
         with self._lock:
             self._unfinished += 1
@@ -83,7 +98,6 @@ class ThreadPool:
         self._tasks.put((func, args, kwargs, result, hub))
         if start_thread:
             _start_new_thread(self._worker, ())
-        return result
 
     def apply(self, func, args=(), kwds=None):
         """Run ``func`` in a worker thread and wait (green) for its result."""
@@ -171,3 +185,87 @@ class ThreadPool:
         if finished and self._all_done is not None:
             self._all_done.set()
             self._all_done = None
+
+
+class _PoolFuture(_futures.Future):
+    """A ``concurrent.futures.Future`` settled by the hub (see the module docstring)."""
+
+    def __init__(self, hub):
+        super().__init__()
+        self._condition = _RealCondition()
+        self._hub = hub
+        self._settled = Event()
+
+    # the ThreadPool's result protocol, called in the hub's thread
+    def set(self, value):
+        if not self.done():
+            self.set_result(value)
+        self._settled.set()
+
+    def set_exception(self, exc):
+        if not self.done():
+            super().set_exception(exc)
+        self._settled.set()
+
+    def _wait_green(self, timeout):
+        if self.done():
+            return
+        from loop._hub import get_hub_if_exists
+        from loop._switch import getcurrent
+        hub = get_hub_if_exists()
+        if hub is self._hub and getcurrent() is not hub.fiber:
+            self._settled.wait(timeout)
+
+    def result(self, timeout=None):
+        self._wait_green(timeout)
+        return super().result(timeout if not self.done() else 0)
+
+    def exception(self, timeout=None):
+        self._wait_green(timeout)
+        return super().exception(timeout if not self.done() else 0)
+
+
+class ThreadPoolExecutor(_futures.ThreadPoolExecutor):
+    """``concurrent.futures.ThreadPoolExecutor`` on a :class:`ThreadPool` of real OS threads.
+
+    Submit from this OS thread's green threads or its hub (asyncio code); ``result()`` blocks
+    only the calling green thread.  A subclass of the stdlib class because asyncio's
+    ``set_default_executor`` accepts nothing else; only ``submit``/``map``/``shutdown`` of the
+    stdlib interface are supported.
+    """
+
+    def __init__(self, max_workers=None, pool=None):
+        if max_workers is None:
+            max_workers = pool.maxsize if pool is not None else 10
+        super().__init__(max_workers)
+        self._pool = pool if pool is not None else ThreadPool(max_workers)
+        self._closed = False
+        self._outstanding = 0
+        self._drained = None
+
+    def submit(self, fn, /, *args, **kwargs):
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        future = _PoolFuture(get_hub())
+        self._outstanding += 1
+        future.add_done_callback(self._finished)
+        self._pool._submit(fn, args, kwargs, future)
+        return future
+
+    def _finished(self, future):
+        self._outstanding -= 1
+        if not self._outstanding and self._drained is not None:
+            self._drained.set()
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """Refuse new work; with ``wait``, a green thread waits until submitted work is done
+        (from the hub itself or another OS thread, shutdown does not wait)."""
+        self._closed = True
+        if wait and self._outstanding:
+            from loop._hub import get_hub_if_exists
+            from loop._switch import getcurrent
+            hub = get_hub_if_exists()
+            if hub is not None and getcurrent() is not hub.fiber:
+                if self._drained is None:
+                    self._drained = Event()
+                self._drained.wait()
