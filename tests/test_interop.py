@@ -171,20 +171,21 @@ def test_patched_program_may_call_asyncio_run_before_the_hub_starts(backend):
             for i in range(5):
                 time.sleep(0.01)
                 ticks.append(i)
+        before = asyncio.events._get_running_loop()  # None: the hub has not run yet
         t = threading.Thread(target=worker)
-        t.start()
+        t.start()  # waits for the thread to start: from now on the hub's loop runs
         async def main():
             await asyncio.sleep(0.15)
             got = await asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.01)
             return list(ticks), got
         print(asyncio.run(main()))
         t.join()
-        # the hub's loop, not the finished one, is the green threads' running loop again
-        print(asyncio.events._get_running_loop() is loop.get_hub().loop)
+        # asyncio.run() gave the main green thread back the view it had before the call
+        print(before is None, asyncio.events._get_running_loop() is loop.get_hub().loop)
     """, backend)
     assert r.returncode == 0, r.stderr
     assert "([0, 1, 2, 3, 4], None)" in r.stdout
-    assert r.stdout.strip().endswith("True")
+    assert r.stdout.split()[-2:] == ["True", "True"]
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
@@ -264,3 +265,35 @@ def test_uvloop_loop_in_green_thread_has_clear_message():
     g.join()
     assert isinstance(g.exception, RuntimeError)
     assert "uvloop" in str(g.exception) and "loop.await_" in str(g.exception)
+
+
+def test_view_keeping_hook_goes_away_after_the_last_nested_loop():
+    r = run_script("""
+        import loop.monkey; loop.monkey.patch_all()
+        import asyncio, loop
+        from loop._switch import gettrace
+        loop.sleep(0)  # the hub runs: the main green thread sees its loop
+        async def nap():
+            await asyncio.sleep(0.01)
+            return gettrace() is not None
+        during = asyncio.run(nap())
+        loop.sleep(0.01)
+        print(during, gettrace() is None, asyncio.events._get_running_loop() is loop.get_hub().loop)
+    """, "uvloop")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True"]
+
+
+def test_asyncio_run_as_first_call_of_a_patched_program_keeps_no_running_loop_after():
+    r = run_script("""
+        import loop.monkey; loop.monkey.patch_all()
+        import asyncio, loop
+        async def main():
+            await asyncio.sleep(0.01)
+            return asyncio.get_running_loop() is not loop.get_hub().loop
+        print(asyncio.run(main()), asyncio.events._get_running_loop() is None)
+        loop.sleep(0.01)  # the hub (started by the run) keeps working
+        print(asyncio.events._get_running_loop() is None)
+    """, "uvloop")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True"]

@@ -26,19 +26,22 @@ How the views are kept apart: the first nested loop in an OS thread installs a s
 (``loop._switch.settrace``, chained to any hook already there).  On each switch it stores the
 leaving fiber's running loop if it differs from the *ambient* one (the hub's loop while it runs,
 else None) and restores the arriving fiber's stored view, or the ambient one.  Fibers with the
-ambient view -- nearly all of them -- cost no memory.  The hook stays for the thread's lifetime:
-removing it while some fiber still has a stored view would leak that view into the hub.  Programs
-that never nest loops never pay for it.
+ambient view -- nearly all of them -- cost no memory.  A green thread gets back the view it had before it
+ran a loop (the main green thread that called ``asyncio.run()`` before the hub started keeps
+seeing no running loop).  Once no loop is nested and no fiber has a stored view the hook removes
+itself (a stored view left behind would leak into the hub), so the
+per-switch cost is only paid while nested loops exist.
 
 A running nested loop is also never *adopted* as the hub's loop (the hub adopts the loop of a
 plain asyncio program that calls ``loop.run_green``), because its selector waits on the hub:
 :data:`loop._hub.nested_loops` tells the hub which running loops are nested.
 
-Signals: a process has one signal wake-up fd, and the hub's loop takes it while it runs (uvloop
-always does in the main thread).  A signal handler that a nested loop adds with
-``add_signal_handler`` is therefore also registered on the hub's loop, whose callback hands the
-signal to the nested loop; whichever loop owns the wake-up fd at that moment sees the signal,
-so it is delivered once.
+Signals: a process has one signal wake-up fd, and asyncio loops deliver signals through it; the
+hub's loop takes it while it runs (uvloop always does in the main thread), so a nested loop
+would never see its signals.  A nested loop's ``add_signal_handler`` therefore installs a
+Python-level handler that hands the signal to that loop (the interpreter runs it in whatever
+fiber is current; it only writes to the loop's self-pipe), leaves the wake-up fd to whoever had
+it, and treats its self-pipe bytes as wake-ups only.
 
 uvloop's loop waits inside libuv, never in a Python selector, so it cannot be nested; starting
 one in a green thread raises with that explanation.
@@ -64,8 +67,18 @@ UVLOOP_MESSAGE = (
     "installed), or the stdlib loop (asyncio.new_event_loop()) after loop.monkey.patch_all().")
 
 _thread_state = _thread._local()
-_stored_views = {}  # fiber -> its running loop, only where it differs from the ambient one
-_originals = {}
+
+
+class _ThreadViews:
+    """One OS thread's view keeping: fiber -> running loop where it differs from the ambient
+    one, and how many nested loops run now."""
+    __slots__ = ("views", "depth", "hook", "chained")
+
+    def __init__(self):
+        self.views = {}
+        self.depth = 0
+        self.hook = None
+        self.chained = None
 
 
 def _ambient_view():
@@ -76,8 +89,8 @@ def _ambient_view():
     return loop if loop.is_running() else None
 
 
-def _make_view_keeper(get_running, set_running, chained):
-    stored = _stored_views
+def _make_view_keeper(state, get_running, set_running):
+    stored = state.views
     ambient_view = _ambient_view
 
     def keep_views(event, fibers):
@@ -91,18 +104,36 @@ def _make_view_keeper(get_running, set_running, chained):
         arriving = stored.pop(target, ambient)
         if arriving is not view:
             set_running(arriving)
+        chained = state.chained
         if chained is not None:
             chained(event, fibers)
+        if not stored and not state.depth and arriving is ambient \
+                and gettrace() is state.hook:
+            settrace(chained)  # nothing left to keep apart: stop paying for the hook
+            state.hook = state.chained = None
 
     return keep_views
 
 
-def _install_view_keeper():
-    if getattr(_thread_state, "installed", False):
-        return
-    events = _hub.prepare()["asyncio"].events
-    settrace(_make_view_keeper(events._get_running_loop, events._set_running_loop, gettrace()))
-    _thread_state.installed = True
+def _enter_nested():
+    state = getattr(_thread_state, "views", None)
+    if state is None:
+        state = _thread_state.views = _ThreadViews()
+    state.depth += 1
+    if state.hook is None:
+        events = _hub.prepare()["asyncio"].events
+        state.hook = _make_view_keeper(state, events._get_running_loop, events._set_running_loop)
+        state.chained = gettrace()
+        settrace(state.hook)
+
+
+def _leave_nested(events):
+    state = _thread_state.views
+    state.depth -= 1
+    if not state.depth and not state.views and gettrace() is state.hook \
+            and events._get_running_loop() is _ambient_view():
+        settrace(state.chained)
+        state.hook = state.chained = None
 
 
 def _selectors_patched():
@@ -138,7 +169,7 @@ class _Nesting:
                 raise RuntimeError(NOT_PATCHED_MESSAGE.format(what=what))
             return
         _hub.get_hub()  # an owned hub, made before the nested loop could be adopted
-        _install_view_keeper()
+        _enter_nested()
         self.active = True
         if view is not None:
             events._set_running_loop(None)
@@ -151,6 +182,7 @@ class _Nesting:
             if self.loop is not None:
                 _hub.nested_loops.discard(self.loop)
             self.events._set_running_loop(self.previous)
+            _leave_nested(self.events)
 
 
 def _nestable(method, what, takes_loop):
@@ -201,39 +233,57 @@ def _refuse_in_green_thread(method):
     return run
 
 
-def _forward_signals(add, remove):
+def _current_wakeup_fd(signal):
+    fd = signal.set_wakeup_fd(-1)
+    if fd != -1:
+        signal.set_wakeup_fd(fd)
+    return fd
+
+
+def _deliver_signal(loop_ref, signum, frame):
+    loop = loop_ref()
+    if loop is not None and not loop.is_closed():
+        loop._handle_signal(signum)
+
+
+def _ignore_self_pipe_data(data):
+    return None
+
+
+def _signals_by_handler(add, remove):
+    """A nested loop's signal handlers, delivered by a Python-level signal handler instead of
+    the process's one wake-up fd (which the hub's loop owns while it runs)."""
     if getattr(add, "__loop_nesting__", False):
         return add, remove
+    import signal
+    import weakref
 
-    def hub_for(loop):
+    def nested(loop):
         if not _selectors_patched():
-            return None
+            return False
         hub = _hub.get_hub_if_exists()
-        if hub is None:
-            hub = _hub.get_hub()
-        if hub.adopted or hub.loop is loop:
-            return None
-        return hub
+        return hub is None or (not hub.adopted and hub.loop is not loop)
 
     @functools.wraps(add)
     def add_signal_handler(self, sig, callback, *args):
-        add(self, sig, callback, *args)
-        hub = hub_for(self)
-        if hub is not None:
-            try:
-                hub.loop.add_signal_handler(sig, self._handle_signal, sig)
-            except (RuntimeError, ValueError):
-                pass  # not the main thread, or a closed hub: the nested loop's own fd serves
+        if not nested(self):
+            return add(self, sig, callback, *args)
+        previous_fd = _current_wakeup_fd(signal)
+        add(self, sig, callback, *args)  # asyncio's checks and bookkeeping
+        signal.signal(sig, functools.partial(_deliver_signal, weakref.ref(self)))
+        # The self-pipe's bytes only wake the loop now; the handler above already delivered.
+        self._process_self_data = _ignore_self_pipe_data
+        if previous_fd != -1:
+            signal.set_wakeup_fd(previous_fd)  # leave the hub's wake-up fd in place
 
     @functools.wraps(remove)
     def remove_signal_handler(self, sig):
+        if not nested(self):
+            return remove(self, sig)
+        previous_fd = _current_wakeup_fd(signal)
         removed = remove(self, sig)
-        hub = _hub.get_hub_if_exists()
-        if removed and hub is not None and not hub.adopted and hub.loop is not self:
-            try:
-                hub.loop.remove_signal_handler(sig)
-            except (RuntimeError, ValueError):
-                pass
+        if previous_fd not in (-1, self._csock.fileno()):
+            signal.set_wakeup_fd(previous_fd)
         return removed
 
     add_signal_handler.__loop_nesting__ = True
@@ -260,7 +310,7 @@ def install(asyncio, uvloop=None):
                                               "loop.run_until_complete()", True)
     import asyncio.unix_events as unix_events
     selector_loop = unix_events._UnixSelectorEventLoop
-    selector_loop.add_signal_handler, selector_loop.remove_signal_handler = _forward_signals(
+    selector_loop.add_signal_handler, selector_loop.remove_signal_handler = _signals_by_handler(
         selector_loop.add_signal_handler, selector_loop.remove_signal_handler)
     if uvloop is not None:
         uv_class = uvloop.Loop
