@@ -1,29 +1,36 @@
-"""loop.worker against a real gunicorn master: start, concurrency, heartbeat, every signal.
+"""loop.worker against a real gunicorn master: start, concurrency, heartbeat, every signal, and
+the gunicorn settings each worker class honours.
 
 Each test starts ``gunicorn -k loop.worker.<Class>`` in a subprocess on a free port with a tiny
 app written to a temp dir, talks to it over plain sockets and signals the master.  Skipped when
-gunicorn is not installed.
+gunicorn is not installed.  Behaviours gunicorn itself provides in ``GreenGunicornWorker`` are
+checked on both classes, so the two stay interchangeable where docs/servers.md says they are.
 """
+import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 
-pytest.importorskip("gunicorn")
+gunicorn = pytest.importorskip("gunicorn")
 
 pytestmark = pytest.mark.timeout(60)
 
-WORKERS = ["loop.worker.GreenWorker", "loop.worker.GreenWSGIWorker"]
+WORKERS = ["loop.worker.GreenWorker", "loop.worker.GreenGunicornWorker"]
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+GUNICORN_VERSION = tuple(int(part) for part in gunicorn.__version__.split(".")[:2])
 
 APP = textwrap.dedent('''
-    import os, time
+    import json, os, time
+
+    INFO_KEYS = ("wsgi.url_scheme", "REMOTE_ADDR", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING",
+                 "PROXY_PROTOCOL", "PROXY_ADDR")
 
     def app(environ, start_response):
         path = environ["PATH_INFO"]
@@ -32,10 +39,32 @@ APP = textwrap.dedent('''
         elif path.startswith("/block/"):
             from loop.monkey import get_original
             get_original("time", "sleep")(float(path[7:]))   # really blocks the hub
-        body = ("pid=%d\\n" % os.getpid()).encode()
+        elif path == "/error":
+            raise RuntimeError("boom from the app")
+        elif path == "/hints":
+            environ["wsgi.early_hints"]([("Link", "</style.css>; rel=preload; as=style")])
+        if path.endswith("/info"):
+            info = {key: environ.get(key) for key in INFO_KEYS}
+            info["pid"] = os.getpid()
+            body = json.dumps(info).encode()
+        else:
+            body = ("pid=%d\\n" % os.getpid()).encode()
         start_response("200 OK", [("Content-Type", "text/plain"),
                                   ("Content-Length", str(len(body)))])
         return [body]
+''')
+
+HOOKS = textwrap.dedent('''
+    HOOK_LOG = {path!r}
+
+    def pre_request(worker, req):
+        with open(HOOK_LOG, "a") as f:
+            f.write("pre %s %s %s\\n" % (req.method, req.path, dict(req.headers).get("X-TEST")))
+
+    def post_request(worker, req, environ, resp):
+        with open(HOOK_LOG, "a") as f:
+            f.write("post %s %s %s\\n" % (req.method, environ["PATH_INFO"],
+                                         str(resp.status).split()[0]))
 ''')
 
 
@@ -45,18 +74,52 @@ def free_port():
         return s.getsockname()[1]
 
 
+def read_response(sock):
+    """One response off a kept-alive connection: (status, head, body).  Interim 1xx responses
+    are skipped; the body must have a Content-Length."""
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            piece = sock.recv(65536)
+            if not piece:
+                raise ConnectionError("closed before a response: %r" % data)
+            data += piece
+        head, _, data = data.partition(b"\r\n\r\n")
+        status = int(head.split()[1])
+        if status >= 200:
+            break
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(data) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            raise ConnectionError("closed in the body")
+        data += piece
+    return status, head, data[:length]
+
+
 class Gunicorn:
-    def __init__(self, tmp_path, worker_class, *args):
+    def __init__(self, tmp_path, worker_class, *args, tls=None):
         (tmp_path / "wapp.py").write_text(APP)
         self.port = free_port()
         self.access_log = tmp_path / "access.log"
         self.error_log = tmp_path / "error.log"
+        self.client_context = None
+        if tls is not None:
+            certfile, keyfile = tls
+            args += ("--certfile", certfile, "--keyfile", keyfile)
+            self.client_context = ssl.create_default_context(cafile=certfile)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([SRC, str(tmp_path), env.get("PYTHONPATH", "")])
         command = [sys.executable, "-m", "gunicorn", "-k", worker_class,
                    "-b", "127.0.0.1:%d" % self.port, "--access-logfile", str(self.access_log),
                    "--error-logfile", str(self.error_log), "--log-level", "debug",
-                   "--graceful-timeout", "10", "--no-control-socket", *args, "wapp:app"]
+                   "--graceful-timeout", "10", *args, "wapp:app"]
+        if GUNICORN_VERSION >= (25, 0):
+            command.insert(-1, "--no-control-socket")
         self.proc = subprocess.Popen(command, cwd=str(tmp_path), env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait_ready()
@@ -78,29 +141,52 @@ class Gunicorn:
         except OSError:
             return ""
 
-    def request(self, path="/", timeout=10):
-        """Send a request; return a callable that reads (status, body)."""
+    def connect(self, timeout=10):
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
+        if self.client_context is not None:
+            sock = self.client_context.wrap_socket(sock, server_hostname="localhost")
+        return sock
+
+    def request(self, path="/", timeout=10, headers=b"", prefix=b""):
+        """Send a request; return a callable that reads (status, body)."""
+        sock = self.connect(timeout)
+        sock.sendall(prefix + b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n"
+                     % (path.encode(), headers))
 
         def read():
-            data = b""
-            try:
-                while True:
-                    piece = sock.recv(65536)
-                    if not piece:
-                        break
-                    data += piece
-            finally:
-                sock.close()
+            data = self._read_all(sock)
             if not data:
                 raise ConnectionError("closed without a response")
             head, _, body = data.partition(b"\r\n\r\n")
             return int(head.split()[1]), body
         return read
 
-    def get(self, path="/", timeout=10):
-        return self.request(path, timeout)()
+    @staticmethod
+    def _read_all(sock):
+        data = b""
+        try:
+            while True:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                data += piece
+        finally:
+            sock.close()
+        return data
+
+    def raw(self, data, timeout=10):
+        """Send raw bytes; return everything the server sends until it closes."""
+        sock = self.connect(timeout)
+        sock.sendall(data)
+        return self._read_all(sock)
+
+    def get(self, path="/", timeout=10, **kwargs):
+        return self.request(path, timeout, **kwargs)()
+
+    def info(self, path="/info", **kwargs):
+        status, body = self.get(path, **kwargs)
+        assert status == 200, body
+        return json.loads(body)
 
     def pid(self):
         status, body = self.get("/")
@@ -129,8 +215,8 @@ def worker_class(request):
 def start(tmp_path):
     started = []
 
-    def start(worker_class, *args):
-        server = Gunicorn(tmp_path, worker_class, *args)
+    def start(worker_class, *args, **kwargs):
+        server = Gunicorn(tmp_path, worker_class, *args, **kwargs)
         started.append(server)
         return server
     yield start
@@ -138,18 +224,64 @@ def start(tmp_path):
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    x509 = pytest.importorskip("cryptography.x509")
+    import datetime
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .sign(key, hashes.SHA256()))
+    directory = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+# -- the arbiter's side ------------------------------------------------------------------------
+
 def test_import_is_side_effect_free():
     code = ("import sys, socket, time; import loop.worker, loop._hub as h; "
             "assert h.get_hub_if_exists() is None; "
             "assert socket.socket.__module__ == 'socket', socket.socket; "
             "assert time.sleep.__module__ is None or 'loop' not in str(time.sleep.__module__); "
             "assert 'loop.monkey' not in sys.modules and 'asyncio' not in sys.modules; "
+            "assert 'loop.pywsgi' not in sys.modules and 'loop.server' not in sys.modules; "
             "print('clean')")
     env = dict(os.environ, PYTHONPATH=SRC)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=30)
     assert out.stdout.strip() == "clean", out.stderr
 
+
+def test_old_class_name_still_works(start):
+    import loop.worker
+    assert loop.worker.GreenWSGIWorker is loop.worker.GreenWorker
+    server = start("loop.worker.GreenWSGIWorker", "-w", "1")
+    assert server.get("/")[0] == 200
+
+
+# -- concurrency and the heartbeat -------------------------------------------------------------
 
 def test_concurrent_slow_requests_on_one_worker(start, worker_class):
     server = start(worker_class, "-w", "1", "--worker-connections", "100")
@@ -162,8 +294,17 @@ def test_concurrent_slow_requests_on_one_worker(start, worker_class):
     assert elapsed < 6, elapsed                          # 20 x 1 s in sequence would be 20 s
 
 
-def test_heartbeat_keeps_busy_worker_alive_and_kills_stuck_one(start):
-    server = start("loop.worker.GreenWorker", "-w", "1", "--timeout", "2")
+def test_worker_connections_caps_concurrency(start, worker_class):
+    server = start(worker_class, "-w", "1", "--worker-connections", "2")
+    started = time.monotonic()
+    readers = [server.request("/sleep/1") for _ in range(4)]
+    assert all(read()[0] == 200 for read in readers)
+    elapsed = time.monotonic() - started
+    assert 1.9 < elapsed < 3.9, elapsed                  # two at a time: two rounds
+
+
+def test_heartbeat_keeps_busy_worker_alive_and_kills_stuck_one(start, worker_class):
+    server = start(worker_class, "-w", "1", "--timeout", "2")
     pid = server.pid()
     # Green sleeps longer than the timeout: the hub keeps beating, the worker survives.
     assert server.get("/sleep/3")[0] == 200
@@ -177,6 +318,33 @@ def test_heartbeat_keeps_busy_worker_alive_and_kills_stuck_one(start):
     assert "WORKER TIMEOUT" in server.log()
 
 
+def test_unix_socket_listener(start, worker_class, tmp_path):
+    path = tmp_path / "g.sock"
+    start(worker_class, "-w", "1", "-b", "unix:%s" % path)     # next to the TCP listener
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        for _ in range(2):
+            sock.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n\r\n")
+            status, _, body = read_response(sock)
+            assert status == 200
+            # a unix socket peer counts as a trusted proxy, as in gunicorn
+            assert json.loads(body)["wsgi.url_scheme"] == "https"
+
+
+def test_many_workers_share_the_listener(start, worker_class):
+    server = start(worker_class, "-w", "2")
+    pids = set()
+    deadline = time.monotonic() + 10
+    readers = []
+    while len(pids) < 2 and time.monotonic() < deadline:
+        readers = [server.request("/sleep/0.2") for _ in range(10)]
+        pids.update(int(body.split(b"=")[1]) for _, body in (r() for r in readers))
+    assert len(pids) == 2
+
+
+# -- signals -----------------------------------------------------------------------------------
+
 def test_term_is_graceful(start, worker_class):
     server = start(worker_class, "-w", "1")
     reader = server.request("/sleep/1")
@@ -185,6 +353,28 @@ def test_term_is_graceful(start, worker_class):
     status, _ = reader()
     assert status == 200                 # the request in flight was finished
     assert server.proc.wait(15) == 0
+
+
+def test_term_with_keepalive_connections(start):
+    # GreenWorker only: gunicorn's own request loop (GreenGunicornWorker, -k gevent) waits out
+    # the keep-alive timeout of an idle connection and does not mark a response in flight.
+    server = start("loop.worker.GreenWorker", "-w", "1", "--keep-alive", "30")
+    idle = server.connect()
+    idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(idle)[0] == 200
+    busy = server.connect()
+    busy.sendall(b"GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert idle.recv(100) == b""                     # closed at once, not after 30 s
+    status, head, _ = read_response(busy)            # the one in flight is answered...
+    assert status == 200
+    assert b"connection: close" in head.lower()      # ...and told the connection ends
+    assert server.proc.wait(15) == 0
+    assert time.monotonic() - started < 5
+    idle.close()
+    busy.close()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGQUIT, signal.SIGINT])
@@ -220,9 +410,7 @@ def test_usr1_reopens_log_files(start, worker_class):
     server = start(worker_class, "-w", "1")
     server.get("/first")
     rotated = server.access_log.with_name("access.log.1")
-    deadline = time.monotonic() + 5
-    while "/first" not in server.access_log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_for(lambda: "/first" in server.access_log.read_text(), 5)
     os.rename(server.access_log, rotated)
     server.signal(signal.SIGUSR1)
     deadline = time.monotonic() + 10
@@ -234,6 +422,8 @@ def test_usr1_reopens_log_files(start, worker_class):
     assert "/second" in server.access_log.read_text()
     assert "/first" in rotated.read_text()
 
+
+# -- gunicorn settings -------------------------------------------------------------------------
 
 def test_max_requests_restarts_the_worker(start, worker_class):
     # wait_ready() made one request already: 1 + 3 stay under the limit of 5.
@@ -252,12 +442,160 @@ def test_max_requests_restarts_the_worker(start, worker_class):
     assert "Autorestarting worker" in server.log()
 
 
-def test_many_workers_share_the_listener(start, worker_class):
-    server = start(worker_class, "-w", "2")
-    pids = set()
-    deadline = time.monotonic() + 10
-    readers = []
-    while len(pids) < 2 and time.monotonic() < deadline:
-        readers = [server.request("/sleep/0.2") for _ in range(10)]
-        pids.update(int(body.split(b"=")[1]) for _, body in (r() for r in readers))
-    assert len(pids) == 2
+def test_max_requests_jitter(start, worker_class):
+    server = start(worker_class, "-w", "1", "--max-requests", "3",
+                   "--max-requests-jitter", "3")
+    pid = server.pid()
+    served = 2                            # wait_ready() and pid()
+    while True:
+        try:
+            if server.pid() != pid:
+                break
+        except OSError:
+            continue
+        served += 1
+        # 3 + jitter (0..3) requests, and one more may slip in while the worker winds down
+        assert served <= 7, "not restarted within max_requests + jitter"
+    assert served >= 3
+
+
+def test_last_request_before_max_requests_says_close(start):
+    server = start("loop.worker.GreenWorker", "-w", "1", "--max-requests", "3")
+    sock = server.connect()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")      # the second request
+    status, head, _ = read_response(sock)
+    assert b"connection: close" not in head.lower()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")      # the third: the last one
+    status, head, _ = read_response(sock)
+    assert status == 200 and b"connection: close" in head.lower()
+    assert sock.recv(100) == b""
+    sock.close()
+
+
+@pytest.mark.parametrize("keepalive", ["0", "1"])
+def test_keepalive_setting(start, worker_class, keepalive):
+    server = start(worker_class, "-w", "1", "--keep-alive", keepalive)
+    sock = server.connect()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, head, _ = read_response(sock)
+    assert status == 200
+    if keepalive == "0":
+        # no keep-alive at all: said in the response, and the connection ends
+        assert b"connection: close" in head.lower()
+        assert sock.recv(100) == b""
+    else:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock)[0] == 200            # kept alive within the timeout
+        started = time.monotonic()
+        sock.settimeout(10)
+        assert sock.recv(100) == b""                     # closed once idle for 1 s
+        assert 0.5 < time.monotonic() - started < 4
+    sock.close()
+
+
+def test_access_log_format(start, worker_class):
+    server = start(worker_class, "-w", "1", "--access-logformat",
+                   '%(h)s "%(r)s" %(s)s %(b)s "%(a)s" %({x-test}i)s %({content-type}o)s '
+                   '%(m)s %(U)s %(q)s')
+    server.get("/fmt?q=1", headers=b"X-Test: hello\r\nUser-Agent: probe\r\n")
+    assert wait_for(lambda: "/fmt" in server.access_log.read_text(), 5)
+    line = [line for line in server.access_log.read_text().splitlines() if "/fmt" in line][0]
+    assert line == ('127.0.0.1 "GET /fmt?q=1 HTTP/1.1" 200 %d "probe" hello text/plain '
+                    'GET /fmt q=1' % len("pid=%d\n" % server.pid())), line
+
+
+def test_app_error_is_logged_and_answered_500(start, worker_class):
+    server = start(worker_class, "-w", "1")
+    status, body = server.get("/error")
+    assert status == 500
+    assert b"boom" not in body                           # never the traceback
+    assert wait_for(lambda: "boom from the app" in server.log(), 5)
+    assert server.get("/")[0] == 200                     # the worker goes on
+    assert wait_for(lambda: '"GET /error HTTP/1.1" 500' in server.access_log.read_text(), 5)
+
+
+def test_request_hooks(start, worker_class, tmp_path):
+    hook_log = tmp_path / "hooks.log"
+    (tmp_path / "hooks.py").write_text(HOOKS.format(path=str(hook_log)))
+    server = start(worker_class, "-w", "1", "-c", "python:hooks")
+    server.get("/hooked", headers=b"X-Test: yes\r\n")
+    assert wait_for(lambda: hook_log.exists() and "post GET /hooked" in hook_log.read_text())
+    lines = hook_log.read_text().splitlines()
+    assert "pre GET /hooked yes" in lines
+    assert "post GET /hooked 200" in lines
+
+
+def test_ssl_from_gunicorn_settings(start, worker_class, certificate):
+    server = start(worker_class, "-w", "1", tls=certificate)
+    assert server.info()["wsgi.url_scheme"] == "https"
+    sock = server.connect()
+    for _ in range(2):                                   # keep-alive over TLS
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock)[0] == 200
+    sock.close()
+
+
+def test_secure_scheme_headers_from_trusted_peer(start, worker_class):
+    server = start(worker_class, "-w", "1")         # forwarded_allow_ips: 127.0.0.1 by default
+    assert server.info()["wsgi.url_scheme"] == "http"
+    info = server.info(headers=b"X-Forwarded-Proto: https\r\n")
+    assert info["wsgi.url_scheme"] == "https"
+    assert server.info(headers=b"X-Forwarded-Proto: http\r\n")["wsgi.url_scheme"] == "http"
+    # two scheme headers that disagree: refused
+    status, _ = server.get("/info", headers=b"X-Forwarded-Proto: https\r\n"
+                                            b"X-Forwarded-Ssl: off\r\n")
+    assert status == 400
+
+
+def test_untrusted_peer_cannot_set_scheme_or_proxy(start, worker_class):
+    if GUNICORN_VERSION < (24, 1):
+        pytest.skip("proxy_protocol modes need gunicorn 24.1")
+    server = start(worker_class, "-w", "1", "--forwarded-allow-ips", "10.9.9.9",
+                   "--proxy-protocol", "auto", "--proxy-allow-from", "10.9.9.9")
+    info = server.info(headers=b"X-Forwarded-Proto: https\r\n")
+    assert info["wsgi.url_scheme"] == "http"
+    status, _ = server.get("/info", prefix=b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 80\r\n")
+    assert status == 403
+
+
+def _proxy_v2(source, destination, sport, dport):
+    addresses = (socket.inet_aton(source) + socket.inet_aton(destination)
+                 + sport.to_bytes(2, "big") + dport.to_bytes(2, "big"))
+    return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11])
+            + len(addresses).to_bytes(2, "big") + addresses)
+
+
+def test_proxy_protocol(start, worker_class):
+    if GUNICORN_VERSION < (24, 1):
+        pytest.skip("proxy_protocol modes need gunicorn 24.1")
+    server = start(worker_class, "-w", "1", "--proxy-protocol", "auto")
+    info = server.info(prefix=b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 80\r\n")
+    assert (info["REMOTE_ADDR"], info["PROXY_PROTOCOL"], info["PROXY_ADDR"]) == \
+        ("1.2.3.4", "TCP4", "5.6.7.8")
+    info = server.info(prefix=_proxy_v2("9.8.7.6", "5.4.3.2", 2222, 443))
+    assert (info["REMOTE_ADDR"], info["PROXY_PROTOCOL"], info["PROXY_ADDR"]) == \
+        ("9.8.7.6", "TCP4", "5.4.3.2")
+    assert server.info()["REMOTE_ADDR"] == "127.0.0.1"   # the header is optional
+    reply = server.raw(b"PROXY TCP4 1.2.3.4 nonsense 1 2\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert wait_for(lambda: "1.2.3.4" in server.access_log.read_text(), 5)
+
+
+def test_script_name_from_the_environment(start, worker_class):
+    server = start(worker_class, "-w", "1", "-e", "SCRIPT_NAME=/mount")
+    info = server.info("/mount/info")
+    assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("/mount", "/info")
+
+
+def test_early_hints(start, worker_class):
+    if GUNICORN_VERSION < (23, 0) and worker_class.endswith("GreenGunicornWorker"):
+        pytest.skip("wsgi.early_hints needs gunicorn 23")
+    server = start(worker_class, "-w", "1")
+    reply = server.raw(b"GET /hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 103 Early Hints\r\n"), reply
+    hints, _, rest = reply.partition(b"\r\n\r\n")
+    assert b"Link: </style.css>; rel=preload; as=style" in hints
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+    # an HTTP/1.0 client gets no 1xx
+    reply = server.raw(b"GET /hints HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.0 200") or reply.startswith(b"HTTP/1.1 200"), reply
