@@ -1,6 +1,6 @@
 """Chat fan-out benchmark: loop's chat server against the same server on gevent and asyncio.
 
-    python bench/chat.py [--clients 1000] [--json bench/results/chat-3.11.json]
+    python bench/chat.py [--clients 1000] [--repeat 3] [--json bench/results/chat-3.11.json]
 
 For each server (examples/chat_server.py on loop, bench/chat_gevent.py, bench/chat_asyncio.py
 on uvloop), in one run: start it in a subprocess, connect ``--clients`` TCP clients to one room,
@@ -16,7 +16,17 @@ then
 The clients live in this process on asyncio+uvloop with raw protocols, and count newlines with
 ``bytes.count`` during the burst so that the load generator stays cheaper than any server.
 The loop server runs with its per-client limits opened up (rate, burst, outbox) so that all three
-do the same work: bounded outboxes large enough that nothing is dropped.
+do the same work: bounded outboxes large enough that nothing is dropped.  The three servers have
+the same structure: the lines of one read are delivered to the room as one batch, and each
+client's writer sends everything queued for it in one write.
+
+Besides wall-clock numbers, each phase records the server process's CPU time (user + system,
+from ``/proc``): on a shared machine, where other jobs stretch the wall clock unevenly, CPU per
+message is the steadier measure of how much work each server does.
+
+``--repeat N`` runs the servers N times in turn (loop, gevent, asyncio, loop, ...) and reports
+the median of each number, so that a burst of load from something else on the machine hits all
+of them alike; every run is kept in the JSON under ``runs``.
 """
 import argparse
 import asyncio
@@ -33,13 +43,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+_OUTBOX = ["--outbox", "10000", "--max-drops", "1000000000"]
 SERVERS = {
     "loop": [os.path.join(ROOT, "examples", "chat_server.py"), "--port", "0", "--http-port", "0",
-             "--rate", "1e9", "--burst", "1000000000", "--outbox", "10000",
-             "--max-drops", "1000000000"],
-    "gevent": [os.path.join(HERE, "chat_gevent.py"), "--port", "0", "--outbox", "10000"],
-    "asyncio+uvloop": [os.path.join(HERE, "chat_asyncio.py"), "--port", "0",
-                       "--outbox", "10000"],
+             "--rate", "1e9", "--burst", "1000000000", *_OUTBOX],
+    "gevent": [os.path.join(HERE, "chat_gevent.py"), "--port", "0", *_OUTBOX],
+    "asyncio+uvloop": [os.path.join(HERE, "chat_asyncio.py"), "--port", "0", *_OUTBOX],
 }
 _PORT = re.compile(r"(?:line protocol|listening) on ([\d.]+):(\d+)")
 
@@ -96,7 +105,7 @@ class Bench:
         if self._latency_left == 0:
             self._latency_all.set_result(None)
 
-    async def run(self, address):
+    async def run(self, address, pid=None):
         loop = asyncio.get_running_loop()
         args = self.args
         clients = []
@@ -112,10 +121,12 @@ class Bench:
         self._latency_all = loop.create_future()
         for client in clients:
             client.latencies.clear()
+        cpu_before = _cpu_seconds(pid)
         for seq in range(args.latency_messages):
             sender.transport.write(f"L {seq} {time.monotonic_ns()}\n".encode())
             await asyncio.sleep(args.interval)
         await asyncio.wait_for(self._latency_all, 120)
+        latency_cpu = _cpu_seconds(pid) - cpu_before
         latencies = sorted(ns for c in clients for ns in c.latencies)
 
         # Throughput: a burst.
@@ -124,9 +135,11 @@ class Bench:
             client.start_burst(0)
         payload = b"".join(f"T {seq} {'x' * 40}\n".encode()
                            for seq in range(args.burst_messages))
+        cpu_before = _cpu_seconds(pid)
         started = time.monotonic()
         sender.transport.write(payload)
         finished = await asyncio.wait_for(asyncio.gather(*(c.burst_done for c in clients)), 300)
+        burst_cpu = _cpu_seconds(pid) - cpu_before
         elapsed = max(finished) - started
         for client in clients:
             client.transport.close()
@@ -141,7 +154,22 @@ class Bench:
             "burst_seconds": elapsed,
             "messages_per_second": args.burst_messages / elapsed,
             "deliveries_per_second": deliveries / elapsed,
+            "latency_server_cpu_ms_per_message": latency_cpu / args.latency_messages * 1e3,
+            "burst_server_cpu_seconds": burst_cpu,
+            "burst_server_cpu_ns_per_delivery": burst_cpu / deliveries * 1e9,
         }
+
+
+def _cpu_seconds(pid):
+    """User + system CPU seconds used so far by process ``pid`` (0.0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(sorted_values, percent):
@@ -165,7 +193,9 @@ def main():
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--latency-messages", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.05)
-    parser.add_argument("--burst-messages", type=int, default=2000)
+    parser.add_argument("--burst-messages", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every server this many times, in turn; report the median")
     parser.add_argument("--only", action="append", choices=sorted(SERVERS))
     parser.add_argument("--json", help="write results here")
     args = parser.parse_args()
@@ -178,23 +208,18 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.clients + 100)), hard))
 
-    results = {}
-    for name, argv in SERVERS.items():
-        if args.only and name not in args.only:
-            continue
-        proc, address = start_server(argv)
-        try:
-            results[name] = asyncio.run(Bench(args).run(address))
-        except Exception as exc:    # a missing dependency (gevent) should not hide the others
-            results[name] = {"error": repr(exc)}
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        print(f"{name:>15}: {_describe(results[name])}", flush=True)
+    names = [name for name in SERVERS if not args.only or name in args.only]
+    runs = {name: [] for name in names}
+    for round_ in range(args.repeat):
+        for name in names:
+            result = run_one(args, SERVERS[name])
+            runs[name].append(result)
+            label = name if args.repeat == 1 else f"{name} #{round_ + 1}"
+            print(f"{label:>21}: {_describe(result)}", flush=True)
+    results = {name: _median_run(runs[name]) for name in names}
+    if args.repeat > 1:
+        for name in names:
+            print(f"{name + ' median':>21}: {_describe(results[name])}", flush=True)
 
     report = {
         "benchmark": "chat fan-out",
@@ -204,6 +229,8 @@ def main():
         "parameters": {k: v for k, v in vars(args).items() if k not in ("json", "only")},
         "results": results,
     }
+    if args.repeat > 1:
+        report["runs"] = runs
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
@@ -211,12 +238,37 @@ def main():
             f.write("\n")
 
 
+def run_one(args, argv):
+    proc, address = start_server(argv)
+    try:
+        return asyncio.run(Bench(args).run(address, proc.pid))
+    except Exception as exc:    # a missing dependency (gevent) should not hide the others
+        return {"error": repr(exc)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _median_run(results):
+    """Each number's median over the runs that worked (the phases of a run are measured one
+    after the other, so its numbers need not come from the same run)."""
+    good = [r for r in results if "error" not in r]
+    if not good:
+        return results[-1]
+    return {key: statistics.median(r[key] for r in good) for key in good[0]}
+
+
 def _describe(result):
     if "error" in result:
         return "failed: " + result["error"]
-    return (f"latency p50 {result['latency_p50_ms']:.2f} ms, p99 {result['latency_p99_ms']:.2f} "
-            f"ms; burst {result['messages_per_second']:,.0f} msg/s in, "
-            f"{result['deliveries_per_second']:,.0f} deliveries/s out")
+    return (f"latency p50 {result['latency_p50_ms']:.1f} ms, p99 {result['latency_p99_ms']:.1f} "
+            f"ms, server CPU {result['latency_server_cpu_ms_per_message']:.1f} ms/msg; burst "
+            f"{result['deliveries_per_second'] / 1e6:.2f}M deliveries/s, server CPU "
+            f"{result['burst_server_cpu_ns_per_delivery']:.0f} ns/delivery")
 
 
 if __name__ == "__main__":

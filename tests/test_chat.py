@@ -1,5 +1,4 @@
 """The chat example (examples/chat_server.py) against real sockets, server in a subprocess."""
-import base64
 import os
 import re
 import selectors
@@ -323,3 +322,76 @@ def test_web_page_and_stats(server):
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(plain, timeout=10)
     assert info.value.code == 400
+
+
+# -- batching: lines read together are published together, in the order they were sent --------
+
+def test_lines_sent_at_once_keep_their_order_around_commands():
+    with ChatProcess("--rate", "1e9", "--burst", "1000000") as server:
+        talker, listener = server.client(), server.client()
+        talker.expect("welcome")
+        listener.expect("welcome")
+        lines = [f"line {n}" for n in range(300)]
+        lines[150:150] = ["/nick batcher", "/me waves", "/who"]
+        talker.sock.sendall("".join(line + "\n" for line in lines).encode())
+        listener.expect("<batcher> line 299")
+        got = [line for line in listener.lines
+               if "> line " in line or "known as batcher" in line or "* batcher waves" in line]
+        nick = _nick(talker)
+        expected = [f"[lobby] <{nick}> line {n}" for n in range(150)]
+        expected += [f"*** {nick} is now known as batcher", "[lobby] * batcher waves"]
+        expected += [f"[lobby] <batcher> line {n}" for n in range(150, 300)]
+        assert got == expected
+        # The reply to /who comes after the talker's own copies of the lines before it.
+        who = talker.expect("in #lobby:")
+        assert talker.lines.index(who) > talker.lines.index(f"[lobby] <{nick}> line 149")
+        listener.send("/stats")
+        assert "messages 304" in listener.expect("server:")   # with the two joins
+
+
+# -- the outbox on its own -------------------------------------------------------------------
+
+@pytest.fixture
+def outbox_module():
+    import importlib
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples"))
+    try:
+        yield importlib.import_module("chat.outbox")
+    finally:
+        sys.path.pop(0)
+
+
+def test_outbox_drops_the_oldest_counts_and_reports(outbox_module):
+    drops, stuck = [], []
+    box = outbox_module.Outbox(capacity=4, max_drops=5, on_drop=drops.append,
+                               on_stuck=lambda: stuck.append(True),
+                               drop_notice=lambda n: f"lost {n}")
+    box.put_many(["a", "b", "c"])
+    assert list(box.take()) == ["a", "b", "c"]
+    box.put_many(["d", "e", "f"])
+    box.put_many(["g", "h", "i"])                # two over capacity: d and e go
+    box.put("j")                                 # and f
+    assert (box.dropped, box.unreported, drops) == (3, 3, [2, 1])
+    assert list(box.take()) == ["lost 3", "g", "h", "i", "j"]
+    assert box.unreported == 0 and not stuck
+    box.put_many(list("klmnopqrstu"))            # 11 into 4: 7 dropped without progress
+    assert stuck == [True] and box.stuck and box.dropped == 10
+    box.put_many(list("vwxyz"))
+    assert stuck == [True], "on_stuck is called once"
+    assert list(box.take()) == ["lost 12", "w", "x", "y", "z"]
+
+
+def test_outbox_take_hands_over_without_copying(outbox_module):
+    box = outbox_module.Outbox(capacity=10)
+    box.put_many(["a", "b"])
+    first = box.take()
+    box.put("c")                                 # lands in the other buffer
+    assert list(first) == ["a", "b"]
+    second = box.take()
+    assert list(second) == ["c"] and second is not first
+    box.put("d")                                 # the first buffer, emptied, is reused
+    assert list(box.take()) == ["d"]
+    box.close()
+    box.put("ignored")
+    assert box.take() is None

@@ -3,7 +3,6 @@
 Needs the Debian packages ``chromium`` and ``chromium-driver`` (listed in .ci/apt-packages) and
 the ``selenium`` package; skips with the reason when one is missing.
 """
-import os
 import shutil
 import tempfile
 

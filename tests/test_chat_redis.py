@@ -78,6 +78,11 @@ def test_two_processes_share_a_room(redis_url):
         assert carol.expect("rooms:") == "*** rooms: #lobby (1), #ops (2)"
         carol.send("private to ops")
         alice.expect("[ops] <carol> private to ops")
+        # Lines read together are published together (one pipeline), still in order.
+        carol.sock.sendall(b"".join(b"batch %d\n" % n for n in range(30)))
+        alice.expect("[ops] <carol> batch 29")
+        assert [line for line in alice.lines if "> batch " in line] == \
+            [f"[ops] <carol> batch {n}" for n in range(30)]
         bob.send("/who")
         bob.expect("in #lobby: bob")
         assert not any("private to ops" in line for line in bob.lines)

@@ -3,7 +3,6 @@ import http.client
 import http.server
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess

@@ -1,6 +1,6 @@
 """How a room message reaches the room's members: in this process, or across processes.
 
-:class:`LocalBus` hands an event straight to :meth:`chat.rooms.Rooms.deliver`.
+:class:`LocalBus` hands a batch of events straight to :meth:`chat.rooms.Rooms.deliver`.
 
 :class:`RedisBus` lets several chat processes (on one machine or several) share rooms.  Every
 message is PUBLISHed on the channel ``<prefix>room:<name>``; each process PSUBSCRIBEs to
@@ -41,8 +41,9 @@ class LocalBus:
     def stop(self):
         pass
 
-    def publish(self, room, event):
-        self.rooms.deliver(room, event)
+    def publish(self, room, batch):
+        """Send ``batch`` (a list of events, in order) to everyone in ``room``."""
+        self.rooms.deliver(room, batch)
 
     def entered(self, session, room):
         pass
@@ -112,14 +113,22 @@ class RedisBus(LocalBus):
                     except ValueError as exc:
                         log.warning("ignoring bad message on %s: %s", message["channel"], exc)
                         continue
-                    self.rooms.deliver(room, event)
+                    self.rooms.deliver(room, [event])
             except Exception as exc:
                 # redis-py reconnects and resubscribes on the next listen(); do not spin.
                 log.error("redis subscription failed (%s); retrying in 1 s", exc)
                 loop.sleep(1)
 
-    def publish(self, room, event):
-        self.redis.publish(self.prefix + "room:" + room, event.as_json())
+    def publish(self, room, batch):
+        channel = self.prefix + "room:" + room
+        if len(batch) == 1:
+            self.redis.publish(channel, batch[0].as_json())
+            return
+        # One round trip for the batch; Redis keeps the order of a connection's commands.
+        pipe = self.redis.pipeline(transaction=False)
+        for event in batch:
+            pipe.publish(channel, event.as_json())
+        pipe.execute()
 
     def _who_key(self, room):
         return self.prefix + "who:" + room

@@ -24,9 +24,12 @@ the client is stuck (outbox policy)    both killed; the socket is closed at once
 an error in the reader or writer       logged; both killed; socket closed
 =====================================  ===============================================
 
-A *transport* adapts one kind of connection: ``receive_line(guard)`` (a cleaned line, ``None``
-at end of stream, or :class:`chat.limits.Refused` / :class:`chat.limits.Disconnect`),
-``send_events(batch)`` and ``close(clean, reason)``.
+A *transport* adapts one kind of connection: ``receive_line(guard, before_wait)`` (a cleaned
+line, ``None`` at end of stream, or :class:`chat.limits.Refused` /
+:class:`chat.limits.Disconnect`; it calls ``before_wait()`` each time before it reads from the
+network, which is when the session publishes the lines read so far), ``send_events(batch)``
+(items rendered by ``session.render``, all in one write where the transport can) and
+``close(clean, reason)``.
 """
 import logging
 
@@ -71,9 +74,10 @@ def serve(session, transport, flush_timeout=2.0):
 
 def _read_loop(session, transport, guard):
     stats = session.chat.stats
+    flush = session.flush
     while not session.outbox.closed:
         try:
-            line = transport.receive_line(guard)
+            line = transport.receive_line(guard, flush)
         except Refused as refusal:
             stats.refused += 1
             session.send(events.error(str(refusal)))

@@ -1,8 +1,8 @@
 """Events: everything a client is sent, in a form both transports can render.
 
 A room message fans out to every member, possibly a thousand of them.  So an event is immutable
-and renders itself at most once per format: the first TCP client's writer builds the text line,
-the first browser's writer builds the JSON, and everyone else reuses those bytes.
+and renders itself at most once per format (cached): delivery to a room renders it once for its
+TCP members and once for its browsers, and every member's outbox gets those same objects.
 
 The text form is the TCP protocol (readable in ``nc``)::
 

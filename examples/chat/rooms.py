@@ -1,9 +1,9 @@
 """Rooms, their members on this server, nicknames, and the server's counters.
 
 All of it is plain data touched only from green threads of one hub, so there are no locks:
-green threads switch only where they block, and nothing here blocks.  Delivering to a room puts
-one shared :class:`chat.events.Event` into each member's outbox, which never blocks either
-(see :mod:`chat.outbox`).
+green threads switch only where they block, and nothing here blocks.  Delivering a batch of
+events to a room renders it once per wire format (TCP lines, JSON) and puts the same rendered
+items into each member's outbox, which never blocks either (see :mod:`chat.outbox`).
 """
 import re
 
@@ -89,16 +89,24 @@ class Rooms:
 
     # -- delivery --------------------------------------------------------------------------------
 
-    def deliver(self, room, event):
-        """Queue ``event`` for every local member of ``room``; never blocks."""
+    def deliver(self, room, batch):
+        """Queue the events of ``batch`` (a list, oldest first) for every local member of
+        ``room``; never blocks."""
         members = self._members.get(room)
         if not members:
             return
+        # A thousand members share two or so formats: render each event once per format, then
+        # each member costs one outbox operation for the whole batch.
+        rendered = {}
         for session in members:
-            session.outbox.put(event)
-        self.stats.events_queued += len(members)
+            render = session.render
+            items = rendered.get(render)
+            if items is None:
+                items = rendered[render] = [render(event) for event in batch]
+            session.outbox.put_many(items)
+        self.stats.events_queued += len(members) * len(batch)
 
     def broadcast(self, event):
         """Queue ``event`` for every connected session (server notices)."""
         for session in self.sessions:
-            session.outbox.put(event)
+            session.outbox.put(session.render(event))

@@ -2,8 +2,16 @@
 
 A transport (:mod:`chat.tcp`, :mod:`chat.web`) turns what the client sends into cleaned lines
 and calls :meth:`Session.handle_line`; everything the user should see goes into
-``session.outbox`` as :class:`chat.events.Event` objects, which the transport's writer renders.
-Browsers and ``nc`` users speak the same line protocol, so both kinds of client share this code.
+``session.outbox`` as a :class:`chat.events.Event` rendered by ``session.render`` (a TCP line or
+a browser's JSON).  Browsers and ``nc`` users speak the same line protocol, so both kinds of
+client share this code.
+
+Room messages are published in batches: :meth:`handle_line` only queues them, and the reader
+calls :meth:`flush` before it waits for more input.  A client that sent many lines at once (a
+paste, a bot) thus costs each member of the room one outbox operation per read instead of one
+per line, while a single line is published as soon as it was read, as before.  Anything else
+the session does (a command, a reply, leaving the room) flushes first, so the order the client
+sent things in is the order everyone sees them in.
 """
 import itertools
 import logging
@@ -29,17 +37,23 @@ anything else is a message to your room"""
 
 _ids = itertools.count(1)
 
+# A bound on one batch, for clients that send thousands of tiny lines in one read.
+MAX_BATCH = 1024
+
 
 class Session:
-    def __init__(self, chat, kind, address):
+    def __init__(self, chat, kind, address, render=events.Event.as_line):
         self.chat = chat                # chat.app.Chat: rooms, bus, stats
         self.kind = kind                # "tcp" or "web", for logs
         self.address = address
+        self.render = render            # Event -> what the transport's writer sends
         self.id = next(_ids)
         self.nick = None
         self.room = None
         self.outbox = Outbox(chat.limits.outbox, chat.limits.max_drops,
-                             on_drop=self._count_drop, on_stuck=self._stuck)
+                             on_drop=self._count_drop, on_stuck=self._stuck,
+                             drop_notice=self._drop_notice)
+        self._pending = []              # room events read but not yet published
         self.end_reason = None
         self.on_end = None              # set by the connection: called when the session ends
 
@@ -58,10 +72,12 @@ class Session:
         chat.stats.connections_total += 1
         self.send(events.info(f"welcome to loop chat, {nick}! type /help for commands"))
         self._enter(DEFAULT_ROOM)
+        self.flush()
 
     def finish(self):
         """The connection is gone: leave the room, free the nickname, log the drops."""
         chat = self.chat
+        self.flush()
         if self.room is not None:
             self._leave(self.end_reason or "disconnected")
         chat.rooms.release_nick(self)
@@ -77,14 +93,19 @@ class Session:
         once the outbox has been flushed."""
         if self.end_reason is None:
             self.end_reason = reason
+        self.flush()
         if farewell is not None:
-            self.outbox.put(farewell)
+            self.outbox.put(self.render(farewell))
         self.outbox.close()
         if self.on_end is not None:
             self.on_end()
 
-    def _count_drop(self):
-        self.chat.stats.dropped += 1
+    def _count_drop(self, count):
+        self.chat.stats.dropped += count
+
+    def _drop_notice(self, count):
+        return self.render(events.error(
+            f"{count} messages were dropped because your connection was too slow"))
 
     def _stuck(self):
         # Called from whoever was delivering: only note it and wake the connection, which
@@ -97,7 +118,17 @@ class Session:
             self.on_end()
 
     def send(self, event):
-        self.outbox.put(event)
+        """Queue ``event`` for this client only (after what it published so far)."""
+        self.flush()
+        self.outbox.put(self.render(event))
+
+    def flush(self):
+        """Publish the room events queued by :meth:`handle_line`, as one batch."""
+        pending = self._pending
+        if pending:
+            # Swap first: with Redis, publishing waits, and nothing may join this batch then.
+            self._pending = []
+            self.chat.bus.publish(self.room, pending)
 
     # -- input -----------------------------------------------------------------------------------
 
@@ -108,6 +139,7 @@ class Session:
         self.chat.stats.lines_received += 1
         if line.startswith("/") and not line.startswith("//"):
             command, _, argument = line[1:].partition(" ")
+            self.flush()
             handler = self._commands.get(command.lower())
             if handler is None:
                 self.send(events.error(f"unknown command /{command}; try /help"))
@@ -119,8 +151,12 @@ class Session:
             self._publish(events.message(self.room, self.nick, line))
 
     def _publish(self, event):
+        # To the current room, in the next batch.
         self.chat.stats.messages_published += 1
-        self.chat.bus.publish(self.room, event)
+        pending = self._pending
+        pending.append(event)
+        if len(pending) >= MAX_BATCH:
+            self.flush()
 
     # -- rooms -----------------------------------------------------------------------------------
 
@@ -131,13 +167,14 @@ class Session:
         self._publish(events.joined(room, self.nick))
 
     def _leave(self, why=""):
+        self.flush()
         room = self.room
         self.chat.rooms.remove(self, room)
         self.chat.bus.exited(self, room)
         self.room = None
         # After removing ourselves: the others hear it, we do not need to.
         self.chat.stats.messages_published += 1
-        self.chat.bus.publish(room, events.left(room, self.nick, why))
+        self.chat.bus.publish(room, [events.left(room, self.nick, why)])
 
     # -- commands --------------------------------------------------------------------------------
 

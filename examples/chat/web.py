@@ -12,6 +12,7 @@ import os
 
 from loop import websocket
 
+from chat import events
 from chat.connection import serve
 from chat.limits import MAX_LINE_BYTES
 from chat.session import Session
@@ -25,7 +26,9 @@ class WebSocketTransport:
     def __init__(self, ws):
         self.ws = ws
 
-    def receive_line(self, guard):
+    def receive_line(self, guard, before_wait=None):
+        if before_wait is not None:
+            before_wait()
         message = self.ws.receive()
         if message is None:
             return None
@@ -34,10 +37,11 @@ class WebSocketTransport:
         return guard.check_text(message)
 
     def send_events(self, batch):
+        # One frame per event: the page's script reads one JSON event per message.
         send = self.ws.send
         try:
-            for event in batch:
-                send(event.as_json())
+            for text in batch:
+                send(text)
         except websocket.ConnectionClosed as exc:
             raise OSError(str(exc)) from None
 
@@ -73,8 +77,8 @@ def make_app(chat):
             except websocket.WebSocketError as exc:
                 start_response("400 Bad Request", [("Content-Type", "text/plain")])
                 return [str(exc).encode() + b"\n"]
-            serve(Session(chat, "web", (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))),
-                  WebSocketTransport(ws))
+            address = (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))
+            serve(Session(chat, "web", address, events.Event.as_json), WebSocketTransport(ws))
             return []
         if path in ("/", "/index.html") and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             start_response("200 OK", list(page_headers))
