@@ -6,11 +6,18 @@ epoll client (``bench/echo_client.c``, compiled on the fly with ``cc``), runs pi
 with 100 connections doing 64-byte round trips.  The client is not the bottleneck: it does
 several times the round trips of the fastest server here when pointed at a C server.
 
-    python bench/echo.py [--seconds 10] [--connections 100] [--size 64]
-        [--python PY] [--gevent-python PY] [--json bench/results/echo.json]
+    python bench/echo.py [--seconds 10] [--connections 100] [--size 64] [--rounds 1]
+        [--python PY] [--gevent-python PY] [--src DIR] [--only NAME]
+        [--json bench/results/echo.json]
 
 ``--python`` runs loop/asyncio/uvloop servers (needs loop importable and uvloop),
-``--gevent-python`` the gevent one (an environment with gevent installed).
+``--gevent-python`` the gevent one (an environment with gevent installed), ``--src`` the loop
+source tree the loop server imports (default: this checkout's ``src``; compare two trees by
+running twice).
+
+Besides round trips per second the table shows the server process's CPU time (user + system,
+from ``/proc``) per round trip, which moves much less than throughput when other work shares
+the machine.  ``--rounds N`` runs all servers N times, interleaved, and reports medians.
 """
 import argparse
 import json
@@ -18,6 +25,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,12 +118,18 @@ def build_client(workdir):
     return binary
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_one(name, interpreter, code, client, args, workdir):
     port = free_port()
     script = os.path.join(workdir, "server.py")
     with open(script, "w") as f:
         f.write(code)
-    env = dict(os.environ, PYTHONPATH=SRC)
+    env = dict(os.environ, PYTHONPATH=args.src)
     server = subprocess.Popen(["taskset", "-c", "0", interpreter, script, str(port)], env=env)
     try:
         wait_port(port)
@@ -123,13 +137,18 @@ def run_one(name, interpreter, code, client, args, workdir):
         subprocess.run(["taskset", "-c", "1", client, "127.0.0.1", str(port),
                         str(args.connections), "1", str(args.size)], check=True,
                        capture_output=True)
+        cpu_before = cpu_seconds(server.pid)
         out = subprocess.run(["taskset", "-c", "1", client, "127.0.0.1", str(port),
                               str(args.connections), str(args.seconds), str(args.size)],
                              check=True, capture_output=True, text=True).stdout
+        cpu = cpu_seconds(server.pid) - cpu_before
         trips, seconds = out.split()
         rate = int(trips) / float(seconds)
-        print("%-22s %10.0f round trips/s" % (name, rate), flush=True)
-        return {"server": name, "round_trips_per_s": round(rate)}
+        cpu_per_trip = cpu / int(trips) * 1e6
+        print("%-22s %10.0f round trips/s %8.2f us server CPU per round trip"
+              % (name, rate, cpu_per_trip), flush=True)
+        return {"server": name, "round_trips_per_s": round(rate),
+                "server_cpu_us_per_round_trip": round(cpu_per_trip, 2)}
     finally:
         server.terminate()
         try:
@@ -146,23 +165,42 @@ def main():
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--gevent-python", default=sys.executable)
+    parser.add_argument("--src", default=SRC, help="loop source tree for the loop server")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every server this many times, interleaved; report medians")
     parser.add_argument("--only", action="append", help="run only these servers")
     parser.add_argument("--json", default=os.path.join(HERE, "results", "echo.json"))
     args = parser.parse_args()
     interpreters = {"python": args.python, "gevent": args.gevent_python}
-    results = []
+    runs = {}
     with tempfile.TemporaryDirectory() as workdir:
         client = build_client(workdir)
-        for name, (kind, code) in SERVERS.items():
-            if args.only and name not in args.only:
-                continue
-            try:
-                results.append(run_one(name, interpreters[kind], code, client, args, workdir))
-            except Exception as exc:
-                print("%-22s failed: %s" % (name, exc), flush=True)
+        for _ in range(args.rounds):
+            for name, (kind, code) in SERVERS.items():
+                if args.only and name not in args.only:
+                    continue
+                try:
+                    runs.setdefault(name, []).append(
+                        run_one(name, interpreters[kind], code, client, args, workdir))
+                except Exception as exc:
+                    print("%-22s failed: %s" % (name, exc), flush=True)
+    results = []
+    for name, rows in runs.items():
+        result = {"server": name}
+        for key in ("round_trips_per_s", "server_cpu_us_per_round_trip"):
+            result[key] = statistics.median(row[key] for row in rows)
+            if len(rows) > 1:
+                result[key + "_runs"] = [row[key] for row in rows]
+        results.append(result)
+    if args.rounds > 1:
+        print("medians of %d rounds:" % args.rounds)
+        for result in results:
+            print("%-22s %10.0f round trips/s %8.2f us server CPU per round trip"
+                  % (result["server"], result["round_trips_per_s"],
+                     result["server_cpu_us_per_round_trip"]))
     report = {
-        "benchmark": "tcp echo, %d connections, %d-byte round trips, %gs" % (
-            args.connections, args.size, args.seconds),
+        "benchmark": "tcp echo, %d connections, %d-byte round trips, %gs, %d round(s)" % (
+            args.connections, args.size, args.seconds, args.rounds),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "machine": platform.platform(), "python": platform.python_version(),
         "cpus": os.cpu_count(), "results": results,

@@ -163,6 +163,49 @@ def test_link_to_finished_greenlet_fires():
     assert seen == [g]
 
 
+@pytest.mark.parametrize("kind", ["greenlet", "event", "async_result"])
+def test_rawlinks_run_in_the_hub_once_with_errors_reported(kind, monkeypatch):
+    """Greenlet and Event/AsyncResult share link notification (loop._links): direct links
+    (Waiters) fire at once, others later in one hub callback, a failing one is reported and
+    does not stop the rest."""
+    hub = loop.get_hub()
+    reported = []
+    monkeypatch.setattr(hub, "print_exception",
+                        lambda context, t, v, tb: reported.append((context, t)))
+    calls = []
+
+    def bad(src):
+        calls.append("bad")
+        raise ValueError("link failed")
+
+    def good(src):
+        calls.append(("good", loop.getcurrent() is hub.fiber))
+
+    if kind == "greenlet":
+        source = Greenlet(lambda: None)
+        make_ready = source.start
+    else:
+        source = Event() if kind == "event" else AsyncResult()
+        make_ready = source.set
+    with pytest.raises(TypeError):
+        source.rawlink(42)
+    source.rawlink(bad)
+    source.rawlink(good)
+    source.rawlink(good)
+    source.unlink(good)  # removes both
+    source.rawlink(good)
+    make_ready()
+    assert calls == []  # not from inside set()/the finishing green thread
+    loop.sleep(0.01)
+    assert calls == ["bad", ("good", True)]
+    assert reported == [((bad, source), ValueError)]
+    # linking a source that is ready already: called soon, in the hub
+    source.rawlink(good)
+    assert calls == ["bad", ("good", True)]
+    loop.sleep(0.01)
+    assert calls[-1] == ("good", True)
+
+
 def test_link_async_result():
     result = AsyncResult()
     g = loop.spawn(lambda: "v")

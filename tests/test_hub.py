@@ -304,3 +304,69 @@ def test_run_callback_threadsafe_from_other_thread():
         assert ev.wait(timeout=5)
     finally:
         hub.remove_wakeup_source()
+
+
+# -- fd waits: kept registrations, fork; raw handles on the hub's loop ------------------------
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fork_carries_kept_socket_registrations(backend):
+    r = run_script("""
+        import os, loop
+        from loop import socket
+        a, b = socket.socketpair()
+        a.settimeout(5)
+        def ping():
+            loop.spawn_later(0.01, b.send, b"x")
+            return a.recv(1)
+        ping()
+        hub = loop.get_hub()
+        assert hub._readers[a.fileno()].registered  # kept between waits
+        pid = os.fork()
+        if pid == 0:
+            try:
+                print("child", ping(), ping(), hub.wakeup_sources)
+                os._exit(0)
+            except BaseException as exc:
+                print("child failed", repr(exc))
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        print("parent", os.waitstatus_to_exitcode(status), ping())
+    """, {"LOOP_BACKEND": backend})
+    assert "child b'x' b'x' 0" in r.stdout, r.stdout + r.stderr
+    assert "parent 0 b'x'" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_raw_handles_on_the_hub_loop_keep_loop_exit_away(backend):
+    r = run_script("""
+        import os, loop
+        from loop.event import Event
+        hub = loop.get_hub()
+        ev = Event()
+        hub.loop.call_later(0.05, ev.set)
+        print("call_later", ev.wait())
+        ev.clear()
+        hub.loop.call_at(hub.loop.time() + 0.05, ev.set)
+        print("call_at", ev.wait())
+        ev.clear()
+        r, w = os.pipe()
+        def readable():
+            os.read(r, 1)
+            hub.loop.remove_reader(r)
+            ev.set()
+        hub.loop.add_reader(r, readable)
+        hub.loop.call_soon_threadsafe(os.write, w, b"x")  # not counted, but add_reader is
+        print("add_reader", ev.wait())
+        ev.clear()
+        hub.loop.call_later(0.05, ev.set).cancel()  # cancelled: nothing can wake us
+        try:
+            ev.wait()
+            print("no LoopExit")
+        except loop.LoopExit:
+            print("LoopExit after cancel")
+        print("join", hub.join(5))  # ref=False timeout: does not keep LoopExit away either
+    """, {"LOOP_BACKEND": backend}, timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split("\n")[:5] == ["call_later True", "call_at True", "add_reader True",
+                                       "LoopExit after cancel", "join True"], r.stdout + r.stderr

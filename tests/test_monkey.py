@@ -268,3 +268,18 @@ def test_stdlib_runner_smoke():
                           env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "test_threading_local" in proc.stdout
+
+
+def test_popen_finalized_at_exit_without_noise():
+    # Popen.__del__ takes a (green) lock; at exit it may run after loop.thread's globals are gone.
+    proc = run_python("""
+        import loop.monkey; loop.monkey.patch_all()
+        import signal, socket, subprocess, sys
+        import loop
+        signal.signal(signal.SIGCHLD, lambda *args: None)
+        a, b = socket.socketpair()
+        loop.sleep(0.01)
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        loop.sleep(0.3)  # never waited for: finalized during interpreter shutdown
+    """)
+    assert "Exception ignored" not in proc.stderr, proc.stderr

@@ -128,6 +128,38 @@ def test_socket_is_closed_when_handle_returns():
             assert client.recv(10) == b""
 
 
+def test_connection_reads_keep_one_registration_and_close_drops_it():
+    hub = loop.get_hub()
+    seen = []
+
+    def handle(sock, address):
+        fd = sock.fileno()
+        while True:
+            data = sock.recv(100)
+            if not data:
+                break
+            seen.append(hub._readers.get(fd))
+            sock.sendall(data)
+        seen.append(fd)
+
+    with StreamServer(("127.0.0.1", 0), handle) as server:
+        listener_slot = hub._readers[server.socket.fileno()]
+        assert listener_slot.callback is not None  # accepting goes through the hub
+        with socket.create_connection(server.address, timeout=5) as client:
+            for i in range(5):
+                loop.sleep(0.005)  # the handler waits in recv before each message
+                client.sendall(b"%d" % i)
+                assert client.recv(10) == b"%d" % i
+            client.shutdown(socket.SHUT_WR)
+            assert client.recv(10) == b""
+        loop.sleep(0.05)
+        slots, fd = seen[:-1], seen[-1]
+        assert len(slots) == 5 and slots[0] is not None
+        assert all(slot is slots[0] for slot in slots)  # registered once, kept across waits
+        assert fd not in hub._readers and fd not in hub._writers  # closed: forgotten
+    assert server.socket.fileno() == -1 and listener_slot not in hub._readers.values()
+
+
 def test_pool_size_limits_concurrent_connections():
     active = []
     peak = []

@@ -119,12 +119,12 @@ def test_recv_fast_path_does_not_register_a_wait():
     time.sleep(0.01)
     hub = loop.get_hub()
     calls = []
-    original = hub.wait_readable
-    hub.wait_readable = lambda *args: calls.append(args) or original(*args)
+    original = hub._wait_fd
+    hub._wait_fd = lambda *args: calls.append(args) or original(*args)
     try:
         assert a.recv(1) == b"x"
     finally:
-        del hub.wait_readable
+        del hub._wait_fd
     assert calls == []
     a.close()
     b.close()
@@ -387,6 +387,124 @@ def test_with_statement_and_repr():
     with gsocket.socket() as s:
         assert "socket" in repr(s)
     assert s._closed
+
+
+# -- registrations the hub keeps for a socket --------------------------------------------------
+
+def _slot(sock, readable=True):
+    hub = loop.get_hub()
+    return (hub._readers if readable else hub._writers).get(sock.fileno())
+
+
+def _ping(reader, writer, payload=b"x"):
+    loop.spawn_later(0.005, writer.send, payload)
+    reader.settimeout(5)
+    assert reader.recv(len(payload)) == payload
+
+
+def test_read_registration_is_kept_between_waits():
+    a, b = gsocket.socketpair()
+    hub = loop.get_hub()
+    _ping(a, b)
+    slot = _slot(a)
+    assert slot is not None and slot.registered and slot.waiter is None
+    for _ in range(5):
+        _ping(a, b)
+        assert _slot(a) is slot and slot.registered  # no new registration per wait
+    assert hub.wakeup_sources == 0  # an idle registration is not a wait: LoopExit still works
+    fd = a.fileno()
+    a.close()
+    assert fd not in hub._readers and fd not in hub._writers
+    b.close()
+
+
+def test_kept_registration_dropped_when_data_finds_nobody_waiting():
+    a, b = gsocket.socketpair()
+    _ping(a, b)
+    assert _slot(a) is not None
+    b.send(b"y")
+    loop.sleep(0.05)   # reported readable while nobody waits: level-triggered, so drop it
+    assert _slot(a) is None
+    assert a.recv(1) == b"y"
+    _ping(a, b)
+    assert _slot(a).registered
+    a.close()
+    b.close()
+
+
+def test_timeout_keeps_registration_and_accounting():
+    a, b = gsocket.socketpair()
+    hub = loop.get_hub()
+    a.settimeout(0.02)
+    with pytest.raises(TimeoutError):
+        a.recv(1)
+    assert hub.wakeup_sources == 0 and _slot(a).waiter is None
+    _ping(a, b)
+    a.close()
+    b.close()
+
+
+def test_collected_socket_forgets_its_registration():
+    import gc
+    import warnings
+    hub = loop.get_hub()
+    a, b = gsocket.socketpair()
+    _ping(a, b)
+    fd = a.fileno()
+    assert fd in hub._readers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        del a
+        gc.collect()
+    assert fd not in hub._readers
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the C finalizer still closed it
+    # The number is reused by the next socket, which must wait normally.
+    c, d = gsocket.socketpair()
+    _ping(c, d)
+    _ping(d, c)
+    for s in (b, c, d):
+        s.close()
+
+
+def test_registration_of_socket_closed_behind_the_hubs_back_is_rebuilt():
+    import _socket
+    a, b = gsocket.socketpair()
+    _ping(a, b)
+    fd = a.fileno()
+    _socket.socket.close(a)   # C-level close: the hub is not told
+    c, d = gsocket.socketpair()
+    try:
+        reused = c if c.fileno() == fd else d if d.fileno() == fd else None
+        if reused is None:
+            pytest.skip("the descriptor number was not reused")
+        other = d if reused is c else c
+        _ping(reused, other)   # not shadowed by the stale registration
+        _ping(other, reused)
+        _ping(reused, other)
+    finally:
+        for s in (b, c, d):
+            s.close()
+
+
+def test_write_waits_keep_registration_until_writable_with_nobody_waiting():
+    a, b = gsocket.socketpair()
+    a.settimeout(5)
+    chunk = b"x" * 65536
+    got = []
+
+    def drain():
+        while sum(got) < 40 * len(chunk):
+            got.append(len(b.recv(1 << 20)))
+
+    reader = loop.spawn(drain)
+    for _ in range(40):
+        a.sendall(chunk)
+    reader.get(timeout=10)
+    loop.sleep(0.05)
+    assert _slot(a, readable=False) is None  # writable with nobody waiting: dropped
+    a.close()
+    b.close()
 
 
 # -- concurrency -----------------------------------------------------------------------------------

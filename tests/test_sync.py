@@ -224,6 +224,139 @@ def test_channel_rendezvous():
         ch.put_nowait(1)
 
 
+def test_channel_put_returns_only_once_a_getter_took_the_item():
+    ch = Channel()
+    log = []
+    g = loop.spawn(lambda: log.append(("got", ch.get())))
+    loop.sleep(0)
+    ch.put("a")
+    log.append("put returned")
+    assert log == [("got", "a"), "put returned"]
+    assert g.dead and ch.balance == 0
+
+
+def test_channel_item_goes_to_next_getter_when_woken_getter_is_killed():
+    ch = Channel()
+    g1 = loop.spawn(ch.get)
+    g2 = loop.spawn(ch.get)
+    loop.sleep(0)
+    g1.kill(block=False)  # queued before the hand-off below: g1 dies before it runs again
+    ch.put("x")           # wakes g1 first; the item must still reach g2
+    g2.join(timeout=1)
+    assert g1.dead and isinstance(g1.value, loop.GreenletExit)
+    assert g2.value == "x"
+    assert ch.balance == 0
+
+
+def test_channel_put_waits_for_a_getter_that_really_takes_the_item():
+    ch = Channel()
+    g1 = loop.spawn(ch.get)
+    loop.sleep(0)
+    g1.kill(block=False)
+    with pytest.raises(Full):  # the only getter died before taking it: nobody received it
+        ch.put("lost?", timeout=0.05)
+    assert g1.dead and ch.balance == 0
+    with pytest.raises(Empty):
+        ch.get_nowait()
+
+    # A blocked put is taken by a getter that comes later.
+    g1 = loop.spawn(ch.get)
+    loop.sleep(0)
+    g1.kill(block=False)
+    done = []
+    p = loop.spawn(lambda: (ch.put("y"), done.append("put returned")))
+    loop.sleep(0.01)
+    assert g1.dead and not done and ch.balance == 1
+    assert ch.get(timeout=1) == "y"
+    p.join(timeout=1)
+    assert done == ["put returned"]
+
+
+def test_channel_timed_out_getter_after_hand_off():
+    # A Timeout is delivered like a kill: raised where the getter waits, from the hub.
+    ch = Channel()
+    g1 = loop.spawn(ch.get)
+    g2 = loop.spawn(ch.get, timeout=1)
+    loop.sleep(0)
+    hub = loop.get_hub()
+    hub.run_callback(hub.interrupt, g1, Timeout(0))
+    ch.put("t")
+    loop.joinall([g1, g2], timeout=1)
+    assert isinstance(g1.exception, Timeout)
+    assert g2.value == "t"
+
+
+def test_channel_put_nowait_item_kept_for_next_getter():
+    ch = Channel()
+    with pytest.raises(Full):
+        ch.put_nowait(0)  # nobody waiting
+    g1 = loop.spawn(ch.get)
+    loop.sleep(0)
+    g1.kill(block=False)
+    ch.put_nowait("z")  # accepted: a getter was waiting
+    loop.sleep(0.01)
+    assert g1.dead
+    assert ch.get_nowait() == "z"  # not lost: kept for the next getter
+    # from a hub callback (which cannot wait), put hands over without waiting
+    g = loop.spawn(ch.get)
+    loop.sleep(0)
+    loop.get_hub().run_callback(ch.put, "from hub")
+    assert g.get(timeout=1) == "from hub"
+
+
+def test_channel_getter_timeout_and_putter_kill():
+    ch = Channel()
+    with pytest.raises(Empty):
+        ch.get(timeout=0.01)
+    p = loop.spawn(ch.put, "k")
+    loop.sleep(0)
+    assert ch.balance == 1
+    p.kill()
+    assert ch.balance == 0
+    with pytest.raises(Empty):
+        ch.get_nowait()
+
+
+@pytest.mark.parametrize("method", ["get", "peek"])
+@pytest.mark.parametrize("kind", [Queue, LifoQueue, PriorityQueue, SimpleQueue])
+def test_queue_item_not_lost_when_woken_getter_is_killed(kind, method):
+    q = kind()
+    g1 = loop.spawn(getattr(q, method))
+    g2 = loop.spawn(q.get)
+    loop.sleep(0)
+    g1.kill(block=False)
+    q.put(1)  # wakes g1, which dies before it runs: g2 must get the item
+    g2.join(timeout=1)
+    assert g1.dead and isinstance(g1.value, loop.GreenletExit)
+    assert g2.value == 1 and q.qsize() == 0
+    if isinstance(q, Queue):
+        assert q.unfinished_tasks == 1
+        q.task_done()
+        assert q.join(timeout=1)
+
+
+def test_queue_peek_passes_item_on_and_killed_putter_passes_its_turn():
+    q = JoinableQueue()
+    g1 = loop.spawn(q.peek)
+    g2 = loop.spawn(q.peek)
+    g3 = loop.spawn(q.get)
+    loop.sleep(0)
+    g1.kill(block=False)
+    q.put(2)
+    loop.joinall([g2, g3], timeout=1)
+    assert (g2.value, g3.value) == (2, 2)
+    # full queue: a putter woken by get() and killed before it runs hands its turn on
+    q = Queue(1)
+    q.put(0)
+    p1 = loop.spawn(q.put, 1)
+    p2 = loop.spawn(q.put, 2)
+    loop.sleep(0)
+    p1.kill(block=False)
+    assert q.get() == 0
+    p2.join(timeout=1)
+    assert p2.successful() and q.get_nowait() == 2 and q.qsize() == 0
+
+
 # -- local --------------------------------------------------------------------------------------
 
 
@@ -319,3 +452,85 @@ def test_timeout_interrupts_queue_get_without_losing_items():
             q.get()
     q.put(1)
     assert q.get(timeout=1) == 1
+
+
+def _run_script(code, env_extra=None, timeout=60):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
+    env["PYTHONPATH"] = os.path.abspath(src) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("patch_first", [False, True])
+def test_local_lock_stays_real_under_patch_all(patch_first):
+    r = _run_script("""
+        import _thread, sys
+        real_rlock = _thread.RLock
+        if %r:
+            from loop import monkey; monkey.patch_all()
+            import loop.local
+        else:
+            import loop.local
+            from loop import monkey; monkey.patch_all()
+        import threading
+        assert _thread.RLock is not real_rlock  # patched
+        for obj in (loop.local.local(), threading.local(), _thread._local()):
+            lock = object.__getattribute__(obj, "_local__impl").lock
+            assert type(lock) is type(real_rlock()), type(lock)
+
+        class Slow(threading.local):
+            def __init__(self):
+                import time
+                time.sleep(0.01)  # green: switches while the local's lock is held
+                self.who = threading.get_ident()
+        data = Slow()
+        results = []
+        def worker():
+            results.append(data.who == threading.get_ident())
+        threads = [threading.Thread(target=worker) for _ in range(5)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print("ok", results)
+    """ % (patch_first,))
+    assert r.returncode == 0, r.stderr
+    assert "ok [True, True, True, True, True]" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_unref_timers_do_not_keep_loop_exit_away(backend):
+    # The stdlib loop's timer heap holds the hub's own timers too; ref=False ones (Hub.join's
+    # timeout, sleep(ref=False)) must not count as pending work there.
+    r = _run_script("""
+        import time, loop
+        from loop.event import Event
+        loop.spawn(Event().wait, timeout=0.01).join()
+        start = time.monotonic()
+        idle = loop.get_hub().join(timeout=5)
+        g = loop.spawn(loop.sleep, 5, ref=False)
+        try:
+            loop.sleep(0)
+            Event().wait()
+        except loop.LoopExit:
+            print("ok", idle, time.monotonic() - start < 2)
+    """, {"LOOP_BACKEND": backend})
+    assert "ok True True" in r.stdout, r.stdout + r.stderr
+
+
+def test_dummy_threads_of_green_threads_clean_up_before_exit():
+    # 3.13 removes a dummy Thread through a thread-local: for a green thread still referenced
+    # at exit, that must happen before threading's globals are torn down.
+    r = _run_script("""
+        from loop import monkey; monkey.patch_all()
+        import threading, loop
+        g = loop.spawn(threading.current_thread)
+        g.join()
+        print("ok", type(g.value).__name__)
+    """)
+    assert r.returncode == 0 and "ok _DummyThread" in r.stdout, r.stdout + r.stderr
+    assert "Exception ignored" not in r.stderr, r.stderr

@@ -45,7 +45,9 @@ the loop: each timer, fd wait, thread pool job and ``await_`` that can still res
 is a *wakeup source*.  When a green thread blocks with an empty ready queue and no sources, the
 hub schedules one check; if the situation still holds when it runs (and no asyncio task or stdlib
 timer is pending), nothing can ever wake the thread's main green thread, so ``LoopExit`` is
-thrown into it -- gevent's "this operation would block forever".
+thrown into it -- gevent's "this operation would block forever".  Other code may schedule on the
+hub's loop directly (``hub.loop.call_later``, ``add_reader``); the hub's loop classes record those
+calls (uvloop's timers cannot be inspected afterwards), see ``_with_raw_accounting``.
 
 Interrupted waits
 -----------------
@@ -71,8 +73,10 @@ main green thread and no ``LoopExit`` in that mode.
 """
 import _socket
 import _thread
+import errno
 import os
 import sys
+from _weakref import ref as _weakref
 from collections import deque
 
 from loop._switch import Fiber, FiberError, FiberExit, getcurrent
@@ -80,7 +84,7 @@ from loop.exceptions import (BlockingSwitchOutError, ConcurrentObjectUseError,
                              InvalidSwitchError, LoopExit)
 
 __all__ = ["Hub", "Waiter", "get_hub", "get_hub_if_exists", "reinit", "prepare",
-           "wait_readable", "wait_writable", "cancel_wait"]
+           "wait_readable", "wait_writable", "cancel_wait", "forget_fd"]
 
 # ---------------------------------------------------------------------------------------------
 # Originals, bound now so that a later monkey patch cannot reach the hub.
@@ -169,12 +173,114 @@ def _new_event_loop():
     if backend == "uvloop":
         if uvloop is None:
             raise ImportError("LOOP_BACKEND=uvloop but uvloop is not installed")
-        return uvloop.new_event_loop()
+        return _hub_uvloop_class()()
     if backend in ("", "auto") and uvloop is not None:
-        return uvloop.new_event_loop()
+        return _hub_uvloop_class()()
     if backend not in ("", "auto", "asyncio"):
         raise ValueError("LOOP_BACKEND must be 'asyncio' or 'uvloop', not %r" % backend)
     return _hub_selector_loop_class()()
+
+
+_HubUVLoop = None
+
+
+def _hub_uvloop_class():
+    """uvloop's loop with user-scheduled handles counted (see _with_raw_accounting)."""
+    global _HubUVLoop
+    if _HubUVLoop is None:
+        uvloop = prepare()["uvloop"]
+        # uvloop's call_at calls self.call_later: hooking call_later sees both.  The module
+        # name stays uvloop's, for code that recognises uvloop by type(loop).__module__.
+        _HubUVLoop = _with_raw_accounting(uvloop.Loop, "call_later", "HubUVLoop",
+                                          uvloop.Loop.__module__)
+    return _HubUVLoop
+
+
+class _RawCall:
+    """A callback that code other than the hub scheduled on the hub's own loop with
+    ``call_later``/``call_at``.  Until it ran or was cancelled it can still wake a green
+    thread, so it keeps ``LoopExit`` away (see ``_loop_has_pending_work``)."""
+    __slots__ = ("pending", "callback", "args", "handle")
+
+    def __init__(self, pending, callback, args):
+        self.pending = pending
+        self.callback = callback
+        self.args = args
+        self.handle = None
+
+    def __call__(self):
+        self.pending.discard(self)
+        self.callback(*self.args)
+
+    def __repr__(self):
+        return "<hub-counted %s>" % (_safe_repr(self.callback),)
+
+
+def _prune_raw_calls(loop):
+    pending = loop._hub_raw_calls
+    for raw in [raw for raw in pending if raw.handle is not None and raw.handle.cancelled()]:
+        pending.discard(raw)
+    loop._hub_raw_prune_at = 2 * len(pending) + 64
+
+
+def _with_raw_accounting(base, timer_name, name, module=__name__):
+    """A subclass of the event loop class ``base`` whose public ``add_reader``/``add_writer``
+    (and ``timer_name``, for uvloop, whose timers cannot be inspected: the timer method that
+    the other one calls) record what code other than the hub scheduled, so that the LoopExit
+    check sees it.  The hub's own calls go through the ``_hub_*`` aliases of the base methods
+    and cost nothing extra."""
+    base_timer = getattr(base, timer_name) if timer_name else None
+    base_add_reader, base_add_writer = base.add_reader, base.add_writer
+    base_remove_reader, base_remove_writer = base.remove_reader, base.remove_writer
+
+    def timer(self, when, callback, *args, context=None):
+        # The hub's timers count themselves (and ref=False ones must not count).  This check
+        # serves hub code that still calls loop.call_later; the _hub_* aliases skip it.
+        if isinstance(getattr(callback, "__self__", None), _HUB_TIMER_OWNERS):
+            return base_timer(self, when, callback, *args, context=context)
+        pending = self._hub_raw_calls
+        raw = _RawCall(pending, callback, args)
+        raw.handle = handle = base_timer(self, when, raw, context=context)
+        pending.add(raw)
+        if len(pending) > self._hub_raw_prune_at:
+            _prune_raw_calls(self)
+        return handle
+
+    def add_reader(self, fd, callback, *args):
+        base_add_reader(self, fd, callback, *args)
+        self._hub_raw_readers.add(fd if isinstance(fd, int) else fd.fileno())
+
+    def add_writer(self, fd, callback, *args):
+        base_add_writer(self, fd, callback, *args)
+        self._hub_raw_writers.add(fd if isinstance(fd, int) else fd.fileno())
+
+    def remove_reader(self, fd):
+        self._hub_raw_readers.discard(fd if isinstance(fd, int) else fd.fileno())
+        return base_remove_reader(self, fd)
+
+    def remove_writer(self, fd):
+        self._hub_raw_writers.discard(fd if isinstance(fd, int) else fd.fileno())
+        return base_remove_writer(self, fd)
+
+    def __init__(self, *args, **kwargs):
+        self._hub_raw_calls = set()
+        self._hub_raw_prune_at = 64
+        self._hub_raw_readers = set()
+        self._hub_raw_writers = set()
+        base.__init__(self, *args, **kwargs)
+
+    namespace = {
+        "__init__": __init__,
+        "add_reader": add_reader, "add_writer": add_writer,
+        "remove_reader": remove_reader, "remove_writer": remove_writer,
+        "_hub_add_reader": base_add_reader, "_hub_add_writer": base_add_writer,
+        "_hub_remove_reader": base_remove_reader, "_hub_remove_writer": base_remove_writer,
+        "_hub_call_later": base.call_later,
+        "__module__": module,
+    }
+    if timer_name is not None:
+        namespace[timer_name] = timer
+    return type(name, (base,), namespace)
 
 
 _HubSelectorLoop = None
@@ -187,7 +293,9 @@ def _hub_selector_loop_class():
         return _HubSelectorLoop
     asyncio = prepare()["asyncio"]
 
-    class HubSelectorEventLoop(asyncio.SelectorEventLoop):
+    # Timers need no hook here: _loop_has_pending_work reads this loop's timer heap.
+    class HubSelectorEventLoop(_with_raw_accounting(asyncio.SelectorEventLoop, None,
+                                                    "RawCountingSelectorEventLoop")):
         def __init__(self):
             super().__init__(selector=_DefaultSelector())
 
@@ -255,8 +363,11 @@ class Hub:
         #: Timers, fd waits, thread pool jobs and awaits that can still resume a green thread.
         self.wakeup_sources = 0
         self._deadlock_check_scheduled = False
+        #: fd -> _FdSlot, one table per direction (see "file descriptors" below).
         self._readers = {}
         self._writers = {}
+        #: Green threads blocked in an fd wait (wait_readable/writable, wait_fds).
+        self._fd_waits = 0
         self._idle_waiters = []
         self._threadpool = None
         self._dying = False
@@ -279,6 +390,15 @@ class Hub:
             self.main = None
             self.fiber = getcurrent()
         self._call_soon = self.loop.call_soon
+        #: The hub's own pending timers, key -> loop handle: a sleeping fiber, a Waiter with a
+        #: timeout, a HubTimer; ref=False ones apart.  Kept only for loops that a forked child
+        #: must replace (uvloop), so the child can re-arm them; the stdlib loop keeps its
+        #: timers through a fork.  Only the handle is stored (the callback follows from the
+        #: key's type): a (handle, callback, args) tuple per timer made a sleep ~15% slower.
+        self._timers = self._unref_timers = None
+        if not hasattr(self.loop, "_reinit_after_fork"):
+            self._timers, self._unref_timers = {}, {}
+        self._set_call_later(self.loop)
         self.blocking_monitor = None
         max_blocking = os.environ.get("LOOP_MAX_BLOCKING_TIME")
         if max_blocking:
@@ -471,78 +591,304 @@ class Hub:
             self.wakeup_sources += 1
         else:
             self._note_blocking()
-        handle = self.loop.call_later(seconds, self._timer_fired, current, ref)
+        handle = self._call_later(seconds, self._timer_fired, current, ref)
+        timers = self._timers
+        if timers is not None:
+            (timers if ref else self._unref_timers)[current] = handle
         try:
             resumed_by = self.fiber.switch()
         except BaseException:
-            handle.cancel()
+            self._cancel_timer(current, handle, ref)
             if ref:
                 self.wakeup_sources -= 1
             raise
         if resumed_by is not _TIMER:
-            handle.cancel()
+            self._cancel_timer(current, handle, ref)
             if ref:
                 self.wakeup_sources -= 1
             raise InvalidSwitchError("Invalid switch into %r while sleeping: %r"
                                      % (current, resumed_by))
 
     def _timer_fired(self, fiber, ref):
+        timers = self._timers
+        if timers is not None:
+            (timers if ref else self._unref_timers).pop(fiber, None)
         if ref:
             self.wakeup_sources -= 1
         self._resume(fiber, _TIMER)
+
+    def _cancel_timer(self, key, handle, ref):
+        timers = self._timers
+        if timers is not None:
+            # after a fork, the handle on the child's new loop
+            handle = (timers if ref else self._unref_timers).pop(key, handle)
+        handle.cancel()
+
+    def _set_call_later(self, loop):
+        # The hub's loop classes count timers that other code schedules on them; the hub's
+        # own timers count themselves and take the uncounted alias (adopted loops have none).
+        self._call_later = getattr(loop, "_hub_call_later", loop.call_later)
+
+    def _carry_timers(self, old_loop, new_loop):
+        """In a forked child that replaced the loop: re-arm the hub's pending timers on
+        ``new_loop`` at their old deadlines.  Returns how many are wakeup sources."""
+        self._set_call_later(new_loop)
+        timers = self._timers
+        if timers is None:
+            return 0
+        try:
+            now = old_loop.time()  # the deadlines are on the old loop's clock
+        except Exception:
+            now = new_loop.time()
+        for table, ref in ((timers, True), (self._unref_timers, False)):
+            for key, handle in list(table.items()):
+                delay = handle.when() - now
+                try:
+                    # The old loop finishes its current iteration before it stops: without
+                    # this, a timer due in that iteration would fire there and again here.
+                    handle.cancel()
+                except Exception:
+                    pass
+                if isinstance(key, HubTimer):
+                    fn, args = key._fire, ()
+                elif isinstance(key, Waiter):
+                    fn, args = key._timed_out, (ref,)
+                else:  # a sleeping fiber
+                    fn, args = self._timer_fired, (key, ref)
+                table[key] = self._call_later(max(delay, 0.0), fn, *args)
+        return len(timers)
 
     def call_later(self, seconds, fn, *args, ref=True):
         """Run ``fn(*args)`` in the hub after ``seconds``; returns a :class:`HubTimer`."""
         return HubTimer(self, seconds, fn, args, ref)
 
+    # -- file descriptors --------------------------------------------------------------------
+    #
+    # Each descriptor and direction has one _FdSlot (in self._readers / self._writers) that
+    # knows who waits on it: at most one *exclusive* waiter (a green socket's recv,
+    # wait_readable; a second one is a ConcurrentObjectUseError, as in gevent), any number of
+    # *watchers* (select/poll calls: they only need "something happened, poll again") and at
+    # most one hub-side *callback* (a server's accept loop).  The slot's ready callback is
+    # installed on the event loop while anybody uses it.
+    #
+    # A green socket passes itself as the wait's owner.  Its registration then outlives the
+    # wait, so a connection's recv -> EAGAIN -> wait -> recv cycle costs no epoll_ctl (on
+    # uvloop no poll handle either) per wait.  It is removed when a readiness report finds
+    # nobody waiting (the loop is level-triggered: unread data would be reported again and
+    # again), and when the socket closes, detaches or is collected (forget_fd).  A registration
+    # whose owner vanished without forget_fd (collected in another OS thread, closed at the C
+    # level) is recognised by the owner's weak reference when the descriptor number is waited
+    # on again, and rebuilt: the kernel may hold the old file under that number, or nothing.
+
     def wait_readable(self, fd, timeout=None, timeout_exc=None):
         """Block the current green thread until ``fd`` is readable."""
-        self._wait_fd(fd, self._readers, self.loop.add_reader, self.loop.remove_reader,
-                      "reading", timeout, timeout_exc)
+        self._wait_fd(fd, True, timeout, timeout_exc, None)
 
     def wait_writable(self, fd, timeout=None, timeout_exc=None):
         """Block the current green thread until ``fd`` is writable."""
-        self._wait_fd(fd, self._writers, self.loop.add_writer, self.loop.remove_writer,
-                      "writing", timeout, timeout_exc)
+        self._wait_fd(fd, False, timeout, timeout_exc, None)
 
-    def _wait_fd(self, fd, table, add, remove, direction, timeout, timeout_exc):
+    def _wait_fd(self, fd, readable, timeout, timeout_exc, owner):
+        # owner: the socket that owns fd and calls forget_fd() before closing it, or None (the
+        # registration then ends with the wait: nobody would tell us when fd is closed).
         if not isinstance(fd, int):
             fd = fd.fileno()
-        other = table.get(fd)
-        if other is not None:
-            raise ConcurrentObjectUseError(
-                "This file descriptor (%d) is already used for %s by another green thread "
-                "(%r)" % (fd, direction, other.fiber))
+        table = self._readers if readable else self._writers
+        slot = table.get(fd)
+        if slot is None:
+            slot = table[fd] = _FdSlot(self, fd, readable)
+        else:
+            if slot.waiter is not None:
+                raise ConcurrentObjectUseError(
+                    "This file descriptor (%d) is already used for %s by another green thread "
+                    "(%r)" % (fd, "reading" if readable else "writing", slot.waiter.fiber))
+            ref = slot.owner
+            if ref is not None and ref() is not owner:
+                slot = self._check_owner(slot)
+        if owner is not None and slot.owner is None:
+            slot.owner = _weakref(owner)
+        if not slot.registered:
+            try:
+                slot.register()
+            except BaseException:
+                slot.discard()
+                raise
         waiter = Waiter(self)
-        table[fd] = waiter
-        add(fd, self._fd_ready, fd, table, remove)
+        slot.waiter = waiter
         self.wakeup_sources += 1
+        self._fd_waits += 1
         try:
             if waiter.wait(timeout) is _TIMED_OUT:
                 raise timeout_exc if timeout_exc is not None else TimeoutError("timed out")
         finally:
             self.wakeup_sources -= 1
-            if table.get(fd) is waiter:
-                del table[fd]
-                remove(fd)
+            self._fd_waits -= 1
+            if slot.waiter is waiter:
+                slot.waiter = None
+                if slot.owner is None and slot.watchers is None and slot.callback is None:
+                    slot.discard()
 
-    def _fd_ready(self, fd, table, remove):
-        waiter = table.pop(fd, None)
-        remove(fd)
-        if waiter is not None and waiter.state == _WAITING:
-            waiter.state = _WOKEN
-            self._resume(waiter.fiber, waiter)
+    def wait_fds(self, readers, writers, timeout=None):
+        """Block until a descriptor in ``readers`` is readable or one in ``writers`` writable
+        (True), or ``timeout`` seconds passed (False).  Made for select/poll: any number of
+        green threads may wait this way on one descriptor, next to its exclusive waiter, and a
+        wake-up is only a hint (somebody else may have consumed the data): poll again."""
+        waiter = Waiter(self)
+        watched = []
+        self.wakeup_sources += 1
+        self._fd_waits += 1
+        try:
+            for fds, table, readable in ((readers, self._readers, True),
+                                         (writers, self._writers, False)):
+                for fd in fds:
+                    slot = table.get(fd)
+                    if slot is None:
+                        slot = table[fd] = _FdSlot(self, fd, readable)
+                    elif slot.owner is not None:
+                        slot = self._check_owner(slot)
+                    watchers = slot.watchers
+                    if watchers is None:
+                        slot.watchers = [waiter]
+                    elif waiter in watchers:
+                        continue  # listed twice
+                    else:
+                        watchers.append(waiter)
+                    watched.append(slot)
+                    if not slot.registered:
+                        slot.register()
+            return waiter.wait(timeout) is not _TIMED_OUT
+        finally:
+            self.wakeup_sources -= 1
+            self._fd_waits -= 1
+            for slot in watched:
+                watchers = slot.watchers
+                if watchers is not None and waiter in watchers:
+                    watchers.remove(waiter)
+                    if not watchers:
+                        slot.watchers = None
+                if slot.is_unused():
+                    slot.discard()
+
+    def start_fd_callback(self, fd, readable, callback):
+        """Call ``callback()`` in the hub whenever ``fd`` is readable (or writable), until
+        :meth:`stop_fd_callback`.  The callback must not block, and should consume the
+        readiness (the loop reports it again otherwise).  It is not a wakeup source: count it
+        with :meth:`add_wakeup_source` if it can wake green threads."""
+        table = self._readers if readable else self._writers
+        slot = table.get(fd)
+        if slot is None:
+            slot = table[fd] = _FdSlot(self, fd, readable)
+        elif slot.owner is not None:
+            slot = self._check_owner(slot)
+        slot.callback = callback
+        if not slot.registered:
+            try:
+                slot.register()
+            except BaseException:
+                slot.callback = None
+                if slot.is_unused():
+                    slot.discard()
+                raise
+
+    def stop_fd_callback(self, fd, readable):
+        table = self._readers if readable else self._writers
+        slot = table.get(fd)
+        if slot is not None and slot.callback is not None:
+            slot.callback = None
+            if slot.is_unused():
+                slot.discard()
+
+    def _check_owner(self, slot):
+        # The socket that keeps this registration is not the caller.  Another live socket
+        # object on the same descriptor (socket(fileno=...)): share it.  Otherwise the owner was
+        # closed or collected without forget_fd, so the number now names another file.
+        other = slot.owner()
+        if other is not None:
+            try:
+                if other.fileno() == slot.fd:
+                    return slot
+            except Exception:
+                pass
+        fd, readable = slot.fd, slot.readable
+        self._reset_fd(fd)
+        table = self._readers if readable else self._writers
+        slot = table.get(fd)
+        if slot is None:
+            slot = table[fd] = _FdSlot(self, fd, readable)
+        return slot
+
+    def _reset_fd(self, fd):
+        slots = [slot for slot in (self._readers.get(fd), self._writers.get(fd))
+                 if slot is not None]
+        for slot in slots:
+            slot.owner = None
+            slot.unregister()
+        # Both directions are off the loop before either is put back: uvloop re-arms a
+        # half-removed poll handle, and libuv aborts if it re-arms a closed descriptor.
+        for slot in slots:
+            if slot.is_unused():
+                slot.discard()
+            else:
+                slot.register()
 
     def cancel_wait(self, fd, exc):
-        """Wake every green thread waiting on ``fd`` with ``exc`` (e.g. when closing it)."""
+        """``fd`` is about to be closed: wake its exclusive waiters with ``exc``, its
+        select/poll watchers to poll again, and take it off the event loop."""
         if not isinstance(fd, int):
             fd = fd.fileno()
-        for table, remove in ((self._readers, self.loop.remove_reader),
-                              (self._writers, self.loop.remove_writer)):
-            waiter = table.pop(fd, None)
+        self._drop_fd(fd, exc)
+
+    def forget_fd(self, fd, exc=None):
+        """Call before closing ``fd`` (green sockets do, in close(), detach() and __del__):
+        wakes the green threads waiting on it (``exc``, default ``OSError(EBADF)``) and removes
+        its registration, so that a new file that gets the same number starts clean."""
+        if fd in self._readers or fd in self._writers:
+            self._drop_fd(fd, exc)
+
+    def _drop_fd(self, fd, exc):
+        slots = [slot for slot in (self._readers.pop(fd, None), self._writers.pop(fd, None))
+                 if slot is not None]
+        for slot in slots:
+            slot.unregister()
+        # Both off the loop before anybody runs: a woken green thread may reuse the number.
+        for slot in slots:
+            slot.callback = None
+            watchers = slot.watchers
+            if watchers is not None:
+                slot.watchers = None
+                for waiter in watchers:
+                    waiter.wake(True)
+            waiter = slot.waiter
             if waiter is not None:
-                remove(fd)
+                if exc is None:
+                    exc = OSError(errno.EBADF, "Bad file descriptor: the socket was closed while "
+                                               "a green thread was waiting on it")
                 waiter.wake_error(exc)
+
+    def _carry_fd_waits(self, new_loop):
+        # After fork with uvloop: put the registrations on the child's new loop.  Returns the
+        # number of fd waits (wakeup sources) that survive.  The old loop must never be freed
+        # here: closing its poll handles would EPOLL_CTL_DEL our descriptors from the epoll
+        # instance that the parent shares and still uses (kept registrations included).
+        _abandoned_loops.append(self.loop)
+        for table in (self._readers, self._writers):
+            readable = table is self._readers
+            add = getattr(new_loop, "_hub_add_reader" if readable else "_hub_add_writer", None)
+            if add is None:
+                add = new_loop.add_reader if readable else new_loop.add_writer
+            for slot in list(table.values()):
+                if slot.registered:
+                    try:
+                        add(slot.fd, slot.ready)
+                    except (OSError, ValueError, RuntimeError) as exc:
+                        del table[slot.fd]
+                        slot.registered = False
+                        slot.callback = None
+                        if slot.waiter is not None:
+                            slot.waiter.wake_error(exc)
+                        for waiter in slot.watchers or ():
+                            waiter.wake(True)
+        return self._fd_waits
 
     def idle(self):
         """Block until the hub has no ready green thread left."""
@@ -648,14 +994,10 @@ class Hub:
             loop._reinit_after_fork()
             return
         # uvloop (libuv) cannot be reused in a child: start a new loop, carry the fd waits
-        # over.  Timers and asyncio tasks of the old loop are lost.
+        # and the hub's own timers over.  Asyncio tasks and callbacks of the old loop are lost.
         new_loop = _new_event_loop()
-        for table, add in ((self._readers, new_loop.add_reader),
-                           (self._writers, new_loop.add_writer)):
-            for fd in table:
-                add(fd, self._fd_ready, fd, table,
-                    new_loop.remove_reader if table is self._readers else new_loop.remove_writer)
-        self.wakeup_sources = len(self._readers) + len(self._writers)
+        self.wakeup_sources = self._carry_fd_waits(new_loop)
+        self.wakeup_sources += self._carry_timers(loop, new_loop)
         self.loop = new_loop
         self._call_soon = new_loop.call_soon
         self._drain_scheduled = False
@@ -681,12 +1023,18 @@ class HubTimer:
         self.active = True
         if ref:
             hub.wakeup_sources += 1
-        self.handle = hub.loop.call_later(seconds, self._fire)
+        self.handle = hub._call_later(seconds, self._fire)
+        timers = hub._timers
+        if timers is not None:
+            (timers if ref else hub._unref_timers)[self] = self.handle
 
     def _fire(self):
         if not self.active:
             return
         self.active = False
+        timers = self.hub._timers
+        if timers is not None:
+            (timers if self.ref else self.hub._unref_timers).pop(self, None)
         if self.ref:
             self.hub.wakeup_sources -= 1
         try:
@@ -697,7 +1045,7 @@ class HubTimer:
     def cancel(self):
         if self.active:
             self.active = False
-            self.handle.cancel()
+            self.hub._cancel_timer(self, self.handle, self.ref)
             if self.ref:
                 self.hub.wakeup_sources -= 1
 
@@ -789,7 +1137,10 @@ class Waiter:
                 hub.wakeup_sources += 1
             else:
                 hub._note_blocking()
-            timer = hub.loop.call_later(timeout, self._timed_out, ref)
+            timer = hub._call_later(timeout, self._timed_out, ref)
+            timers = hub._timers
+            if timers is not None:
+                (timers if ref else hub._unref_timers)[self] = timer
         elif not hub._ready and not hub.wakeup_sources:
             hub._note_blocking()
         try:
@@ -812,11 +1163,14 @@ class Waiter:
 
     def _cancel_timer(self, timer, ref):
         if timer is not None and self.value is not _TIMED_OUT:
-            timer.cancel()
+            self.hub._cancel_timer(self, timer, ref)
             if ref:
                 self.hub.wakeup_sources -= 1
 
     def _timed_out(self, ref):
+        timers = self.hub._timers
+        if timers is not None:
+            (timers if ref else self.hub._unref_timers).pop(self, None)
         if self.state != _WAITING:
             return
         if ref:
@@ -857,6 +1211,9 @@ def _blocking_message():
             "blocking green code), or move the call into a green thread.")
 
 
+_HUB_TIMER_OWNERS = (Hub, Waiter, HubTimer)
+
+
 def _loop_has_pending_work(loop):
     asyncio = _originals.get("asyncio")
     if asyncio is not None:
@@ -868,9 +1225,112 @@ def _loop_has_pending_work(loop):
     scheduled = getattr(loop, "_scheduled", None)  # the stdlib loop's timer heap
     if scheduled:
         for handle in scheduled:
-            if not handle.cancelled():
+            # The hub's own timers are counted in wakeup_sources already, or are ref=False
+            # on purpose (Hub.join's timeout): neither keeps LoopExit away.
+            if not handle.cancelled() and not isinstance(
+                    getattr(handle._callback, "__self__", None), _HUB_TIMER_OWNERS):
                 return True
+    # What other code scheduled on the hub's own loop through its public methods (uvloop
+    # timers until they ran or were cancelled, fd callbacks until removed): see
+    # _with_raw_accounting.
+    if getattr(loop, "_hub_raw_calls", None):
+        _prune_raw_calls(loop)
+        if loop._hub_raw_calls:
+            return True
+    if getattr(loop, "_hub_raw_readers", None) or getattr(loop, "_hub_raw_writers", None):
+        return True
     return False
+
+
+# ---------------------------------------------------------------------------------------------
+# File descriptor slots (see "file descriptors" in Hub)
+
+#: uvloop loops that a forked child replaced (see Hub._carry_fd_waits).
+_abandoned_loops = []
+
+
+class _FdSlot:
+    """One descriptor and direction on one hub: who waits on it, and whether the event loop
+    has our callback installed."""
+    __slots__ = ("hub", "fd", "readable", "waiter", "watchers", "callback", "owner",
+                 "registered")
+
+    def __init__(self, hub, fd, readable):
+        self.hub = hub
+        self.fd = fd
+        self.readable = readable
+        self.waiter = None      # the exclusive Waiter
+        self.watchers = None    # list of select/poll Waiters
+        self.callback = None    # a hub-side callback (a server's accept loop)
+        self.owner = None       # weak reference to the socket that keeps the registration
+        self.registered = False
+
+    def __repr__(self):
+        return "<_FdSlot fd=%d %s%s waiter=%r watchers=%d%s%s>" % (
+            self.fd, "read" if self.readable else "write",
+            "" if self.registered else " unregistered", self.waiter,
+            len(self.watchers or ()), " callback" if self.callback is not None else "",
+            " kept" if self.owner is not None else "")
+
+    def is_unused(self):
+        return (self.waiter is None and self.watchers is None and self.callback is None
+                and self.owner is None)
+
+    def register(self):
+        loop = self.hub.loop
+        try:  # the base methods: our registrations are not user code's (see _RawCall)
+            add = loop._hub_add_reader if self.readable else loop._hub_add_writer
+        except AttributeError:  # an adopted asyncio loop
+            add = loop.add_reader if self.readable else loop.add_writer
+        add(self.fd, self.ready)
+        self.registered = True
+
+    def unregister(self):
+        if self.registered:
+            self.registered = False
+            loop = self.hub.loop
+            try:
+                try:
+                    remove = loop._hub_remove_reader if self.readable else loop._hub_remove_writer
+                except AttributeError:
+                    remove = loop.remove_reader if self.readable else loop.remove_writer
+                remove(self.fd)
+            except (OSError, ValueError, RuntimeError):
+                pass  # closed behind our back; uvloop: the number is a transport's by now
+
+    def discard(self):
+        self.unregister()
+        hub = self.hub
+        table = hub._readers if self.readable else hub._writers
+        if table.get(self.fd) is self:
+            del table[self.fd]
+
+    def ready(self):
+        # The event loop's callback.  Watchers are queued (there may be many); the exclusive
+        # waiter is switched into directly, last, because it may close the descriptor or wait
+        # on it again before _resume returns.
+        watchers = self.watchers
+        if watchers is not None:
+            self.watchers = None
+            for waiter in watchers:
+                waiter.wake(True)
+        callback = self.callback
+        if callback is not None:
+            try:
+                callback()
+            except BaseException as exc:
+                self.hub.handle_error(callback, type(exc), exc, exc.__traceback__)
+        waiter = self.waiter
+        if waiter is not None and waiter.state == _WAITING:
+            self.waiter = None
+            if self.owner is None and self.callback is None:
+                self.discard()
+            waiter.state = _WOKEN
+            self.hub._resume(waiter.fiber, waiter)
+        elif self.callback is None:
+            # Nobody waits any more, e.g. a kept registration that data overtook while its
+            # socket's green thread was busy.  The next wait registers again.
+            self.discard()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1012,3 +1472,10 @@ def cancel_wait(fd, exc):
     hub = get_hub_if_exists()
     if hub is not None:
         hub.cancel_wait(fd, exc)
+
+
+def forget_fd(fd):
+    """Call before closing ``fd``: see :meth:`Hub.forget_fd`."""
+    hub = get_hub_if_exists()
+    if hub is not None:
+        hub.forget_fd(fd)

@@ -11,26 +11,18 @@ park, with :func:`wait_any_fd` watching every descriptor on the hub's event loop
 the syscall again.  A wake-up is a hint, never an answer: after it we poll again, and a hint
 that turns out stale just means another round (within the caller's deadline).
 
-Sharing a descriptor with the hub's own waits
----------------------------------------------
-asyncio's ``add_reader`` keeps *one* callback per descriptor and direction; a second
-registration silently replaces the first.  The hub uses the same slots for green sockets
-(``Hub.wait_readable``), so a ``select()`` on a descriptor that a green socket is also waiting
-on cannot simply register too.  The rules here:
-
-* a descriptor that the hub is already waiting on is not registered again: it is covered by
-  re-polling;
-* we never remove a registration that the hub made after ours (we check the hub's table before
-  ``remove_reader``);
-* every wait is cut into slices of at most ``_SLICE`` seconds, so even if the hub replaced our
-  registration mid-wait, we notice readiness within one slice.
-
-Multiplexing per descriptor inside the hub would remove the slices; that is a hub change
-(see the report in ``docs/compatibility.md``).
+Sharing a descriptor
+--------------------
+The waits go through :meth:`loop._hub.Hub.wait_fds`, which makes each call a *watcher* of its
+descriptors in the hub: any number of select/poll calls may watch one descriptor, alongside the
+green thread that reads it (a green socket's ``recv``), and all of them wake when it becomes
+ready.  (asyncio's ``add_reader`` keeps one callback per descriptor, so registering directly
+would replace the hub's.)  Plain reads keep their rule: a second green thread reading one socket
+is a ``ConcurrentObjectUseError``.
 """
 import select as _stdlib_select
 
-from loop._hub import _TIMED_OUT, Waiter, get_hub, monotonic
+from loop._hub import get_hub, monotonic
 
 __all__ = ["select", "poll", "wait_any_fd", "error"]
 
@@ -46,60 +38,12 @@ POLLWRNORM = getattr(_stdlib_select, "POLLWRNORM", 256)
 _READ_MASK = POLLIN | POLLPRI | POLLRDNORM
 _WRITE_MASK = POLLOUT | POLLWRNORM
 
-#: Longest single park of a select/poll wait (see "Sharing a descriptor" above).
-_SLICE = 0.05
-
-
-class _Wakeup:
-    """The callback registered for each watched descriptor: wakes the waiter once."""
-    __slots__ = ("waiter",)
-
-    def __init__(self, waiter):
-        self.waiter = waiter
-
-    def __call__(self):
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            waiter.wake(True)
-
 
 def wait_any_fd(readers, writers, timeout):
     """Park until one of ``readers`` is readable or ``writers`` writable (a hint: poll again
-    afterwards), or ``timeout`` seconds (None: at most one slice) passed.  ``readers`` and
-    ``writers`` are iterables of ints."""
-    hub = get_hub()
-    event_loop = hub.loop
-    waiter = Waiter(hub)
-    wakeup = _Wakeup(waiter)
-    added_readers = []
-    added_writers = []
-    slice_ = _SLICE if timeout is None else min(timeout, _SLICE)
-    try:
-        for fd in readers:
-            if fd not in hub._readers and fd not in added_readers:
-                event_loop.add_reader(fd, wakeup)
-                added_readers.append(fd)
-        for fd in writers:
-            if fd not in hub._writers and fd not in added_writers:
-                event_loop.add_writer(fd, wakeup)
-                added_writers.append(fd)
-        return waiter.wait(max(slice_, 0)) is not _TIMED_OUT
-    finally:
-        wakeup.waiter = None
-        for fd in added_readers:
-            if fd not in hub._readers:
-                _quietly(event_loop.remove_reader, fd)
-        for fd in added_writers:
-            if fd not in hub._writers:
-                _quietly(event_loop.remove_writer, fd)
-
-
-def _quietly(remove, fd):
-    try:
-        remove(fd)
-    except (OSError, ValueError):  # closed meanwhile
-        pass
+    afterwards; True), or ``timeout`` seconds (None: no limit) passed (False).  ``readers``
+    and ``writers`` are iterables of ints."""
+    return get_hub().wait_fds(readers, writers, None if timeout is None else max(timeout, 0))
 
 
 def _fileno(obj):

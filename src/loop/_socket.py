@@ -24,18 +24,21 @@ Fast path first
 ---------------
 Each blocking call first tries the syscall: a ``recv`` on a socket that has data, a ``send``
 with room in the buffer, an ``accept`` with a pending connection returns without touching the
-hub.  Only on ``EAGAIN`` does the green thread register a readiness wait with the hub
-(:meth:`loop._hub.Hub.wait_readable`/``wait_writable``) and retry when woken.  The deadline is
-computed once per call, so spurious wake-ups (another green thread consumed the data) do not
-extend the caller's timeout, matching the stdlib's per-call timeout (and ``sendall``'s
-whole-call timeout since Python 3.5).
+hub.  Only on ``EAGAIN`` does the green thread wait for readiness in the hub and retry when
+woken.  The socket owns that wait: the hub keeps the descriptor registered with the event loop
+afterwards, so the next wait (a connection's next ``recv``) costs no registration syscalls.
+The deadline is computed once per call, so spurious wake-ups (another green thread consumed the
+data) do not extend the caller's timeout, matching the stdlib's per-call timeout (and
+``sendall``'s whole-call timeout since Python 3.5).
 
 Closing
 -------
 The stdlib closes through ``_real_close`` once the last ``makefile`` reference is gone.  Ours
-first calls the hub's ``cancel_wait`` on the descriptor: a green thread blocked in ``recv`` on
+first calls the hub's ``forget_fd`` on the descriptor: a green thread blocked in ``recv`` on
 this socket is woken with ``OSError(EBADF)`` instead of waiting forever on a descriptor number
-that the kernel may already have handed to a new file.
+that the kernel may already have handed to a new file, and the kept registration goes while
+the descriptor is still open.  ``detach()`` does the same, and so does ``__del__`` for a socket
+collected without ``close()`` (then the C finalizer closes it, as in the stdlib).
 
 Names resolved for the caller
 -----------------------------
@@ -47,9 +50,11 @@ import _socket
 import errno as _errno
 import os
 import socket as _stdlib
+import warnings as _warnings
 
 from loop import _dns
-from loop._hub import cancel_wait, get_hub, monotonic, sleep as _hub_sleep
+from loop._hub import (cancel_wait, current_hub, get_hub, get_hub_if_exists, monotonic,
+                       sleep as _hub_sleep)
 
 __all__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd",
            "wait_read", "wait_write", "wait_readwrite", "cancel_wait"]
@@ -147,15 +152,15 @@ class socket(_original_socket):
         fd = _c_fileno(self)
         if fd < 0:
             raise _closed_error()
-        hub = get_hub()
-        wait = hub.wait_readable if readable else hub.wait_writable
+        # The socket owns the wait (last argument): the hub keeps the descriptor registered
+        # for the next wait, and close(), detach() and __del__ tell it when to stop.
         if deadline is None:
-            wait(fd)
+            current_hub()._wait_fd(fd, readable, None, None, self)
         else:
             remaining = deadline - monotonic()
             if remaining <= 0:
                 raise _timed_out()
-            wait(fd, remaining, _timed_out())
+            current_hub()._wait_fd(fd, readable, remaining, _timed_out(), self)
 
     def _read_op(self, op, args):
         """Run a C read operation, waiting for readability on EAGAIN."""
@@ -242,22 +247,35 @@ class socket(_original_socket):
     def sendall(self, data, flags=0):
         if self._timeout == 0.0:
             return _c_sendall(self, data, flags)
+        if type(data) is bytes:
+            # Most writes are bytes that fit in the send buffer: one send, no memoryview.
+            try:
+                sent = _c_send(self, data, flags)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return None
+            with memoryview(data) as view:
+                self._send_rest(view, sent, flags)
+            return None
         with memoryview(data) as view, view.cast("B") as view:
-            total = len(view)
             try:
                 sent = _c_send(self, view, flags)
             except BlockingIOError:
                 sent = 0
-            if sent >= total:
-                return None
-            deadline = self._deadline()
-            while sent < total:
-                self._wait(False, deadline)
-                try:
-                    sent += _c_send(self, view[sent:], flags)
-                except BlockingIOError:
-                    pass
+            if sent < len(view):
+                self._send_rest(view, sent, flags)
         return None
+
+    def _send_rest(self, view, sent, flags):
+        total = len(view)
+        deadline = self._deadline()
+        while sent < total:
+            self._wait(False, deadline)
+            try:
+                sent += _c_send(self, view[sent:], flags)
+            except BlockingIOError:
+                pass
 
     def _sendfile_use_sendfile(self, file, offset=0, count=None):
         # The stdlib version waits with a real poll() selector; this one waits on the hub.
@@ -367,14 +385,41 @@ class socket(_original_socket):
     def _real_close(self, _ss=_c):
         fd = _c_fileno(self)
         if fd >= 0:
-            cancel_wait(fd, _closed_error())
+            _forget_fd(fd)
         _ss.close(self)
 
     def detach(self):
         fd = _c_fileno(self)
         if fd >= 0:
-            cancel_wait(fd, _closed_error())
+            _forget_fd(fd)
         return _original_socket.detach(self)
+
+    def __del__(self, _fileno=_c_fileno, _close=_c_close, _warn=_warnings.warn):
+        # A socket collected without close().  Defining __del__ replaces the C finalizer, so
+        # this does its work (ResourceWarning, close), after what the C one cannot do: remove
+        # the registration the hub keeps for the socket while the descriptor is still open.
+        # Left behind, it would outlive the file and shadow a new file with the same number
+        # (uvloop keeps one poll handle per number, which would also break its transports).
+        fd = _fileno(self)
+        if fd < 0:
+            return
+        try:
+            _forget_fd(fd)
+        except Exception:
+            pass
+        try:
+            _warn("unclosed %r" % (self,), ResourceWarning, stacklevel=2, source=self)
+        finally:
+            try:
+                _close(self)
+            except OSError:
+                pass
+
+
+def _forget_fd(fd, _hub=get_hub_if_exists):
+    hub = _hub()
+    if hub is not None:
+        hub.forget_fd(fd)  # waiters get the same EBADF error as _closed_error()
 
 
 def _io_unsupported():

@@ -8,7 +8,7 @@ callback) and both support ``rawlink``/``unlink``, so ``loop.wait`` and ``loop.i
 them.
 """
 from loop._hub import _TIMED_OUT, Waiter, get_hub
-from loop.greenlet import DIRECT_LINK_TYPES
+from loop._links import DIRECT_LINK_TYPES, check_link, notify, notify_one, without
 
 __all__ = ["Event", "AsyncResult"]
 
@@ -53,43 +53,24 @@ class _Linkable:
                 waiter.wake(True)
         links = self._links
         if links:
-            deferred = []
-            for link in links:
-                if type(link) in DIRECT_LINK_TYPES:
-                    link(self)
-                else:
-                    deferred.append(link)
-            if deferred:
-                hub = self._link_hub or get_hub()
-                hub.run_callback_threadsafe(self._call_links, deferred)
-
-    def _call_links(self, links):
-        for link in links:
-            try:
-                link(self)
-            except BaseException as exc:
-                (self._link_hub or get_hub()).handle_error((link, self), type(exc), exc,
-                                                           exc.__traceback__)
+            notify(self, links, self._link_hub)  # the links stay for the next set()
 
     def rawlink(self, callback):
         """Call ``callback(self)`` in the hub whenever this becomes ready (soon, if it is)."""
-        if not callable(callback):
-            raise TypeError("Expected callable: %r" % (callback,))
+        if type(callback) not in DIRECT_LINK_TYPES:  # (join's Waiter skips a call)
+            check_link(callback)
         if self._link_hub is None:
             self._link_hub = get_hub()
         if self._links is None:
             self._links = []
         self._links.append(callback)
         if self.ready():
-            if type(callback) in DIRECT_LINK_TYPES:
-                callback(self)
-            else:
-                self._link_hub.run_callback_threadsafe(self._call_links, [callback])
+            notify_one(self, callback, self._link_hub)
 
     def unlink(self, callback):
         links = self._links
         if links:
-            self._links = [link for link in links if link != callback and link is not callback]
+            self._links = without(links, callback)
 
     def ready(self):
         raise NotImplementedError

@@ -19,7 +19,8 @@ Links.  ``rawlink(callback)`` callbacks run in the hub once the green thread is 
 block; ``link(callback)`` runs each callback in a new green thread.  Waiting on a green thread
 (``join``, ``get``, ``iwait``) is itself a link, but a cheap one: a :class:`loop._hub.Waiter` (or
 another type in ``DIRECT_LINK_TYPES``) only queues a wake-up, so it is fired straight from the
-finishing green thread instead of through an extra hub callback.
+finishing green thread instead of through an extra hub callback (:mod:`loop._links`, shared with
+``Event``).
 
 Killing.  ``kill()`` asks the hub to raise ``GreenletExit`` (or any exception) at the point where
 the target waits, so the target's ``finally`` blocks and context managers run.  A green thread
@@ -37,15 +38,12 @@ from contextvars import copy_context
 from itertools import count as _count
 
 from loop._hub import Waiter, current_hub
+from loop._links import DIRECT_LINK_TYPES, check_link, notify, notify_one, without
 from loop._switch import Fiber, FiberExit, getcurrent
 
 __all__ = ["Greenlet", "GreenletExit", "DIRECT_LINK_TYPES"]
 
 GreenletExit = FiberExit
-
-#: Link types that only queue a wake-up (never block, never switch): fired directly by the
-#: finishing green thread rather than from a hub callback.
-DIRECT_LINK_TYPES = {Waiter}
 
 _NO_KWARGS = {}  # shared by finished green threads; never mutated
 _fiber_dead = Fiber.dead.__get__
@@ -131,8 +129,10 @@ class Greenlet(Fiber):
             self.args = ()
             self.kwargs = _NO_KWARGS
             self.value = result
-            if self._links:
-                self._fire_links()
+            links = self._links
+            if links:
+                self._links = None
+                notify(self, links, self._hub)
 
     def _finish(self, value, exc):
         self._done = True
@@ -279,13 +279,10 @@ class Greenlet(Fiber):
 
     def rawlink(self, callback):
         """Call ``callback(self)`` in the hub once it is done (soon, if it already is)."""
-        if type(callback) not in DIRECT_LINK_TYPES and not callable(callback):
-            raise TypeError("Expected callable: %r" % (callback,))
+        if type(callback) not in DIRECT_LINK_TYPES:  # (join's Waiter skips a call)
+            check_link(callback)
         if self._done:
-            if type(callback) in DIRECT_LINK_TYPES:
-                callback(self)
-            else:
-                self._hub.run_callback_threadsafe(self._call_link, callback)
+            notify_one(self, callback, self._hub)
             return
         if self._links is None:
             self._links = [callback]
@@ -308,7 +305,7 @@ class Greenlet(Fiber):
         """Remove every link to ``callback``."""
         links = self._links
         if links:
-            self._links = [link for link in links if link != callback and link is not callback]
+            self._links = without(links, callback)
 
     def unlink_all(self):
         self._links = None
@@ -318,26 +315,7 @@ class Greenlet(Fiber):
 
     def _fire_links(self):
         links, self._links = self._links, None
-        deferred = None
-        for link in links:
-            if type(link) in DIRECT_LINK_TYPES:
-                link(self)
-            elif deferred is None:
-                deferred = [link]
-            else:
-                deferred.append(link)
-        if deferred:
-            self._hub.run_callback_threadsafe(self._call_links, deferred)
-
-    def _call_links(self, links):
-        for link in links:
-            self._call_link(link)
-
-    def _call_link(self, link):
-        try:
-            link(self)
-        except BaseException as exc:
-            self._hub.handle_error((link, self), type(exc), exc, exc.__traceback__)
+        notify(self, links, self._hub)
 
 
 _RUN_SLOT = Greenlet._run

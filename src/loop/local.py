@@ -8,10 +8,14 @@ the object's ``__dict__`` is pointed at the current green thread's dict, as the 
 garbage collected (a weak reference to the fiber triggers it).  A real (unpatched) lock guards the
 swap, because green threads of several OS threads may share one ``local``.
 """
-import _thread
 from weakref import ref
 
+from loop._patch_registry import get_original
 from loop._switch import getcurrent
+
+# The real RLock, even if ``_thread`` was patched before this import: the lock must exclude
+# green threads of other OS threads, which a green lock (owned by one hub) cannot do.
+_RLock = get_original("_thread", "RLock")
 
 __all__ = ["local"]
 
@@ -22,7 +26,7 @@ class _LocalImpl:
     def __init__(self, args, kwargs):
         self.dicts = {}  # id(fiber) -> (weakref to fiber, attribute dict)
         self.localargs = (args, kwargs)
-        self.lock = _thread.RLock()
+        self.lock = _RLock()
 
     def get_dict(self):
         fiber = getcurrent()

@@ -16,6 +16,7 @@ import queue as _stdlib_queue
 from collections import deque
 
 from loop._hub import _TIMED_OUT, Waiter, monotonic
+from loop._switch import getcurrent
 from loop.event import Event
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue", "LifoQueue", "PriorityQueue", "Channel",
@@ -283,11 +284,20 @@ class PriorityQueue(Queue):
 
 class Channel:
     """A queue of size zero: ``put`` waits until a getter takes the item, ``get`` waits for a
-    putter.  Items pass hand to hand."""
+    putter.  Items pass hand to hand.
+
+    A getter takes the item itself, from the putter's entry, when it runs; waking it only says
+    "an item is offered".  So an item is never lost when a woken getter is killed or times out
+    before it runs: the entry stays where it was and the wake-up passes to the next getter.
+    ``put`` returns once a getter really took the item (``Full`` after ``timeout`` means nobody
+    did).  ``put_nowait`` (and ``put`` from a hub callback, which cannot wait) succeeds only if a
+    getter is waiting and does not wait for it to run; its item then keeps its place in line
+    for the next getter if that one is interrupted.
+    """
 
     def __init__(self, maxsize=1):
-        self._getters = deque()  # Waiters, woken with the item
-        self._putters = deque()  # (Waiter, item), woken when taken
+        self._getters = deque()  # Waiters of blocked getters, woken to come and take an item
+        self._putters = deque()  # (Waiter, item); Waiter None for an accepted put_nowait
 
     def __repr__(self):
         return "<Channel getters=%d putters=%d>" % (len(self._getters), len(self._putters))
@@ -306,20 +316,28 @@ class Channel:
         """Waiting putters minus waiting getters."""
         return len(self._putters) - len(self._getters)
 
-    def put(self, item, block=True, timeout=None):
+    def _wake_getter(self):
         getters = self._getters
         while getters:
-            if getters.popleft().wake(item):
-                return
-        if not block:
-            raise Full
-        waiter = Waiter()
+            if getters.popleft().wake(True):
+                return True
+        return False
+
+    def put(self, item, block=True, timeout=None):
+        waiter = Waiter() if block else None
+        if waiter is None or getcurrent() is waiter.hub.fiber:
+            # (A hub callback cannot wait for the getter to run, so it puts without waiting.)
+            if not self._wake_getter():
+                raise Full
+            self._putters.append((None, item))
+            return
         entry = (waiter, item)
         self._putters.append(entry)
+        self._wake_getter()
         try:
             result = waiter.wait(timeout)
         except BaseException:
-            _discard(self._putters, entry)
+            _discard(self._putters, entry)  # still there unless a getter took the item
             raise
         if result is _TIMED_OUT:
             _discard(self._putters, entry)
@@ -329,24 +347,21 @@ class Channel:
         self.put(item, False)
 
     def get(self, block=True, timeout=None):
+        deadline = None
         putters = self._putters
-        while putters:
-            waiter, item = putters.popleft()
-            if waiter.wake(True):
-                return item
-        if not block:
-            raise Empty
-        waiter = Waiter()
-        self._getters.append(waiter)
-        try:
-            result = waiter.wait(timeout)
-        except BaseException:
-            _discard(self._getters, waiter)
-            raise
-        if result is _TIMED_OUT:
-            _discard(self._getters, waiter)
-            raise Empty
-        return result
+        while True:
+            while putters:
+                waiter, item = putters.popleft()
+                if waiter is None or waiter.wake(True):
+                    return item
+            if not block:
+                raise Empty
+            if deadline is None and timeout is not None:
+                deadline = _deadline(timeout)
+            # Woken means "an item is offered": another getter that did not have to wait, or
+            # the putter giving up, can still take it away first, hence the loop.
+            if not _wait_turn(self._getters, deadline):
+                raise Empty
 
     def get_nowait(self):
         return self.get(False)

@@ -10,8 +10,10 @@ is the handler's business and happens in straight-line blocking code.
 
 Accepting in the hub
 --------------------
-The listening descriptor gets one persistent reader callback on the hub's event loop, registered
-once at :meth:`StreamServer.start` and kept until :meth:`StreamServer.close`.  When the loop
+The listening descriptor gets one persistent reader callback in the hub
+(:meth:`loop._hub.Hub.start_fd_callback`), registered once at :meth:`StreamServer.start` and kept
+until :meth:`StreamServer.close`; going through the hub, it coexists with green threads that
+``select()`` on the listener or wait on it.  When the loop
 reports it readable, the callback (running in the hub itself, no green thread involved) calls
 ``accept()`` until ``EAGAIN`` or ``max_accept`` connections, wraps each descriptor in a green
 socket and spawns its handler.  The accept path therefore costs the syscall, one socket object
@@ -292,15 +294,12 @@ class StreamServer:
     def _start_reading(self):
         if not self._reading and not self._closed:
             self._reading = True
-            self._hub.loop.add_reader(self._fd, self._on_acceptable)
+            self._hub.start_fd_callback(self._fd, True, self._on_acceptable)
 
     def _stop_reading(self):
         if self._reading:
             self._reading = False
-            try:
-                self._hub.loop.remove_reader(self._fd)
-            except (OSError, ValueError):
-                pass
+            self._hub.stop_fd_callback(self._fd, True)
 
     def _on_acceptable(self):
         # Runs in the hub: must not block.  Accept until EAGAIN or max_accept connections.

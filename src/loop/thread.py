@@ -20,9 +20,17 @@ state dies (``_set_sentinel``, 3.11/3.12) or through a ``_ThreadHandle`` (3.13).
 thread, the wrapper that runs its function does the same in a ``finally``: it releases the
 sentinel locks the thread asked for, or marks its handle done, and :func:`_shutdown` (3.13's
 ``threading._thread_shutdown``) waits for the non-daemon green threads at exit.
+
+Fork
+----
+A forked child keeps only the forking OS thread, but all of that thread's green threads: they
+are fibers of it.  :data:`_live` lists the running green threads so that the fork hooks in
+:mod:`loop._patch_thread` can tell which ones keep running, and end the others (those of other
+OS threads) in the child the way CPython ends the threads that a fork left behind.
 """
 import _thread
 import sys
+from weakref import ref as _weakref
 
 from loop import lock as _lock
 from loop._hub import get_hub
@@ -72,13 +80,19 @@ def _timeout_argument(blocking, timeout):
 class LockType(_lock.Lock):
     """A green ``_thread.lock``."""
 
+    # Bound on the class: finalizers at interpreter exit (subprocess.Popen.__del__ takes a lock)
+    # may run after this module's globals were cleared.
+    _acquire = _lock.Lock.acquire
+    _release = _lock.Lock.release
+    _timeout_argument = staticmethod(_timeout_argument)
+
     def acquire(self, blocking=True, timeout=-1):
-        return _lock.Lock.acquire(self, blocking, _timeout_argument(blocking, timeout))
+        return self._acquire(blocking, self._timeout_argument(blocking, timeout))
 
     def release(self):
         if self.counter > 0:
             raise RuntimeError("release unlocked lock")
-        _lock.Lock.release(self)
+        self._release()
 
     def __enter__(self):
         return self.acquire()
@@ -180,10 +194,13 @@ class RLock:
 
 _running = 0          # green threads started through this module and not finished
 _sentinels = {}       # ident -> [locks released when that green thread ends] (3.11/3.12)
+#: ident -> (weak reference to the fiber, function, 3.13 handle or None) of each green thread
+#: started through this module and not finished; weak, so that a green thread blocked forever
+#: on something unreachable can still be collected (and end) as before.
+_live = {}
 
 
 def _run(function, args, kwargs, handle):
-    global _running
     try:
         function(*args, **kwargs)
     except SystemExit:
@@ -191,12 +208,18 @@ def _run(function, args, kwargs, handle):
     except BaseException as exc:
         _report(function, exc)
     finally:
-        _running -= 1
-        for sentinel in _sentinels.pop(get_ident(), ()):
-            if sentinel.locked():
-                sentinel.release()
-        if handle is not None:
-            handle._set_done()
+        _ended(get_ident(), handle)
+
+
+def _ended(ident, handle):
+    global _running
+    _running -= 1
+    _live.pop(ident, None)
+    for sentinel in _sentinels.pop(ident, ()):
+        if sentinel.locked():
+            sentinel.release()
+    if handle is not None:
+        handle._set_done()
 
 
 def _report(function, exc):
@@ -222,11 +245,36 @@ def _spawn(function, args, kwargs, handle):
     hub = get_hub()
     # A bare fiber (no Greenlet bookkeeping needed: the wrapper reports errors itself).
     fiber = Fiber(lambda _unused=None: _run(function, args, kwargs or {}, handle), hub.fiber)
+    ident = id(fiber)
     _running += 1
+    _live[ident] = (_weakref(fiber), function, handle)
     if handle is not None:
-        handle._ident = id(fiber)
+        handle._ident = ident
     hub.schedule_start(fiber)
-    return id(fiber)
+    return ident
+
+
+def _green_threads_of(hub):
+    """The (ident, function) of the running green threads of ``hub``'s OS thread."""
+    hub_fiber = hub.fiber if hub is not None else None
+    found = []
+    for ident, (fiber_ref, function, _handle) in list(_live.items()):
+        fiber = fiber_ref()
+        if fiber is not None and hub_fiber is not None and fiber.parent is hub_fiber:
+            found.append((ident, function))
+    return found
+
+
+def _end_other_threads_after_fork(hub):
+    """In a forked child: the green threads of other OS threads are gone; signal their end
+    (joiners, ``_shutdown``) as CPython does for the OS threads a fork leaves behind."""
+    survivors = {ident for ident, _ in _green_threads_of(hub)}
+    for ident, (_fiber_ref, _function, handle) in list(_live.items()):
+        if ident not in survivors:
+            try:
+                _ended(ident, handle)
+            except Exception:
+                pass
 
 
 def start_new_thread(function, args, kwargs=None):

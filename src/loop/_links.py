@@ -1,0 +1,60 @@
+"""Link notification, shared by :class:`loop.greenlet.Greenlet` and :mod:`loop.event`.
+
+A *link* is a callable that gets the source (a green thread, an ``Event``, an ``AsyncResult``)
+once the source is ready.  Most links are the :class:`loop._hub.Waiter` of a green thread that
+waits for the source (``join``, ``wait``, ``iwait``): such a link only queues a wake-up, so
+whoever makes the source ready calls it at once, which costs no hub callback.  Any other link
+may block, switch or fail, so those run later, together in one hub callback, each guarded by
+the hub's error reporting, and never in the middle of the code that made the source ready.
+
+The sources keep their links themselves (a green thread drops them once fired, an event keeps
+them for the next ``set()``); this module only runs them.
+"""
+from loop._hub import Waiter
+
+__all__ = ["DIRECT_LINK_TYPES", "check_link", "notify", "notify_one", "without"]
+
+#: Link types that only queue a wake-up (never block, never switch, never raise): called
+#: directly by the code that makes the source ready.  loop._api adds its iwait collector.
+DIRECT_LINK_TYPES = {Waiter}
+
+
+def check_link(callback):
+    if type(callback) not in DIRECT_LINK_TYPES and not callable(callback):
+        raise TypeError("Expected callable: %r" % (callback,))
+
+
+def notify(source, links, hub):
+    """Call ``links`` for ``source``, which just became ready: direct links now, the others in
+    ``hub`` soon (from any OS thread)."""
+    deferred = None
+    for link in links:
+        if type(link) in DIRECT_LINK_TYPES:
+            link(source)
+        elif deferred is None:
+            deferred = [link]
+        else:
+            deferred.append(link)
+    if deferred:
+        hub.run_callback_threadsafe(_run_links, source, deferred, hub)
+
+
+def notify_one(source, link, hub):
+    """Call one link added to a source that is ready already."""
+    if type(link) in DIRECT_LINK_TYPES:
+        link(source)
+    else:
+        hub.run_callback_threadsafe(_run_links, source, (link,), hub)
+
+
+def _run_links(source, links, hub):
+    for link in links:
+        try:
+            link(source)
+        except BaseException as exc:
+            hub.handle_error((link, source), type(exc), exc, exc.__traceback__)
+
+
+def without(links, callback):
+    """``links`` minus every link equal to ``callback`` (``unlink``)."""
+    return [link for link in links if link != callback and link is not callback]
