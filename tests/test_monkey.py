@@ -283,3 +283,21 @@ def test_popen_finalized_at_exit_without_noise():
         loop.sleep(0.3)  # never waited for: finalized during interpreter shutdown
     """)
     assert "Exception ignored" not in proc.stderr, proc.stderr
+
+
+def test_pipeline_child_reads_a_green_pipe_in_blocking_mode():
+    # p1.stdout is handed to p2 as its stdin: the child must not inherit O_NONBLOCK (it would
+    # read EAGAIN and give up), while the parent's own reads still only block its green thread.
+    proc = run_python("""
+        import loop.monkey; loop.monkey.patch_all()
+        import os, subprocess, time, loop
+        p1 = subprocess.Popen(["sh", "-c", "sleep 0.3; echo piped"], stdout=subprocess.PIPE)
+        p2 = subprocess.Popen(["cat"], stdin=p1.stdout, stdout=subprocess.PIPE)
+        print("blocking", os.get_blocking(p1.stdout.fileno()))
+        ticks = []
+        ticker = loop.spawn(lambda: [ticks.append(loop.sleep(0.02)) for _ in range(5)])
+        out = p2.stdout.read()
+        print(out.decode().strip(), len(ticks) >= 5)
+        p1.stdout.close(); p1.wait(); p2.wait()
+    """)
+    assert proc.stdout.split() == ["blocking", "True", "piped", "True"], proc.stderr

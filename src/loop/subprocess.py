@@ -8,11 +8,12 @@ The stdlib ``Popen`` is kept whole; what makes it block is replaced underneath i
 
 * **Pipes.** ``Popen.__init__`` builds ``stdin``/``stdout``/``stderr`` with ``io.open(fd, mode,
   bufsize)`` and ``io.TextIOWrapper``.  The module-level name ``io`` that it looks up is pointed
-  at :data:`green_io`, whose ``open`` puts the parent's end of the pipe in non-blocking mode and
-  wraps it in :class:`GreenPipe`, a raw ``io.RawIOBase`` that waits on the hub on ``EAGAIN``;
-  buffering and text decoding stay the stdlib's ``BufferedReader``/``BufferedWriter``/
-  ``TextIOWrapper``.  The child's ends are separate open file descriptions, so their blocking
-  mode is untouched.
+  at :data:`green_io`, whose ``open`` wraps the parent's end of the pipe in :class:`GreenPipe`, a raw
+  ``io.RawIOBase`` that waits on the hub until the pipe is ready and then moves only what
+  cannot block; buffering and text decoding stay the stdlib's ``BufferedReader``/
+  ``BufferedWriter``/``TextIOWrapper``.  The descriptor keeps blocking mode, because a pipe end
+  of one child is often given to the next child (a shell-style pipeline), which must not
+  inherit ``O_NONBLOCK``.
 * **communicate.** It waits with ``_PopenSelector`` (a ``PollSelector`` bound when subprocess
   was imported); that name is pointed at :class:`loop._selectors.GreenSelector`.  Its direct
   ``os.read``/``os.write`` calls only happen after the selector said ready.
@@ -26,25 +27,37 @@ of the stdlib module without patching anything.
 import errno as _errno
 import io as _io
 import os as _os
+import select as _select
 import sys as _sys
 import types as _types
 import warnings as _warnings
 
 from loop._hub import get_hub
 
+_poll = _select.poll  # bound before monkey patching replaces it
+_POLLIN = _select.POLLIN | _select.POLLHUP | _select.POLLERR
+_POLLOUT = _select.POLLOUT | _select.POLLERR
+_PIPE_BUF = getattr(_select, "PIPE_BUF", 512)
+
 __all__ = ["Popen", "run", "call", "check_call", "check_output", "GreenPipe", "green_io",
            "patch_module"]
 
 
 class GreenPipe(_io.RawIOBase):
-    """A raw, non-blocking pipe end whose reads and writes wait on the hub."""
+    """A raw pipe end whose reads and writes wait on the hub.
+
+    The descriptor stays in blocking mode: its open file description may be handed to another
+    child (``Popen(..., stdin=p1.stdout)``), which would inherit ``O_NONBLOCK`` and fail with
+    ``EAGAIN``.  Instead each call first asks ``poll`` (the real one, zero timeout) whether the
+    pipe is ready, waits on the hub if not, and then moves at most what cannot block: any amount
+    for a read, ``PIPE_BUF`` bytes for a write (POSIX guarantees that much room when the pipe
+    polls writable)."""
 
     def __init__(self, fd, mode):
         super().__init__()
         self._fd = fd
         self._readable = "r" in mode
         self._writable = "w" in mode or "a" in mode
-        _os.set_blocking(fd, False)
         self.name = fd
         self.mode = mode
 
@@ -61,19 +74,20 @@ class GreenPipe(_io.RawIOBase):
     def isatty(self):
         return False
 
+    def _ready(self, events):
+        poller = _poll()
+        poller.register(self._fd, events)
+        return bool(poller.poll(0))
+
     def readinto(self, buffer):
-        while True:
-            try:
-                return _os.readv(self._fd, [buffer])
-            except BlockingIOError:
-                get_hub().wait_readable(self._fd)
+        if not self._ready(_POLLIN):
+            get_hub().wait_readable(self._fd)
+        return _os.readv(self._fd, [buffer])
 
     def write(self, data):
-        while True:
-            try:
-                return _os.write(self._fd, data)
-            except BlockingIOError:
-                get_hub().wait_writable(self._fd)
+        if not self._ready(_POLLOUT):
+            get_hub().wait_writable(self._fd)
+        return _os.write(self._fd, memoryview(data)[:_PIPE_BUF])
 
     def close(self):
         if not self.closed:
