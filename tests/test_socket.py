@@ -130,6 +130,58 @@ def test_recv_fast_path_does_not_register_a_wait():
     b.close()
 
 
+def _read_that_waits(a, b, payload=b"ping"):
+    """A recv on ``a`` that finds nothing and has to wait for ``b`` to send."""
+    loop.spawn_later(0.005, b.sendall, payload)
+    assert a.recv(1024) == payload
+
+
+def test_read_after_a_wait_waits_first_and_still_gets_data_already_there():
+    a, b = gsocket.socketpair()
+    _read_that_waits(a, b)
+    b.sendall(b"queued")       # arrives before the next recv starts
+    ran = []
+    loop.spawn(ran.append, 1)
+    assert a.recv(1024) == b"queued"   # level-triggered registration: nothing is lost
+    assert ran == [1]                  # it waited first, so the hub ran the other green thread
+    ran.clear()
+    b.sendall(b"x" * 8)
+    loop.spawn(ran.append, 2)
+    assert a.recv_into(bytearray(4)) == 4   # waits first again, and fills the buffer...
+    assert ran == [2]
+    ran.clear()
+    loop.spawn(ran.append, 3)
+    assert a.recv(4) == b"xxxx"              # ...so the next read tries first: no hub trip
+    assert ran == []
+    loop.sleep(0)
+    assert ran == [3]
+    a.close()
+    b.close()
+
+
+def test_wait_first_reads_keep_the_stdlib_answers():
+    a, b = gsocket.socketpair()
+    _read_that_waits(a, b)
+    started = time.monotonic()
+    assert a.recv(0) == b""                   # at once, as the stdlib does, never a wait
+    with pytest.raises(TypeError):
+        a.recv("many")                        # bad arguments fail at once too
+    _read_that_waits(a, b)
+    a.settimeout(0.05)
+    with pytest.raises(TimeoutError):
+        a.recv(10)
+    _read_that_waits(a, b)
+    a.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        a.recv(10)
+    assert time.monotonic() - started < 2
+    a.setblocking(True)
+    _read_that_waits(a, b)
+    b.close()
+    assert a.recv(10) == b""                  # the peer's close wakes a wait-first read
+    a.close()
+
+
 def test_recv_into_recvfrom_recvmsg():
     a, b = gsocket.socketpair()
     loop.spawn_later(0.02, b.sendall, b"hello")

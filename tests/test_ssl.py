@@ -8,6 +8,7 @@ import pytest
 import loop
 from loop import socket as gsocket
 from loop import ssl as gssl
+from loop.event import Event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -130,8 +131,10 @@ def test_handshakes_are_concurrent(contexts):
 def test_read_timeout_and_other_green_threads_run(contexts):
     server_ctx, client_ctx = contexts
 
+    done = Event()
+
     def silent(conn):
-        loop.sleep(5)
+        done.wait(5)   # set at the end, so no sleeping green thread outlives the test
         conn.close()
 
     listener, acceptor = start_echo_server(server_ctx, silent)
@@ -145,6 +148,7 @@ def test_read_timeout_and_other_green_threads_run(contexts):
         tls.recv(10)
     assert time.monotonic() - start >= 0.15
     assert ticks.ready()
+    done.set()
     tls.close()
     acceptor.kill()
     listener.close()
