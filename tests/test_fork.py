@@ -4,11 +4,11 @@ Every test forks in a subprocess of its own (forking the pytest process would du
 A child that does not exit 0 fails the test; the parent checks the child's exit code too.
 """
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from script_helpers import run_python
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
@@ -21,11 +21,7 @@ SAY = ("def say(*args):\n"
 
 
 def run_script(code, backend, timeout=60):
-    env = dict(os.environ, LOOP_BACKEND=backend)
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
-    env["PYTHONPATH"] = os.path.abspath(src) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-c", SAY + textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_python(SAY + textwrap.dedent(code), {"LOOP_BACKEND": backend}, timeout)
 
 
 def check(r, *expected):

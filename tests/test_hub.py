@@ -1,12 +1,10 @@
 """The hub: scheduling, LoopExit, misuse errors, error reporting, signals, fork."""
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
+
+from script_helpers import run_python
 
 import loop
 from loop import _hub
@@ -17,13 +15,8 @@ from loop.exceptions import (BlockingSwitchOutError, ConcurrentObjectUseError,
 BACKENDS = ["asyncio", "uvloop"]
 
 
-def run_script(code, env_extra=None, timeout=30, input_signal=None):
-    env = dict(os.environ)
-    env.update(env_extra or {})
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
-    env["PYTHONPATH"] = os.path.abspath(src) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def run_script(code, env_extra=None, timeout=30):
+    return run_python(code, env_extra, timeout)
 
 
 def test_one_hub_per_thread_and_backend_choice():

@@ -1,23 +1,17 @@
 """asyncio both ways on the hub's loop."""
 import asyncio
-import os
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
+
+from script_helpers import run_python
 
 import loop
 from loop.exceptions import BlockingSwitchOutError
 
 
 def run_script(code, backend="asyncio"):
-    env = dict(os.environ, LOOP_BACKEND=backend)
-    src = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "src"))
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=30)
+    return run_python(code, {"LOOP_BACKEND": backend})
 
 
 def test_await_blocks_only_calling_green_thread():

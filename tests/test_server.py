@@ -5,6 +5,8 @@ import socket as stdlib_socket
 
 import pytest
 
+from tls_helpers import make_certificate
+
 import loop
 from loop import socket
 from loop.event import Event
@@ -288,25 +290,8 @@ def test_tls(tmp_path):
 
 
 def _self_signed(tmp_path):
-    x509 = pytest.importorskip("cryptography.x509")
-    import datetime
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
+    pytest.importorskip("cryptography.x509")
+    return make_certificate(tmp_path)
 
 
 # -- WSGIServer, green -------------------------------------------------------------------------

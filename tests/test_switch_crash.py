@@ -1,18 +1,16 @@
 """Scenarios that crash naive switchers. Each runs in a fresh interpreter that must exit 0 and
 print nothing on stderr (warnings included), so a segfault or an abort fails the test."""
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from script_helpers import run_python
+
 
 def run_script(code, timeout=120, expect_stdout=None, env=None):
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
+    proc = run_python(code, env, timeout, interpreter_args=("-X", "faulthandler"))
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.stderr == "", proc.stderr
     if expect_stdout is not None:

@@ -4,6 +4,8 @@ import time
 
 import pytest
 
+from script_helpers import run_python
+
 import loop
 from loop import Timeout
 from loop.event import AsyncResult, Event
@@ -455,16 +457,7 @@ def test_timeout_interrupts_queue_get_without_losing_items():
 
 
 def _run_script(code, env_extra=None, timeout=60):
-    import os
-    import subprocess
-    import sys
-    import textwrap
-    env = dict(os.environ)
-    env.update(env_extra or {})
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
-    env["PYTHONPATH"] = os.path.abspath(src) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_python(code, env_extra, timeout)
 
 
 @pytest.mark.parametrize("patch_first", [False, True])

@@ -4,6 +4,8 @@ import time
 
 import pytest
 
+from script_helpers import run_python
+
 import loop
 from loop.threadpool import ThreadPool
 
@@ -114,11 +116,7 @@ def test_executor_futures_wait_only_the_calling_green_thread():
 
 @pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
 def test_hub_default_executor_uses_real_threads_after_patch_thread(backend):
-    import os
-    import subprocess
-    import sys
-    import textwrap
-    code = textwrap.dedent("""
+    r = run_python("""
         import loop.monkey; loop.monkey.patch_all()
         import asyncio, time, loop
         real_sleep = loop.monkey.get_original("time", "sleep")
@@ -131,11 +129,6 @@ def test_hub_default_executor_uses_real_threads_after_patch_thread(backend):
             return len(set(idents)), time.monotonic() - start
         distinct, elapsed = loop.await_(on_hub())
         print(distinct >= 2, elapsed < 0.7)
-    """)
-    env = dict(os.environ, LOOP_BACKEND=backend)
-    src = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "src"))
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       timeout=30)
+    """, {"LOOP_BACKEND": backend})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True"]

@@ -1,12 +1,11 @@
 """util: print_run_info, assert_switches, the blocking monitor."""
 import io
 import os
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
+
+from script_helpers import run_python
 
 import loop
 from loop.util import assert_switches, format_run_info, print_run_info
@@ -43,10 +42,7 @@ def test_assert_switches_passes_and_fails():
 
 @pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
 def test_blocking_monitor_reports_offender(backend):
-    env = dict(os.environ, LOOP_MAX_BLOCKING_TIME="0.05", LOOP_BACKEND=backend)
-    src = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "src"))
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    code = textwrap.dedent("""
+    r = run_python("""
         import time, loop
         def hog_the_loop():
             time.sleep(0.3)
@@ -54,9 +50,7 @@ def test_blocking_monitor_reports_offender(backend):
         g.name = "hog"
         g.join()
         loop.sleep(0.2)
-    """)
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       timeout=30)
+    """, {"LOOP_MAX_BLOCKING_TIME": "0.05", "LOOP_BACKEND": backend})
     assert r.returncode == 0, r.stderr
     assert "blocked the event loop" in r.stderr
     assert "'hog'" in r.stderr and "hog_the_loop" in r.stderr

@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from tls_helpers import make_certificate
+
 gunicorn = pytest.importorskip("gunicorn")
 
 pytestmark = pytest.mark.timeout(60)
@@ -226,27 +228,8 @@ def start(tmp_path):
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    x509 = pytest.importorskip("cryptography.x509")
-    import datetime
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-            .sign(key, hashes.SHA256()))
-    directory = tmp_path_factory.mktemp("tls")
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return str(certfile), str(keyfile)
+    pytest.importorskip("cryptography.x509")
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def wait_for(predicate, timeout=10):
