@@ -40,6 +40,8 @@ import subprocess
 import sys
 import time
 
+from _procs import cpu_seconds
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -121,12 +123,12 @@ class Bench:
         self._latency_all = loop.create_future()
         for client in clients:
             client.latencies.clear()
-        cpu_before = _cpu_seconds(pid)
+        cpu_before = cpu_seconds(pid)
         for seq in range(args.latency_messages):
             sender.transport.write(f"L {seq} {time.monotonic_ns()}\n".encode())
             await asyncio.sleep(args.interval)
         await asyncio.wait_for(self._latency_all, 120)
-        latency_cpu = _cpu_seconds(pid) - cpu_before
+        latency_cpu = cpu_seconds(pid) - cpu_before
         latencies = sorted(ns for c in clients for ns in c.latencies)
 
         # Throughput: a burst.
@@ -135,11 +137,11 @@ class Bench:
             client.start_burst(0)
         payload = b"".join(f"T {seq} {'x' * 40}\n".encode()
                            for seq in range(args.burst_messages))
-        cpu_before = _cpu_seconds(pid)
+        cpu_before = cpu_seconds(pid)
         started = time.monotonic()
         sender.transport.write(payload)
         finished = await asyncio.wait_for(asyncio.gather(*(c.burst_done for c in clients)), 300)
-        burst_cpu = _cpu_seconds(pid) - cpu_before
+        burst_cpu = cpu_seconds(pid) - cpu_before
         elapsed = max(finished) - started
         for client in clients:
             client.transport.close()
@@ -158,18 +160,6 @@ class Bench:
             "burst_server_cpu_seconds": burst_cpu,
             "burst_server_cpu_ns_per_delivery": burst_cpu / deliveries * 1e9,
         }
-
-
-def _cpu_seconds(pid):
-    """User + system CPU seconds used so far by process ``pid`` (0.0 when unknown)."""
-    if pid is None:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(sorted_values, percent):

@@ -24,12 +24,12 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from _procs import cpu_seconds, free_port, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -93,35 +93,12 @@ uvloop.run(main())
 }
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server on port %d did not come up" % port)
-
-
 def build_client(workdir):
     binary = os.path.join(workdir, "echo_client")
     compiler = shutil.which("cc") or shutil.which("gcc")
     subprocess.run([compiler, "-O2", "-o", binary, os.path.join(HERE, "echo_client.c")],
                    check=True)
     return binary
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_one(name, interpreter, code, client, args, workdir):

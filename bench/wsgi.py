@@ -42,6 +42,8 @@ import sys
 import tempfile
 import time
 
+from _procs import free_port, process_times, wait_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 
@@ -94,24 +96,9 @@ http {{
 '''
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if s.recv(100).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server on port %d did not come up" % port)
+def _answers_200(sock):
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    return sock.recv(100).startswith(b"HTTP/1.1 200")
 
 
 def servers(args, workdir):
@@ -188,7 +175,7 @@ def start_server(make_argv, workdir):
                             stdout=subprocess.DEVNULL, stderr=open(
                                 os.path.join(workdir, "server.err"), "a"))
     try:
-        wait_port(port)
+        wait_port(port, 20, _answers_200)
     except BaseException:
         stop_server(proc)
         raise
@@ -204,24 +191,16 @@ def stop_server(proc):
         proc.wait()
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(root):
     """User + system CPU seconds used so far by ``root`` and all its descendants (a gunicorn
     master and its worker)."""
     parents, times = {}, {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        pid = int(entry)
-        parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
+        if entry.isdigit():
+            try:
+                parents[int(entry)], times[int(entry)] = process_times(int(entry))
+            except OSError:
+                continue
     total = 0.0
     for pid, seconds in times.items():
         ancestor = pid
@@ -311,7 +290,7 @@ def idle_connections(args, workdir):
                             cwd=workdir, env=env)
     clients = []
     try:
-        wait_port(port)
+        wait_port(port, 20, _answers_200)
         rss_before = _rss_kb(proc.pid)
         started = time.monotonic()
         request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
