@@ -1,6 +1,7 @@
 """Green select/poll/selectors sharing descriptors in the hub: several watchers of one
 descriptor, and watchers next to a green thread that reads it."""
 import os
+import select as stdlib_select
 import time
 
 import pytest
@@ -165,6 +166,33 @@ def test_select_counts_as_a_wait_for_loop_exit():
     try:
         loop.spawn_later(0.05, os.write, w, b"x")
         assert gselect.select([r], [], [])[0] == [r]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_out_of_range_timeouts_fail_like_the_stdlib():
+    # A ready descriptor, so every accepted timeout returns at once.
+    r, w = os.pipe()
+    os.write(w, b"x")
+    try:
+        cases = [(2 ** 64, 2 ** 31, 2 ** 31 - 1, 1.5e300, float("nan"), 9.3e12, 2 ** 40, -1),
+                 (2 ** 64, 1.5e300, float("nan"), 9.3e9, 9.1e9, 2 ** 40, -1)]
+        green_poll, real_poll = gselect.poll(), stdlib_select.poll()
+        green_poll.register(r)
+        real_poll.register(r)
+        calls = [(green_poll.poll, real_poll.poll, cases[0]),
+                 (lambda t: gselect.select([r], [], [], t),
+                  lambda t: stdlib_select.select([r], [], [], t), cases[1])]
+        for green, real, timeouts in calls:
+            for timeout in timeouts:
+                outcomes = []
+                for call in (green, real):
+                    try:
+                        outcomes.append(("ok", call(timeout)))
+                    except (OverflowError, ValueError) as exc:
+                        outcomes.append((type(exc), str(exc)))
+                assert outcomes[0] == outcomes[1], timeout
     finally:
         os.close(r)
         os.close(w)

@@ -20,7 +20,9 @@ ready.  (asyncio's ``add_reader`` keeps one callback per descriptor, so register
 would replace the hub's.)  Plain reads keep their rule: a second green thread reading one socket
 is a ``ConcurrentObjectUseError``.
 """
+import math
 import select as _stdlib_select
+import sys
 
 from loop._hub import get_hub, monotonic
 
@@ -52,14 +54,29 @@ def _fileno(obj):
     return obj.fileno()
 
 
-def _seconds(value, message):
+_TIME_T_NAME = "C PyTime_t" if sys.version_info >= (3, 13) else "C _PyTime_t"
+_NS_RANGE = 2 ** 63  # CPython keeps timeouts as signed 64-bit nanoseconds
+
+
+def _seconds(value, message, ns_per_unit=10 ** 9):
+    """The timeout as a float, after the checks the C functions make (same exceptions): a
+    green call must fail where the stdlib's fails, not sleep for centuries."""
     # What the C functions accept: int, float, or an object with __float__/__index__.
-    if isinstance(value, (int, float)):
-        return float(value)
     if isinstance(value, (str, bytes, bytearray)) or not (
-            hasattr(value, "__float__") or hasattr(value, "__index__")):
+            isinstance(value, (int, float)) or hasattr(value, "__float__")
+            or hasattr(value, "__index__")):
         raise TypeError(message)
-    return float(value)
+    if isinstance(value, int) or (not isinstance(value, float) and hasattr(value, "__index__")):
+        number = value.__index__()
+        if not -_NS_RANGE <= number * ns_per_unit < _NS_RANGE:
+            raise OverflowError("timestamp too large to convert to " + _TIME_T_NAME)
+        return float(number)
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError("Invalid value NaN (not a number)")
+    if not -_NS_RANGE <= number * ns_per_unit < _NS_RANGE:
+        raise OverflowError("timestamp out of range for platform time_t")
+    return number
 
 
 def select(rlist, wlist, xlist, timeout=None):
@@ -117,7 +134,9 @@ if _original_poll is not None:
         def poll(self, timeout=None):
             # milliseconds, None or negative = forever (as in the stdlib)
             if timeout is not None:
-                timeout = _seconds(timeout, "timeout must be an integer or None")
+                timeout = _seconds(timeout, "timeout must be an integer or None", 10 ** 6)
+                if not -2 ** 31 <= math.ceil(timeout) < 2 ** 31:  # the C int of poll(2)
+                    raise OverflowError("timeout is too large")
                 if timeout < 0:
                     timeout = None
                 else:
