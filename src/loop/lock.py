@@ -141,10 +141,16 @@ class Lock(Semaphore):
 
 
 class RLock:
-    """A re-entrant green lock: the owning green thread may acquire it again."""
+    """A re-entrant green lock: the owning green thread may acquire it again.
+
+    ``loop.thread.RLock`` (the patched ``_thread.RLock``) is this class with an inner lock and an
+    owner identity of ``_thread``'s kind: the two class attributes below."""
+
+    _inner_lock = Lock                  # the lock taken on the first, outermost acquire
+    _identify = staticmethod(getcurrent)  # who owns it
 
     def __init__(self):
-        self._block = Lock()
+        self._block = self._inner_lock()
         self._owner = None
         self._count = 0
 
@@ -152,8 +158,8 @@ class RLock:
         return "<%s owner=%r count=%d>" % (type(self).__name__, self._owner, self._count)
 
     def acquire(self, blocking=True, timeout=None):
-        me = getcurrent()
-        if self._owner is me:
+        me = self._identify()
+        if self._owner == me:
             self._count += 1
             return True
         if self._block.acquire(blocking, timeout):
@@ -163,7 +169,7 @@ class RLock:
         return False
 
     def release(self):
-        if self._owner is not getcurrent():
+        if self._owner != self._identify():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
         if not self._count:
@@ -181,9 +187,14 @@ class RLock:
 
     # Used by threading.Condition when a patched threading hands it this lock.
     def _is_owned(self):
-        return self._owner is getcurrent()
+        return self._owner == self._identify()
+
+    def _recursion_count(self):
+        return self._count if self._owner == self._identify() else 0
 
     def _release_save(self):
+        if not self._count:
+            raise RuntimeError("cannot release un-acquired lock")
         count, owner = self._count, self._owner
         self._count = 0
         self._owner = None

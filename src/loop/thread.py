@@ -125,13 +125,12 @@ allocate_lock = LockType
 allocate = allocate_lock
 
 
-class RLock:
-    """A green ``_thread.RLock`` (owner = the current green thread)."""
+class RLock(_lock.RLock):
+    """A green ``_thread.RLock``: :class:`loop.lock.RLock` with ``_thread``'s lock, owner
+    identities (``get_ident()``), timeout convention and repr."""
 
-    def __init__(self):
-        self._block = LockType()
-        self._owner = None
-        self._count = 0
+    _inner_lock = LockType
+    _identify = staticmethod(get_ident)
 
     def __repr__(self):
         return "<%s %s.RLock object owner=%r count=%d at %#x>" % (
@@ -139,50 +138,9 @@ class RLock:
             self._owner, self._count, id(self))
 
     def acquire(self, blocking=True, timeout=-1):
-        me = get_ident()
-        if self._owner == me:
-            self._count += 1
-            return True
-        if self._block.acquire(blocking, timeout):
-            self._owner = me
-            self._count = 1
-            return True
-        return False
+        return _lock.RLock.acquire(self, blocking, timeout)
 
     __enter__ = acquire
-
-    def release(self):
-        if self._owner != get_ident():
-            raise RuntimeError("cannot release un-acquired lock")
-        self._count -= 1
-        if not self._count:
-            self._owner = None
-            self._block.release()
-
-    def __exit__(self, *exc_info):
-        self.release()
-
-    def locked(self):
-        return self._block.locked()
-
-    def _is_owned(self):
-        return self._owner == get_ident()
-
-    def _recursion_count(self):
-        return self._count if self._owner == get_ident() else 0
-
-    def _release_save(self):
-        if not self._count:
-            raise RuntimeError("cannot release un-acquired lock")
-        state = (self._count, self._owner)
-        self._count = 0
-        self._owner = None
-        self._block.release()
-        return state
-
-    def _acquire_restore(self, state):
-        self._block.acquire()
-        self._count, self._owner = state
 
     def _at_fork_reinit(self):
         self._block._at_fork_reinit()
