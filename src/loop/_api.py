@@ -20,7 +20,7 @@ def spawn(function, *args, **kwargs):
     g = Greenlet(function, *args, **kwargs)
     g._scheduled = True
     hub = g._hub
-    hub._ready.append((g, None))
+    hub._ready.append(g)  # Hub.schedule_start inlined: a bare fiber in the queue is its start
     if not hub._drain_scheduled:
         hub._drain_scheduled = True
         hub._call_soon(hub._drain)

@@ -28,9 +28,12 @@ Green threads that are runnable right now (just spawned, yielding with ``sleep(0
 ``Event``) are not each given an asyncio ``call_soon`` handle.  They go into one deque of
 ``(target, value)`` pairs, and a single loop callback, :meth:`Hub._drain`, resumes them with
 ``target.switch(value)``.  ``target`` is usually the fiber itself, so a resume allocates nothing
-but the pair.  Each drain runs only the entries that were queued when it started and then yields
-back to the event loop: a green thread that yields again goes to the back of the line, so
-``sleep(0)`` is fair to every ready green thread and to IO.
+but the pair.  A green thread's start is queued as the bare fiber, meaning ``(fiber, None)``:
+a spawned green thread then leaves one object for the garbage collector to track (itself), not
+two, which halves the collections that spawning many of them triggers.  Each drain runs only
+the entries that were queued when it started and then yields back to the event loop: a green
+thread that yields again goes to the back of the line, so ``sleep(0)`` is fair to every ready
+green thread and to IO.
 
 Rule for wakers: anything that may wake *several* green threads (``Event.set``, a green thread
 finishing) queues them; only single-shot hub callbacks (a timer, a readable fd, a thread pool
@@ -449,11 +452,16 @@ class Hub:
     def _drain(self):
         ready = self._ready
         popleft = ready.popleft
-        count = len(ready)
+        _type = type  # locals: this loop runs once per resume of any green thread
+        _tuple = tuple
         try:
-            while count:
-                count -= 1
-                target, value = popleft()
+            for _ in range(len(ready)):
+                entry = popleft()
+                if _type(entry) is _tuple:
+                    target, value = entry
+                else:  # a bare fiber: its start, queued by schedule_start without a pair
+                    target = entry
+                    value = None
                 try:
                     target.switch(value)
                 except FiberExit:
@@ -508,7 +516,16 @@ class Hub:
     def schedule_start(self, fiber, value=None):
         """Queue ``fiber.switch(value)``: starts a green thread created with this hub's fiber as
         parent.  Used by :mod:`loop.greenlet`."""
-        self._schedule(fiber, value)
+        if value is not None:
+            self._schedule(fiber, value)
+            return
+        # The fiber alone stands for (fiber, None): a spawn then leaves one GC-tracked object
+        # behind (the green thread) instead of two, and spawning 100,000 green threads
+        # triggers that many fewer collections.
+        self._ready.append(fiber)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._call_soon(self._drain)
 
     def interrupt(self, fiber, exc):
         """Raise ``exc`` in a waiting green thread at its waiting point.
@@ -1382,8 +1399,11 @@ def _check_hub(hub):
         return hub
     # Replace it, keeping what was already queued.
     new = Hub(adopt_loop=running) if running is not None else Hub()
-    for target, value in hub._ready:
-        new._schedule(target, value)
+    for entry in hub._ready:
+        if type(entry) is tuple:
+            new._schedule(*entry)
+        else:
+            new.schedule_start(entry)
     _tls.hub = new
     return new
 
