@@ -1069,6 +1069,20 @@ fiber_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 
 static int fiber_set_parent(Fiber *self, PyObject *value, void *closure);
 
+/* What a fiber that is not running will start in (or show as .context): the variables to make a
+ * Context from, or a Context; at most one of them non-NULL, both references stolen. The old ones
+ * are dropped last, since dropping may run Python code. */
+static void
+fiber_store_context(Fiber *self, PyObject *vars, PyObject *ctx)
+{
+    PyObject *old_vars = self->context_vars;
+    PyObject *old_ctx = self->ps.context;
+    self->context_vars = vars;
+    self->ps.context = ctx;
+    Py_XDECREF(old_vars);
+    Py_XDECREF(old_ctx);
+}
+
 /* copy_context=True: the fiber will run in a copy of the current context as it is now. Only its
  * variables are kept until the fiber starts (Fiber.context_vars); copy_context() would also
  * install an empty Context for code that has none yet, and so does this. */
@@ -1091,12 +1105,7 @@ fiber_copy_current_context(Fiber *self)
     }
     PyObject *vars = interp_context_vars(ctx);
     Py_INCREF(vars);
-    PyObject *old_vars = self->context_vars;
-    PyObject *old_ctx = self->ps.context;
-    self->context_vars = vars;
-    self->ps.context = NULL;
-    Py_XDECREF(old_vars);
-    Py_XDECREF(old_ctx);
+    fiber_store_context(self, vars, NULL);
     return 0;
 }
 
@@ -1492,12 +1501,7 @@ fiber_set_context(Fiber *self, PyObject *value, void *closure)
         Py_XDECREF(old);
     }
     else {
-        PyObject *old_vars = self->context_vars;
-        PyObject *old_ctx = self->ps.context;
-        self->context_vars = NULL;
-        self->ps.context = value;
-        Py_XDECREF(old_vars);
-        Py_XDECREF(old_ctx);
+        fiber_store_context(self, NULL, value);
     }
     return 0;
 }
