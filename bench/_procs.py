@@ -2,6 +2,7 @@
 time a process has used (from /proc, so it is the server's own, not the load generator's)."""
 import os
 import socket
+import subprocess
 import time
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -43,3 +44,13 @@ def cpu_seconds(pid):
         return process_times(pid)[1]
     except OSError:
         return 0.0
+
+
+def stop_process(proc, grace=10):
+    """Terminate ``proc`` (SIGTERM), kill it if it is still there after ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

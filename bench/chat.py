@@ -34,13 +34,12 @@ import json
 import os
 import platform
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import time
 
-from _procs import cpu_seconds
+from _procs import cpu_seconds, stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -235,12 +234,7 @@ def run_one(args, argv):
     except Exception as exc:    # a missing dependency (gevent) should not hide the others
         return {"error": repr(exc)}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
 
 
 def _median_run(results):

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 
-from _procs import cpu_seconds, free_port, wait_port
+from _procs import cpu_seconds, free_port, stop_process, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -127,12 +127,7 @@ def run_one(name, interpreter, code, client, args, workdir):
         return {"server": name, "round_trips_per_s": round(rate),
                 "server_cpu_us_per_round_trip": round(cpu_per_trip, 2)}
     finally:
-        server.terminate()
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, 5)
 
 
 def main():

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 
-from _procs import free_port, process_times, wait_port
+from _procs import free_port, process_times, stop_process, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -177,18 +177,9 @@ def start_server(make_argv, workdir):
     try:
         wait_port(port, 20, _answers_200)
     except BaseException:
-        stop_server(proc)
+        stop_process(proc)
         raise
     return proc, port
-
-
-def stop_server(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def cpu_seconds(root):
@@ -245,7 +236,7 @@ def run_server(name, make_argv, args, workdir):
         return [measure(name, port, connections, args.duration, pid=proc.pid)
                 for connections in args.connections]
     finally:
-        stop_server(proc)
+        stop_process(proc)
 
 
 def run_interleaved(table, args, workdir):
@@ -274,7 +265,7 @@ def run_interleaved(table, args, workdir):
                     rows.append(row)
     finally:
         for proc, _ in running.values():
-            stop_server(proc)
+            stop_process(proc)
     return rows
 
 

@@ -15,9 +15,17 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 BACKENDS = ["asyncio", "uvloop"]
 
 
-# Parent and child write to the same pipe: one write per line keeps lines whole.
+# Parent and child write to the same pipe: one write per line keeps lines whole.  settle():
+# the child reports and exits (3 unless ok), the parent waits for it and reports its exit code.
 SAY = ("def say(*args):\n"
-       "    __import__('os').write(1, (' '.join(map(str, args)) + '\\n').encode())\n")
+       "    __import__('os').write(1, (' '.join(map(str, args)) + '\\n').encode())\n"
+       "def settle(pid, ok, *details):\n"
+       "    import os\n"
+       "    if pid == 0:\n"
+       "        say('child', ok, *details)\n"
+       "        os._exit(0 if ok else 3)\n"
+       "    _, status = os.waitpid(pid, 0)\n"
+       "    say('parent', ok, 'child exit', os.waitstatus_to_exitcode(status))\n")
 
 
 def run_script(code, backend, timeout=60):
@@ -111,11 +119,7 @@ def test_timers_due_when_forking_fire_once_in_child(backend):
         hub = loop.get_hub()
         ok = (sorted(log) == sorted(list(range(5)) * 3) and hub.wakeup_sources == 0
               and all(g.successful() for g in gs))
-        if forked["pid"] == 0:
-            say("child", ok, hub.wakeup_sources)
-            os._exit(0 if ok else 3)
-        _, status = os.waitpid(forked["pid"], 0)
-        say("parent", ok, "child exit", os.waitstatus_to_exitcode(status))
+        settle(forked["pid"], ok, hub.wakeup_sources)
     """, backend)
     check(r, "child True", "parent True child exit 0")
 
@@ -189,11 +193,7 @@ def test_patched_threads_keep_running_after_fork_in_main_thread(backend):
         for t in threads:
             t.join(5)
         ok = alive == [True] * 3 and sorted(done) == [1, 2, 3]
-        if pid == 0:
-            say("child", ok, alive, done)
-            os._exit(0 if ok else 3)
-        _, status = os.waitpid(pid, 0)
-        say("parent", ok, "child exit", os.waitstatus_to_exitcode(status))
+        settle(pid, ok, alive, done)
     """, backend)
     check(r, "child True", "parent True child exit 0")
 
@@ -212,11 +212,7 @@ def test_patched_fork_while_a_thread_is_starting(backend):
         alive = t.is_alive()
         t.join(5)
         ok = "pid" in forked and alive and not t.is_alive()
-        if forked["pid"] == 0:
-            say("child", ok)
-            os._exit(0 if ok else 3)
-        _, status = os.waitpid(forked["pid"], 0)
-        say("parent", ok, "child exit", os.waitstatus_to_exitcode(status))
+        settle(forked["pid"], ok)
     """, backend)
     check(r, "child True", "parent True child exit 0")
 

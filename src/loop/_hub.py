@@ -237,10 +237,7 @@ def _with_raw_accounting(base, timer_name, name, module=__name__):
     base_remove_reader, base_remove_writer = base.remove_reader, base.remove_writer
 
     def timer(self, when, callback, *args, context=None):
-        # The hub's timers count themselves (and ref=False ones must not count).  This check
-        # serves hub code that still calls loop.call_later; the _hub_* aliases skip it.
-        if isinstance(getattr(callback, "__self__", None), _HUB_TIMER_OWNERS):
-            return base_timer(self, when, callback, *args, context=context)
+        # Never the hub's own timers: they count themselves and use the _hub_call_later alias.
         pending = self._hub_raw_calls
         raw = _RawCall(pending, callback, args)
         raw.handle = handle = base_timer(self, when, raw, context=context)
@@ -608,10 +605,7 @@ class Hub:
             self.wakeup_sources += 1
         else:
             self._note_blocking()
-        handle = self._call_later(seconds, self._timer_fired, current, ref)
-        timers = self._timers
-        if timers is not None:
-            (timers if ref else self._unref_timers)[current] = handle
+        handle = self._arm_timer(current, ref, seconds, self._timer_fired, current, ref)
         try:
             resumed_by = self.fiber.switch()
         except BaseException:
@@ -627,12 +621,26 @@ class Hub:
                                      % (current, resumed_by))
 
     def _timer_fired(self, fiber, ref):
-        timers = self._timers
-        if timers is not None:
-            (timers if ref else self._unref_timers).pop(fiber, None)
+        self._timer_done(fiber, ref)
         if ref:
             self.wakeup_sources -= 1
         self._resume(fiber, _TIMER)
+
+    # The hub's own timers (a sleep, a Waiter's timeout, a HubTimer) are kept in self._timers
+    # (ref=False ones in self._unref_timers) under that key while pending, when the loop is one
+    # a forked child must replace; see _carry_timers.
+
+    def _arm_timer(self, key, ref, seconds, fn, *args):
+        handle = self._call_later(seconds, fn, *args)
+        timers = self._timers
+        if timers is not None:
+            (timers if ref else self._unref_timers)[key] = handle
+        return handle
+
+    def _timer_done(self, key, ref):
+        timers = self._timers
+        if timers is not None:
+            (timers if ref else self._unref_timers).pop(key, None)
 
     def _cancel_timer(self, key, handle, ref):
         timers = self._timers
@@ -870,11 +878,7 @@ class Hub:
         # Both off the loop before anybody runs: a woken green thread may reuse the number.
         for slot in slots:
             slot.callback = None
-            watchers = slot.watchers
-            if watchers is not None:
-                slot.watchers = None
-                for waiter in watchers:
-                    waiter.wake(True)
+            slot.wake_watchers()
             waiter = slot.waiter
             if waiter is not None:
                 if exc is None:
@@ -882,29 +886,25 @@ class Hub:
                                                "a green thread was waiting on it")
                 waiter.wake_error(exc)
 
-    def _carry_fd_waits(self, new_loop):
-        # After fork with uvloop: put the registrations on the child's new loop.  Returns the
-        # number of fd waits (wakeup sources) that survive.  The old loop must never be freed
-        # here: closing its poll handles would EPOLL_CTL_DEL our descriptors from the epoll
-        # instance that the parent shares and still uses (kept registrations included).
-        _abandoned_loops.append(self.loop)
+    def _carry_fd_waits(self, old_loop):
+        # After fork with uvloop, self.loop being the child's new loop already: put the
+        # registrations on it.  Returns the number of fd waits (wakeup sources) that survive.
+        # The old loop must never be freed here: closing its poll handles would EPOLL_CTL_DEL
+        # our descriptors from the epoll instance that the parent shares and still uses (kept
+        # registrations included).
+        _abandoned_loops.append(old_loop)
         for table in (self._readers, self._writers):
-            readable = table is self._readers
-            add = getattr(new_loop, "_hub_add_reader" if readable else "_hub_add_writer", None)
-            if add is None:
-                add = new_loop.add_reader if readable else new_loop.add_writer
             for slot in list(table.values()):
                 if slot.registered:
+                    slot.registered = False  # on the old loop only
                     try:
-                        add(slot.fd, slot.ready)
+                        slot.register()
                     except (OSError, ValueError, RuntimeError) as exc:
                         del table[slot.fd]
-                        slot.registered = False
                         slot.callback = None
                         if slot.waiter is not None:
                             slot.waiter.wake_error(exc)
-                        for waiter in slot.watchers or ():
-                            waiter.wake(True)
+                        slot.wake_watchers()
         return self._fd_waits
 
     def idle(self):
@@ -1013,9 +1013,9 @@ class Hub:
         # uvloop (libuv) cannot be reused in a child: start a new loop, carry the fd waits
         # and the hub's own timers over.  Asyncio tasks and callbacks of the old loop are lost.
         new_loop = _new_event_loop()
-        self.wakeup_sources = self._carry_fd_waits(new_loop)
-        self.wakeup_sources += self._carry_timers(loop, new_loop)
         self.loop = new_loop
+        self.wakeup_sources = self._carry_fd_waits(loop)
+        self.wakeup_sources += self._carry_timers(loop, new_loop)
         self._call_soon = new_loop.call_soon
         self._drain_scheduled = False
         self._deadlock_check_scheduled = False
@@ -1040,18 +1040,13 @@ class HubTimer:
         self.active = True
         if ref:
             hub.wakeup_sources += 1
-        self.handle = hub._call_later(seconds, self._fire)
-        timers = hub._timers
-        if timers is not None:
-            (timers if ref else hub._unref_timers)[self] = self.handle
+        self.handle = hub._arm_timer(self, ref, seconds, self._fire)
 
     def _fire(self):
         if not self.active:
             return
         self.active = False
-        timers = self.hub._timers
-        if timers is not None:
-            (timers if self.ref else self.hub._unref_timers).pop(self, None)
+        self.hub._timer_done(self, self.ref)
         if self.ref:
             self.hub.wakeup_sources -= 1
         try:
@@ -1154,10 +1149,7 @@ class Waiter:
                 hub.wakeup_sources += 1
             else:
                 hub._note_blocking()
-            timer = hub._call_later(timeout, self._timed_out, ref)
-            timers = hub._timers
-            if timers is not None:
-                (timers if ref else hub._unref_timers)[self] = timer
+            timer = hub._arm_timer(self, ref, timeout, self._timed_out, ref)
         elif not hub._ready and not hub.wakeup_sources:
             hub._note_blocking()
         try:
@@ -1185,9 +1177,7 @@ class Waiter:
                 self.hub.wakeup_sources -= 1
 
     def _timed_out(self, ref):
-        timers = self.hub._timers
-        if timers is not None:
-            (timers if ref else self.hub._unref_timers).pop(self, None)
+        self.hub._timer_done(self, ref)
         if self.state != _WAITING:
             return
         if ref:
@@ -1315,6 +1305,14 @@ class _FdSlot:
             except (OSError, ValueError, RuntimeError):
                 pass  # closed behind our back; uvloop: the number is a transport's by now
 
+    def wake_watchers(self):
+        """Queue every select/poll watcher (they poll again) and forget them."""
+        watchers = self.watchers
+        if watchers is not None:
+            self.watchers = None
+            for waiter in watchers:
+                waiter.wake(True)
+
     def discard(self):
         self.unregister()
         hub = self.hub
@@ -1326,11 +1324,8 @@ class _FdSlot:
         # The event loop's callback.  Watchers are queued (there may be many); the exclusive
         # waiter is switched into directly, last, because it may close the descriptor or wait
         # on it again before _resume returns.
-        watchers = self.watchers
-        if watchers is not None:
-            self.watchers = None
-            for waiter in watchers:
-                waiter.wake(True)
+        if self.watchers is not None:
+            self.wake_watchers()
         callback = self.callback
         if callback is not None:
             try:

@@ -20,13 +20,18 @@ DIRECT_LINK_TYPES = {Waiter}
 
 
 def check_link(callback):
-    if type(callback) not in DIRECT_LINK_TYPES and not callable(callback):
+    """Reject what cannot be a link (callers skip the check for DIRECT_LINK_TYPES)."""
+    if not callable(callback):
         raise TypeError("Expected callable: %r" % (callback,))
 
 
 def notify(source, links, hub):
-    """Call ``links`` for ``source``, which just became ready: direct links now, the others in
-    ``hub`` soon (from any OS thread)."""
+    """Call ``links`` (a list, or one link on its own: a green thread keeps a single link
+    unwrapped) for ``source``, which just became ready: direct links now, the others in ``hub``
+    soon (from any OS thread)."""
+    if type(links) is not list:
+        notify_one(source, links, hub)
+        return
     deferred = None
     for link in links:
         if type(link) in DIRECT_LINK_TYPES:

@@ -63,10 +63,9 @@ def _seconds(value, message, ns_per_unit=10 ** 9):
     green call must fail where the stdlib's fails, not sleep for centuries."""
     # What the C functions accept: int, float, or an object with __float__/__index__.
     if isinstance(value, (str, bytes, bytearray)) or not (
-            isinstance(value, (int, float)) or hasattr(value, "__float__")
-            or hasattr(value, "__index__")):
+            hasattr(value, "__float__") or hasattr(value, "__index__")):
         raise TypeError(message)
-    if isinstance(value, int) or (not isinstance(value, float) and hasattr(value, "__index__")):
+    if not isinstance(value, float) and hasattr(value, "__index__"):  # ints: exact range
         number = value.__index__()
         if not -_NS_RANGE <= number * ns_per_unit < _NS_RANGE:
             raise OverflowError("timestamp too large to convert to " + _TIME_T_NAME)

@@ -62,7 +62,7 @@ import socket as _stdlib
 import warnings as _warnings
 
 from loop import _dns
-from loop._hub import (cancel_wait, current_hub, get_hub, get_hub_if_exists, monotonic,
+from loop._hub import (cancel_wait, current_hub, forget_fd as _forget_fd, get_hub, monotonic,
                        sleep as _hub_sleep)
 
 __all__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd",
@@ -191,8 +191,8 @@ class socket(_original_socket):
         return self._retry_after_wait(False, op, args)
 
     def _retry_after_wait(self, readable, op, args):
-        # The caller's attempt just failed with EAGAIN: wait first, so a wait costs one failed
-        # syscall, not two.
+        # Wait, then run op until it stops failing with EAGAIN (the caller's own attempt just
+        # failed, or was skipped: see _wait_then_read).
         deadline = self._deadline()
         while True:
             self._wait(readable, deadline)
@@ -237,22 +237,15 @@ class socket(_original_socket):
                 wanted = args[1] if len(args) > 1 and args[1] else len(args[0])
         except Exception:
             wanted = 0
-        timeout = self._timeout
-        if wanted <= 0 or timeout == 0.0:
+        if wanted <= 0 or self._timeout == 0.0:
             # Odd arguments (recv(0), wrong types) or a non-blocking socket: the ordinary
             # path, which answers at once.
             self._read_waits = False
             return self._read_op(op, args)
-        deadline = None if timeout is None else monotonic() + timeout
-        while True:
-            self._wait(True, deadline)
-            try:
-                result = op(self, *args)
-            except BlockingIOError:
-                continue  # another reader took the data first
-            # A full buffer means more is probably queued: try first next time.
-            self._read_waits = (len(result) if op is _c_recv else result) < wanted
-            return result
+        result = self._retry_after_wait(True, op, args)
+        # A full buffer means more is probably queued: try first next time.
+        self._read_waits = (len(result) if op is _c_recv else result) < wanted
+        return result
 
     def recvfrom(self, *args):
         return self._read_op(_c_recvfrom, args)
@@ -459,12 +452,6 @@ class socket(_original_socket):
                 _close(self)
             except OSError:
                 pass
-
-
-def _forget_fd(fd, _hub=get_hub_if_exists):
-    hub = _hub()
-    if hub is not None:
-        hub.forget_fd(fd)  # waiters get the same EBADF error as _closed_error()
 
 
 def _io_unsupported():

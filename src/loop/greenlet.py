@@ -138,10 +138,7 @@ class Greenlet(Fiber):
             links = self._links
             if links is not None:
                 self._links = None
-                if type(links) is list:
-                    notify(self, links, self._hub)
-                else:
-                    notify_one(self, links, self._hub)
+                notify(self, links, self._hub)
 
     def _finish(self, value, exc):
         self._done = True
@@ -332,10 +329,7 @@ class Greenlet(Fiber):
 
     def _fire_links(self):
         links, self._links = self._links, None
-        if type(links) is list:
-            notify(self, links, self._hub)
-        else:
-            notify_one(self, links, self._hub)
+        notify(self, links, self._hub)
 
 
 _RUN_SLOT = Greenlet._run
