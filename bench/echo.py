@@ -1,5 +1,5 @@
-"""TCP echo benchmark: loop's StreamServer against gevent's StreamServer and asyncio/uvloop
-streams, side by side in one run.
+"""TCP echo benchmark: loop's StreamServer against gevent's StreamServer, asyncio/uvloop
+streams, uvloop's Protocol API and a C epoll server (the ceiling), side by side in one run.
 
 Each server runs in its own process pinned to CPU 0 (``taskset``); the load generator, a small C
 epoll client (``bench/echo_client.c``, compiled on the fly with ``cc``), runs pinned to CPU 1
@@ -90,24 +90,44 @@ async def main():
     await server.serve_forever()
 uvloop.run(main())
 '''),
+    "uvloop Protocol": ("python", r'''
+import asyncio, sys, uvloop
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.write = transport.write
+    def data_received(self, data):
+        self.write(data)
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Echo, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+    await server.serve_forever()
+uvloop.run(main())
+'''),
+    "C epoll server": ("native", None),
 }
 
 
-def build_client(workdir):
-    binary = os.path.join(workdir, "echo_client")
+def build(workdir, name):
+    binary = os.path.join(workdir, name)
     compiler = shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([compiler, "-O2", "-o", binary, os.path.join(HERE, "echo_client.c")],
+    subprocess.run([compiler, "-O2", "-o", binary, os.path.join(HERE, name + ".c")],
                    check=True)
     return binary
 
 
 def run_one(name, interpreter, code, client, args, workdir):
     port = free_port()
-    script = os.path.join(workdir, "server.py")
-    with open(script, "w") as f:
-        f.write(code)
+    if code is None:
+        argv = [interpreter, str(port)]
+    else:
+        script = os.path.join(workdir, "server.py")
+        with open(script, "w") as f:
+            f.write(code)
+        argv = [interpreter, script, str(port)]
     env = dict(os.environ, PYTHONPATH=args.src)
-    server = subprocess.Popen(["taskset", "-c", "0", interpreter, script, str(port)], env=env)
+    # The client resets its connections when a run ends; the servers' reports of that are noise.
+    server = subprocess.Popen(["taskset", "-c", "0"] + argv, env=env,
+                              stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
         # Warm up, then measure.
@@ -143,10 +163,11 @@ def main():
     parser.add_argument("--only", action="append", help="run only these servers")
     parser.add_argument("--json", default=os.path.join(HERE, "results", "echo.json"))
     args = parser.parse_args()
-    interpreters = {"python": args.python, "gevent": args.gevent_python}
     runs = {}
     with tempfile.TemporaryDirectory() as workdir:
-        client = build_client(workdir)
+        client = build(workdir, "echo_client")
+        interpreters = {"python": args.python, "gevent": args.gevent_python,
+                        "native": build(workdir, "echo_server")}
         for _ in range(args.rounds):
             for name, (kind, code) in SERVERS.items():
                 if args.only and name not in args.only:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the benchmarks in bench/ need beyond the test extra: the peers (greenlet, gevent,
-# eventlet, uvloop) into the current Python environment, and wrk + nginx (the WSGI load
+# eventlet, uvloop, uvicorn, granian) into the current Python environment, and wrk + nginx (the WSGI load
 # generator and its ceiling) from Debian's packages.  The benchmarks are not part of CI: they
 # measure speed, and CI machines are shared.
 #   usage: bash bench/setup.sh [python]      (default: python3)

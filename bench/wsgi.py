@@ -8,6 +8,8 @@ CPU 1), each measured with ``-c100`` and ``-c1000``:
 * gunicorn -w 1 -k loop.worker.GreenGunicornWorker (gunicorn's parser on loop's green threads)
 * gevent.pywsgi.WSGIServer (default, Nagle on) and with TCP_NODELAY
 * gunicorn -w 1 -k gevent
+* uvicorn, one worker, an ASGI hello world on httptools and uvloop (what an asyncio user runs)
+* granian, one worker, the same WSGI app behind its Rust HTTP front end
 * nginx returning a fixed 200 (one worker), the ceiling
 * with ``--h1c-path DIR`` (a directory holding the ``gunicorn_h1c`` package, gunicorn's optional
   C parser, e.g. from ``pip install --target DIR gunicorn-h1c``): GreenGunicornWorker and
@@ -77,6 +79,15 @@ pywsgi.WSGIServer(("127.0.0.1", int(sys.argv[1])), app, log=None, handler_class=
                   backlog=4096).serve_forever()
 '''
 
+ASGI_APP = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")]})
+    await send({"type": "http.response.body", "body": b"Hello, world!"})
+'''
+
 NGINX_CONF = '''
 worker_processes 1;
 daemon off;
@@ -130,6 +141,17 @@ def servers(args, workdir):
             f.write(NGINX_CONF.format(dir=workdir, port=port))
         return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf, "-p", workdir]
 
+    def uvicorn(port):
+        return [py, "-m", "uvicorn", "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+                "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+                "--host", "127.0.0.1", "--port", str(port), "helloasgi:app"]
+
+    def granian(port):
+        return [py, "-m", "granian", "--interface", "wsgi", "--workers", "1",
+                "--blocking-threads", "1", "--backlog", "4096", "--no-ws",
+                "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port),
+                "helloapp:app"]
+
     table = {
         "loop WSGIServer": lambda port: [py, loop_script, str(port)],
         "gunicorn -k loop.worker.GreenWorker": gunicorn(py, "loop.worker.GreenWorker"),
@@ -138,6 +160,8 @@ def servers(args, workdir):
         "gevent.pywsgi (Nagle)": lambda port: [gpy, gevent_script, str(port), "nagle"],
         "gevent.pywsgi (TCP_NODELAY)": lambda port: [gpy, gevent_script, str(port), "nodelay"],
         "gunicorn -k gevent": gunicorn(gpy, "gevent"),
+        "uvicorn (ASGI, httptools + uvloop)": uvicorn,
+        "granian (WSGI)": granian,
         "nginx (fixed 200)": nginx,
     }
     if args.h1c_path:
@@ -405,8 +429,9 @@ def main():
     rows = []
     idle = None
     with tempfile.TemporaryDirectory() as workdir:
-        with open(os.path.join(workdir, "helloapp.py"), "w") as f:
-            f.write(APP)
+        for module, source in (("helloapp.py", APP), ("helloasgi.py", ASGI_APP)):
+            with open(os.path.join(workdir, module), "w") as f:
+                f.write(source)
         table = {name: argv for name, argv in servers(args, workdir).items()
                  if not args.only or name in args.only}
         if args.slices:
