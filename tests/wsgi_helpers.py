@@ -5,10 +5,15 @@ The client parses responses itself (rather than with http.client) so that tests 
 what went over the wire: status line, raw headers, framing.
 """
 import contextlib
+import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 
 from loop.pywsgi import WSGIServer
+from script_helpers import SRC
 
 TIMEOUT = 5.0
 
@@ -172,3 +177,59 @@ def roundtrip(server, raw, method="GET"):
 def get(server, path="/", headers=b""):
     return roundtrip(server, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: test\r\n" + headers +
                      b"Connection: close\r\n\r\n")
+
+
+class ServerProcess:
+    """A WSGI server in a child interpreter (for scenarios that could hang or leak): the
+    script prints ``PORT <n>`` on stdout once it listens; its stderr is collected."""
+
+    def __init__(self, process, port):
+        self.process = process
+        self.port = port
+        self.address = ("127.0.0.1", port)
+        self.stderr = ""
+        self.stdout = ""
+
+    def connect(self, timeout=TIMEOUT):
+        return socket.create_connection(self.address, timeout=timeout)
+
+    def finish(self, timeout=20):
+        """Wait for the child to exit by itself; return its exit status."""
+        try:
+            out, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+            self.stdout += out
+            self.stderr += err
+            raise AssertionError("the server process did not exit:\n" + self.stderr[-3000:])
+        self.stdout += out
+        self.stderr += err
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def server_process(code, env=None, args=()):
+    """Run ``code`` (dedented) in a child interpreter that imports this checkout's loop."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env["PYTHONPATH"] = SRC + os.pathsep + full_env.get("PYTHONPATH", "")
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
+                               env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    child = None
+    try:
+        line = process.stdout.readline()
+        if not line.startswith("PORT "):
+            process.kill()
+            _, err = process.communicate()
+            raise AssertionError(f"server did not start: {line!r}\n{err[-3000:]}")
+        child = ServerProcess(process, int(line.split()[1]))
+        yield child
+    finally:
+        if process.poll() is None:
+            process.kill()
+        out, err = process.communicate()
+        if child is not None:
+            child.stdout += out
+            child.stderr += err

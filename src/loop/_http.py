@@ -175,7 +175,8 @@ class RequestReader:
         # Bytes that followed an Upgrade request; they belong to the new protocol.
         self.upgraded_data = None
         self._reset_message()
-        self._in_message = False
+        #: Bytes of a request have been fed and its message is not complete yet.
+        self.in_message = False
         # Bytes fed while a head was incomplete; bounds memory against a never-ending head even
         # when no callback fires (e.g. one enormous header value arriving slowly).
         self._head_bytes = 0
@@ -202,7 +203,7 @@ class RequestReader:
             return
         if not data:
             self._eof = True
-            if self._in_message:
+            if self.in_message:
                 self._fail(ProtocolError(None, "connection closed in the middle of a request"))
             else:
                 self._events.append(CONNECTION_CLOSED)
@@ -227,7 +228,7 @@ class RequestReader:
         except httptools.HttpParserError as exc:
             self._fail(self._translate(exc))
             return
-        if in_head and self._in_message and not self._headers_done:
+        if in_head and self.in_message and not self._headers_done:
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
                 if self._url_length and not self._headers and b"\n" not in data:
@@ -241,13 +242,28 @@ class RequestReader:
             event = self._events.popleft()
             if event.__class__ is ProtocolError:
                 self._events.appendleft(event)   # keep raising it
-                raise event
+                # A fresh exception each time: the stored one must not collect tracebacks,
+                # whose frames would refer back to this reader (a reference cycle).
+                raise ProtocolError(event.status, event.detail)
             return event
         return NEED_DATA
 
     @property
     def error(self):
         return self._error
+
+    @property
+    def in_request(self):
+        """Bytes of a request not yet fully taken out have been fed: a head in pieces, or
+        events (a pipelined request) waiting in the queue."""
+        return self.in_message or bool(self._events)
+
+    def close(self):
+        """Forget the connection: the parser (which refers back to this reader) and anything
+        still queued.  Nothing is parsed afterwards."""
+        self._eof = True
+        self._parser = None
+        self._events.clear()
 
     def skip_end_of_message(self):
         """Consume an END_OF_MESSAGE that is next in line; True if there was one.
@@ -291,7 +307,7 @@ class RequestReader:
     # Raising ProtocolError in a callback stops llhttp; feed() turns it into the error event.
 
     def on_message_begin(self):
-        self._in_message = True
+        self.in_message = True
         self._head_bytes = 0
 
     def on_url(self, part):
@@ -414,7 +430,7 @@ class RequestReader:
     def on_message_complete(self):
         self._events.append(END_OF_MESSAGE)
         self._reset_message()
-        self._in_message = False
+        self.in_message = False
 
     @staticmethod
     def _check_target(method, target):

@@ -54,6 +54,7 @@ pool cooperatively, and kills whatever is left when the grace period ends.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -65,6 +66,7 @@ import traceback
 from email.utils import formatdate
 from urllib.parse import unquote_to_bytes
 
+from loop._hub import cancel_wait, sleep as _sleep, wait_writable
 from loop.server import StreamServer
 from loop._http import (
     CONNECTION_CLOSED, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_MAX_REQUEST_LINE,
@@ -74,6 +76,17 @@ from loop._http import (
 __all__ = ["WSGIServer", "WSGIHandler", "FileWrapper", "Input", "main"]
 
 RECV_SIZE = 65536
+# Body reads ask for more per recv: a large upload then costs fewer calls and parser feeds.
+BODY_RECV_SIZE = 262144
+# A connection reading a body from a fast client lets the others run at least this often.
+_YIELD_EVERY = 1 << 20
+# A closing connection discards at most this much of what the client still sends.
+_LINGER_BYTES = 1 << 20
+# sendfile() hands the kernel at most this much per call.
+_SENDFILE_BLOCK = 1 << 24
+_SENDFILE_UNSUPPORTED = frozenset(
+    getattr(errno, name) for name in ("EINVAL", "ENOSYS", "EOPNOTSUPP", "ENOTSOCK")
+    if hasattr(errno, name))
 _access_default = logging.getLogger("loop.pywsgi.access")
 _error_default = logging.getLogger("loop.pywsgi")
 
@@ -196,6 +209,22 @@ def _encode_headers(headers):
     return block
 
 
+def _forget_traceback(exc):
+    """Drop the tracebacks of a handled exception and of the ones it chained.
+
+    A traceback holds its frames, the frames hold their locals, and a frame often holds the
+    exception itself (``except ... as exc`` before the re-raise, a ``raise error`` from a local):
+    a reference cycle that keeps a connection and its data alive until a full collection."""
+    seen = 0
+    while exc is not None and seen < 16:
+        tb = exc.__traceback__
+        if tb is not None:
+            traceback.clear_frames(tb)
+            exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+
+
 def _simple_response(status, body=b"", close=True):
     reason = _REASONS.get(status, "Error")
     if not body:
@@ -214,68 +243,115 @@ class Input:
     It ends at the end of the body (Content-Length or the last chunk), never beyond, so an app
     can ``read()`` without a size.  The first read that needs data from the client sends
     ``100 Continue`` when the client asked for it.
+
+    The body arrives as pieces (one per ``recv``).  The stream keeps the current piece and an
+    offset into it, never a growing buffer: every byte is copied a bounded number of times, so
+    ``read()``, ``read(n)``, ``readline()`` and iteration cost time linear in the body.
     """
 
-    __slots__ = ("_handler", "_buffer", "_done")
+    __slots__ = ("_handler", "_piece", "_pos", "_done")
 
     def __init__(self, handler):
         self._handler = handler
-        self._buffer = b""
+        self._piece = b""      # the current body piece; bytes before _pos are consumed
+        self._pos = 0
         self._done = False
 
-    def _fill(self):
-        """Append the next body piece to the buffer; False at the end of the body."""
+    def _next_piece(self):
+        """The next body piece from the connection, or None at the end of the body."""
         if self._done:
-            return False
-        piece = self._handler._next_body_piece()
+            return None
+        handler = self._handler
+        piece = handler._next_body_piece() if handler is not None else None
         if piece is None:
             self._done = True
-            return False
-        self._buffer += piece
-        return True
+        return piece
+
+    def _rest(self):
+        """Take what is left of the current piece."""
+        piece, pos = self._piece, self._pos
+        self._piece = b""
+        self._pos = 0
+        return piece[pos:] if pos else piece
 
     def read(self, size=-1):
         if size is None or size < 0:
-            while self._fill():
-                pass
-            data, self._buffer = self._buffer, b""
-            return data
-        while len(self._buffer) < size and self._fill():
-            pass
-        data = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return data
+            parts = []
+            if self._pos < len(self._piece):
+                parts.append(self._rest())
+            next_piece = self._next_piece
+            while True:
+                piece = next_piece()
+                if piece is None:
+                    break
+                parts.append(piece)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        piece, pos = self._piece, self._pos
+        available = len(piece) - pos
+        if available >= size:
+            self._pos = pos + size
+            return piece[pos:pos + size]
+        parts = [self._rest()] if available else []
+        needed = size - available
+        while True:
+            piece = self._next_piece()
+            if piece is None:
+                break
+            length = len(piece)
+            if length >= needed:
+                if length == needed:
+                    parts.append(piece)
+                else:
+                    parts.append(piece[:needed])
+                    self._piece = piece
+                    self._pos = needed
+                break
+            parts.append(piece)
+            needed -= length
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def readline(self, size=-1):
-        start = 0
+        if size is None:
+            size = -1
+        parts = []
+        wanted = size
         while True:
-            index = self._buffer.find(b"\n", start)
-            if index >= 0:
-                end = index + 1
+            piece, pos = self._piece, self._pos
+            end = len(piece)
+            if pos < end:
+                limit = end if wanted < 0 else min(end, pos + wanted)
+                newline = piece.find(b"\n", pos, limit)
+                stop = newline + 1 if newline >= 0 else limit
+                parts.append(piece[pos:stop])
+                self._pos = stop
+                if newline >= 0:
+                    break
+                if wanted >= 0:
+                    wanted -= stop - pos
+                    if wanted == 0:
+                        break
+            elif wanted == 0:
                 break
-            if 0 <= size <= len(self._buffer):
-                end = size
+            piece = self._next_piece()
+            if piece is None:
+                self._piece = b""
+                self._pos = 0
                 break
-            start = len(self._buffer)
-            if not self._fill():
-                end = len(self._buffer)
-                break
-        if 0 <= size < end:
-            end = size
-        line = self._buffer[:end]
-        self._buffer = self._buffer[end:]
-        return line
+            self._piece = piece
+            self._pos = 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def readlines(self, hint=-1):
         lines = []
         total = 0
+        readline = self.readline
         while True:
-            line = self.readline()
+            line = readline()
             if not line:
                 return lines
             lines.append(line)
             total += len(line)
-            if 0 < hint <= total:
+            if hint is not None and 0 < hint <= total:
                 return lines
 
     def __iter__(self):
@@ -291,6 +367,11 @@ class Input:
     def finished(self):
         """The whole body has come off the connection (not necessarily read by the app)."""
         return self._done
+
+    def _detach(self):
+        # The request is over: no reference back to the connection (and no cycle through it).
+        self._handler = None
+        self._done = True
 
 
 class FileWrapper:
@@ -313,7 +394,23 @@ class FileWrapper:
 
 
 class _ClientGone(Exception):
-    """The peer vanished (reset, EOF or timeout) while we were talking to it."""
+    """The peer vanished (reset, EOF) or made no progress (timeout) while we talked to it.
+
+    It carries only a description: the socket error it replaces had a traceback whose frames
+    hold the connection and the data being sent, and an exception that a frame of its own
+    traceback refers to is a reference cycle that only a full garbage collection frees."""
+
+
+class _DrainWake(ConnectionAbortedError):
+    """Raised in a connection waiting for its next request when the server drains."""
+
+
+def _describe_failure(exc):
+    """A description of a socket error, with the error's traceback dropped (see _ClientGone)."""
+    exc.__traceback__ = None
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return exc.strerror or exc.__class__.__name__
 
 
 # -- the handler ---------------------------------------------------------------------------------
@@ -329,8 +426,11 @@ class WSGIHandler:
         self.reader = RequestReader(
             max_request_line=server.max_request_line, max_header_bytes=server.max_header_bytes,
             max_headers=server.max_headers, max_body=server.max_body)
-        self.idle = True                 # waiting for a request; stop() may cut us off
         self.closing = False
+        #: Set by drain(): serve what was already read, then close.
+        self.draining = False
+        self._idle_wait = False          # parked waiting for the first byte of a request
+        self._peer_closed = False        # the client closed (or reset) its side
         self.input = None
         self._status_bytes = b""
         self._header_block = b""
@@ -349,6 +449,35 @@ class WSGIHandler:
         self._body_sent = 0
         self._expect_pending = False
         self._body_error = None
+        self._body_received = 0
+        self._body_waited = 0.0
+        self._body_deadline = None
+        self._unyielded = 0
+
+    @property
+    def idle(self):
+        """Waiting for a next request of which nothing has been read yet."""
+        return self._idle_wait
+
+    def drain(self):
+        """Finish what this connection has started, then close it (a graceful stop).
+
+        A request whose bytes the server has already read is served, and its response says
+        ``Connection: close``; a request in progress finishes the same way.  A connection
+        waiting for a next request of which nothing has been read closes now, without reading:
+        whatever the client sent meanwhile stays unread, never run, and the client sees the
+        connection close with no response to it.  Idempotent; the server's hub thread only.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        if self._idle_wait:
+            try:
+                fd = self.sock.fileno()
+            except (OSError, AttributeError):
+                return
+            if fd >= 0:
+                cancel_wait(fd, _DrainWake("the server is stopping"))
 
     # -- IO helpers ------------------------------------------------------------------------------
 
@@ -356,14 +485,6 @@ class WSGIHandler:
         if timeout != self._timeout:
             self._timeout = timeout
             self.sock.settimeout(timeout)
-
-    def _recv(self):
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (TimeoutError, OSError) as exc:
-            raise _ClientGone(exc) from None
-        self.reader.feed(data)
-        return data
 
     def _send(self, data):
         # Nearly every response fits in the socket's send buffer: try a non-blocking send
@@ -373,84 +494,205 @@ class WSGIHandler:
             try:
                 sent = try_send(data)
             except OSError as exc:
-                raise _ClientGone(exc) from None
-            if sent == len(data):
+                failure = _describe_failure(exc)
+            else:
+                if sent == len(data):
+                    return
+                self._send_rest(memoryview(data)[sent:])
                 return
-            data = memoryview(data)[sent:]
+            self._client_gone(failure)
+        self._send_rest(memoryview(data))
+
+    def _send_rest(self, view):
+        """Send all of ``view``, cutting the client off only after ``timeout`` seconds in
+        which it took no byte: a slow but steady reader gets everything, however long it
+        takes (sendall's timeout would be a deadline for the whole write)."""
         self._settimeout(self.server.timeout)
+        send = self.sock.send
         try:
-            self.sock.sendall(data)
-        except (TimeoutError, OSError) as exc:
-            raise _ClientGone(exc) from None
+            while view:
+                sent = send(view)
+                view = view[sent:]
+            return
+        except OSError as exc:
+            failure = _describe_failure(exc)
+        finally:
+            view.release()
+        self._client_gone(failure)
+
+    def _client_gone(self, failure):
+        """Log why the connection is cut and unwind to the connection loop."""
+        self.closing = True
+        self._peer_closed = True
+        request = self.request
+        what = (f"the response to {request.method} {request.target.decode('latin-1')!r}"
+                if request is not None else "a response")
+        if failure == "timed out":
+            self.server.log_error(
+                "client %s took no data for %s s: %s cut after %d body bytes",
+                self.address, self.server.timeout, what, self._body_sent,
+                level=logging.WARNING)
+        else:
+            self.server.log_error("client %s went away (%s) during %s", self.address, failure,
+                                  what, level=logging.INFO)
+        raise _ClientGone(failure)
 
     # -- connection loop -------------------------------------------------------------------------
 
     def handle(self):
         try:
-            while not self.closing:
-                request = self._read_request()
-                if request is None:
-                    break
-                if self.reader.error is not None:
-                    # Already known to be bad (the body arrived with the head and failed):
-                    # refuse before the application runs.
-                    error = self.reader.pending_body_error()
-                    if error is not None:
-                        self.request = request
-                        self._protocol_error(error)
+            try:
+                while not self.closing:
+                    request = self._read_request()
+                    if request is None:
                         break
-                self._handle_request(request)
-                self.requests_served += 1
-        except _ClientGone:
-            pass
+                    if self.reader.error is not None:
+                        # Already known to be bad (the body arrived with the head and failed):
+                        # refuse before the application runs.
+                        error = self.reader.pending_body_error()
+                        if error is not None:
+                            self.request = request
+                            self._protocol_error(error)
+                            break
+                    self._handle_request(request)
+                    self.requests_served += 1
+            except _ClientGone:
+                pass
+            if not self._peer_closed and not self.upgraded:
+                self._close_gracefully()
+        finally:
+            self._forget()
+
+    def _forget(self):
+        # Nothing of a finished connection may stay reachable: break the reference cycles
+        # through the request (environ -> wsgi.input -> handler, loop.upgrade, the parser).
+        wsgi_input = self.input
+        if wsgi_input is not None:
+            wsgi_input._detach()
+        self.input = None
+        self.environ = None
+        self.response_headers = None
+        self.reader.close()
+
+    def _close_gracefully(self):
+        """Before the socket is closed: let the client read what we wrote.
+
+        Closing a TCP socket with unread bytes in its receive buffer sends a reset, and a
+        reset can destroy the response still on its way or unread in the client's buffer.
+        So when the client may still be sending (a body we did not read, a next request on a
+        kept-alive connection we are closing), we end our side with a FIN and read and discard
+        what comes, for at most ``linger_timeout`` seconds and a megabyte, until the client
+        closes too.
+        """
+        if self._peer_closed or self.upgraded or self.server.ssl_context is not None:
+            return
+        request = self.request
+        if request is None:
+            # Between requests: only a drain (or an error answer to a head) wrote last.
+            if not (self.draining and self.requests_served) and not self.reader.in_request:
+                return
+        elif not request.keep_alive and self.input_finished and not self.reader.in_request:
+            return      # the client said it sends nothing more
+        server = self.server
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = time.monotonic() + server.linger_timeout
+        budget = max(server.max_drain, _LINGER_BYTES)
+        try:
+            while budget >= 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._settimeout(remaining)
+                data = self.sock.recv(RECV_SIZE)
+                if not data:
+                    return
+                budget -= len(data)
+        except OSError as exc:
+            _describe_failure(exc)
+
+    @property
+    def input_finished(self):
+        wsgi_input = self.input
+        return wsgi_input is None or wsgi_input.finished
 
     def _read_request(self):
         """The next request head, or None when the connection should close."""
         reader = self.reader
         server = self.server
         self.request = None
-        self.idle = True
         try:
             event = reader.next_event()
             if event is NEED_DATA:
-                if server._stopping:
-                    return None
-                first = self.requests_served == 0
-                self._settimeout(server.header_timeout if first else server.keepalive_timeout)
-                try:
-                    data = self.sock.recv(RECV_SIZE)
-                except (TimeoutError, OSError):
-                    return None     # idle too long, or reset: close quietly
-                reader.feed(data)
-                event = reader.next_event()
+                if not reader.in_message:      # (no events are queued: NEED_DATA)
+                    # Nothing of a next request has been read: a draining connection closes
+                    # here, and drain() wakes this wait.
+                    if self.draining:
+                        return None
+                    first = self.requests_served == 0
+                    self._settimeout(server.header_timeout if first else server.keepalive_timeout)
+                    self._idle_wait = True
+                    try:
+                        data = self.sock.recv(RECV_SIZE)
+                    except _DrainWake:
+                        return None
+                    except OSError as exc:
+                        # idle too long, or reset: close quietly
+                        _describe_failure(exc)
+                        self._peer_closed = not isinstance(exc, TimeoutError)
+                        return None
+                    finally:
+                        self._idle_wait = False
+                    if not data:
+                        self._peer_closed = True
+                    reader.feed(data)
+                    event = reader.next_event()
                 if event is NEED_DATA:
-                    # A head in pieces: the header timeout runs from its first byte.
-                    deadline = time.monotonic() + server.header_timeout
-                    while event is NEED_DATA:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            self._answer_error(408)
-                            self.server.log_access_error(self, 408)
-                            return None
-                        self._settimeout(remaining)
-                        try:
-                            data = self.sock.recv(RECV_SIZE)
-                        except TimeoutError:
-                            self._answer_error(408)
-                            self.server.log_access_error(self, 408)
-                            return None
-                        except OSError:
-                            return None
-                        reader.feed(data)
-                        event = reader.next_event()
+                    # A head in pieces: the header timeout runs from its first byte.  A
+                    # draining connection still reads it: it will be served, with close.
+                    event = self._read_rest_of_head()
         except ProtocolError as error:
+            error.__traceback__ = None
             self._protocol_error(error)
             return None
-        finally:
-            self.idle = False
-        if event is CONNECTION_CLOSED:
+        if event is CONNECTION_CLOSED or event is None:
             return None
         return event
+
+    def _read_rest_of_head(self):
+        reader = self.reader
+        server = self.server
+        deadline = time.monotonic() + server.header_timeout
+        event = NEED_DATA
+        while event is NEED_DATA:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._head_timed_out()
+                return None
+            self._settimeout(remaining)
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except TimeoutError as exc:
+                _describe_failure(exc)
+                self._head_timed_out()
+                return None
+            except OSError as exc:
+                _describe_failure(exc)
+                self._peer_closed = True
+                return None
+            if not data:
+                self._peer_closed = True
+            reader.feed(data)
+            event = reader.next_event()
+        return event
+
+    def _head_timed_out(self):
+        self.server.log_error("request head from %s not complete within %s s: 408, closed",
+                              self.address, self.server.header_timeout, level=logging.INFO)
+        self._answer_error(408)
+        self.server.log_access_error(self, 408)
 
     def _protocol_error(self, error):
         self.server.log_error("rejected request from %s: %s %s", self.address, error.status,
@@ -458,6 +700,8 @@ class WSGIHandler:
         if error.status is not None:
             self._answer_error(error.status)
             self.server.log_access_error(self, error.status)
+        else:
+            self._peer_closed = True
 
     def _answer_error(self, status):
         self.closing = True
@@ -465,6 +709,8 @@ class WSGIHandler:
             self._send(_simple_response(status))
         except _ClientGone:
             pass
+
+    # -- the request body ------------------------------------------------------------------------
 
     def _next_body_piece(self):
         """Called by Input: the next piece of this request's body, or None at its end."""
@@ -477,18 +723,87 @@ class WSGIHandler:
             while True:
                 event = reader.next_event()
                 if event is NEED_DATA:
-                    self._settimeout(self.server.timeout)
-                    self._recv()
+                    self._recv_body()
                     continue
                 if event is END_OF_MESSAGE:
                     return None
                 return event
         except ProtocolError as error:
+            error.__traceback__ = None      # kept on the handler: no cycle through its frames
             self._body_error = error
-            raise OSError(f"bad request body: {error.detail}") from None
+            self.closing = True
+            message = f"bad request body: {error.detail}"
         except _ClientGone as exc:
-            self._body_error = ProtocolError(None, "client went away")
-            raise OSError("client went away while sending the request body") from exc
+            if self._body_error is None:
+                self._body_error = ProtocolError(None, "client went away")
+            self.closing = True
+            message = f"request body not received: {exc}"
+        raise OSError(message)
+
+    def _recv_body(self):
+        """Receive more of the body.  Each wait is bounded by ``timeout`` (no progress), and
+        all the waiting for one body by ``body_timeout`` plus one second per
+        ``body_min_rate`` bytes received: a client trickling a body cannot hold the
+        connection for ever."""
+        server = self.server
+        timeout = server.timeout
+        limit = server.body_timeout
+        if limit is not None:
+            rate = server.body_min_rate
+            if rate:
+                limit += self._body_received / rate
+            limit -= self._body_waited
+        deadline = self._body_deadline
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if limit is None or left < limit:
+                limit = left
+        if limit is not None and (timeout is None or limit < timeout):
+            if limit <= 0:
+                self._body_too_slow()
+            timeout = limit
+        self._settimeout(timeout)
+        start = time.monotonic()
+        try:
+            data = self.sock.recv(BODY_RECV_SIZE)
+        except TimeoutError as exc:
+            _describe_failure(exc)
+            self._body_waited += time.monotonic() - start
+            if timeout == server.timeout:
+                self._body_stalled()
+            self._body_too_slow()
+        except OSError as exc:
+            failure = _describe_failure(exc)
+            self._peer_closed = True
+            raise _ClientGone(failure) from None
+        self._body_waited += time.monotonic() - start
+        if not data:
+            self._peer_closed = True
+        self.reader.feed(data)
+        received = len(data)
+        self._body_received += received
+        # A fast client never makes recv wait, so this green thread would read a huge body
+        # without letting any other connection run: yield every few megabytes.
+        unyielded = self._unyielded + received
+        if unyielded >= _YIELD_EVERY:
+            unyielded = 0
+            _sleep(0)
+        self._unyielded = unyielded
+
+    def _body_stalled(self):
+        self._body_error = ProtocolError(408, "request body stalled")
+        self.server.log_error("client %s sent no body bytes for %s s (%d received): closed",
+                              self.address, self.server.timeout, self._body_received,
+                              level=logging.WARNING)
+        raise _ClientGone("request body stalled")
+
+    def _body_too_slow(self):
+        self._body_error = ProtocolError(408, "request body too slow")
+        what = "drain of an unread body" if self._body_deadline is not None else "body"
+        self.server.log_error("client %s too slow sending a request %s (%d bytes in %.1f s of "
+                              "waiting): closed", self.address, what, self._body_received,
+                              self._body_waited, level=logging.WARNING)
+        raise _ClientGone("request body too slow")
 
     # -- one request -----------------------------------------------------------------------------
 
@@ -546,8 +861,11 @@ class WSGIHandler:
         self._body_sent = 0
         self._expect_pending = request.expect_continue and request.has_body
         self._body_error = None
+        self._body_received = 0
+        self._body_waited = 0.0
+        self._body_deadline = None
         # Closing is decided now and may only get stricter while we answer.
-        self.closing = not request.keep_alive or server._stopping or request.upgrade
+        self.closing = not request.keep_alive or self.draining or request.upgrade
         environ = self.environ = self._environ_for(request)
 
         result = None
@@ -559,23 +877,28 @@ class WSGIHandler:
                 self._write_result(result)
         except _ClientGone:
             self.closing = True
-        except Exception:
-            self._app_failed(sys.exc_info())
+        except Exception as exc:
+            self._app_failed(exc)
+            _forget_traceback(exc)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 try:
                     close()
-                except Exception:
+                except Exception as exc:
                     self.server.log_error("error closing the response iterable\n%s",
-                                          traceback.format_exc())
+                                          "".join(traceback.format_exception(exc)))
+                    _forget_traceback(exc)
                     self.closing = True
+            result = None
         server.log_access(self)
         if not self.closing:
             # Our own stream: the app may have replaced or wrapped environ["wsgi.input"].
             self._finish_request_body(self.input)
+        if self.draining:
+            self.closing = True
 
-    def _app_failed(self, exc_info):
+    def _app_failed(self, exc):
         self.closing = True
         body_error = self._body_error
         if body_error is not None:
@@ -586,7 +909,7 @@ class WSGIHandler:
             return
         self.server.log_error("error in WSGI application for %s %r\n%s",
                               self.request.method, self.request.target,
-                              "".join(traceback.format_exception(*exc_info)))
+                              "".join(traceback.format_exception(exc)))
         if not self.headers_sent:
             # Never send the traceback: it may hold secrets.
             self.status = "500 Internal Server Error"
@@ -596,7 +919,11 @@ class WSGIHandler:
                 pass
 
     def _finish_request_body(self, wsgi_input):
-        """Leave the reader at the start of the next request, or decide to close."""
+        """Leave the reader at the start of the next request, or decide to close.
+
+        What the application did not read of the body is read and discarded -- at most
+        ``max_drain`` bytes within ``drain_timeout`` seconds -- so that the connection can
+        serve its next request; a larger or slower rest closes the connection instead."""
         if self._expect_pending:
             # We never said "100 Continue": the client may or may not send the body, so the
             # next bytes cannot be attributed safely.  Close (gevent 25.4.1's fix, #2075).
@@ -604,7 +931,13 @@ class WSGIHandler:
             return
         if wsgi_input.finished:
             return
-        budget = self.server.max_drain
+        server = self.server
+        budget = server.max_drain
+        length = self.request.content_length
+        if length is not None and length - self._body_received > budget:
+            self.closing = True
+            return
+        self._body_deadline = time.monotonic() + server.drain_timeout
         try:
             while True:
                 piece = wsgi_input.read(min(RECV_SIZE, budget + 1))
@@ -659,10 +992,15 @@ class WSGIHandler:
                     parts.append(b"Transfer-Encoding: chunked\r\n")
                 else:
                     self.closing = True     # HTTP/1.0: the body ends when we close
-        if self._expect_pending or self.server._stopping:
+        if self._expect_pending or self.draining:
             # The app answers without having read a body it was offered with "Expect:
             # 100-continue": whether the client sends it anyway is unknowable, so close.
             self.closing = True
+        elif not self.input._done and not self.closing:
+            # An unread rest of the body larger than we would drain: say now that we close.
+            length = request.content_length
+            if length is not None and length - self._body_received > self.server.max_drain:
+                self.closing = True
         if self.closing:
             parts.append(b"Connection: close\r\n\r\n")
         elif request.version == "HTTP/1.0":
@@ -754,17 +1092,19 @@ class WSGIHandler:
             self.closing = True
 
     def _try_sendfile(self, wrapper):
-        """Send a FileWrapper of a regular file with socket.sendfile; False to iterate."""
-        if self.status is None or self.headers_sent or not hasattr(self.sock, "sendfile"):
+        """Send a FileWrapper of a regular file with os.sendfile; False to iterate."""
+        if (self.status is None or self.headers_sent or self.server.ssl_context is not None
+                or not hasattr(os, "sendfile")):
             return False
         filelike = wrapper.filelike
         try:
             fileno = filelike.fileno()
             offset = filelike.tell()
             info = os.fstat(fileno)
+            sockno = self.sock.fileno()
         except (AttributeError, OSError, ValueError):
             return False
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(info.st_mode) or sockno < 0:
             return False
         size = max(0, info.st_size - offset)
         if self._content_length is not None:
@@ -775,14 +1115,50 @@ class WSGIHandler:
         if not self._body_allowed() or not size:
             self._finish_response()
             return True
-        self._settimeout(self.server.timeout)
+        timeout = self.server.timeout
+        failure = None
+        remaining = size
         try:
-            sent = self.sock.sendfile(filelike, offset, size)
-        except (TimeoutError, OSError) as exc:
-            raise _ClientGone(exc) from None
-        self._body_sent = sent
+            # No progress for ``timeout`` seconds cuts the client off; a slow but steady
+            # reader gets the whole file (socket.sendfile's timeout is a total deadline).
+            while remaining > 0:
+                try:
+                    sent = os.sendfile(sockno, fileno, offset, min(remaining, _SENDFILE_BLOCK))
+                except BlockingIOError:
+                    wait_writable(sockno, timeout, TimeoutError("timed out"))
+                    continue
+                except OSError as exc:
+                    if offset == filelike.tell() and exc.errno in _SENDFILE_UNSUPPORTED:
+                        self._send_file_by_reading(filelike, remaining)
+                        self._finish_response()
+                        return True
+                    raise
+                if sent == 0:
+                    break       # the file shrank under us; _finish_response notices
+                offset += sent
+                remaining -= sent
+                self._body_sent += sent
+        except OSError as exc:
+            failure = _describe_failure(exc)
+        finally:
+            try:
+                filelike.seek(offset)
+            except (AttributeError, OSError, ValueError):
+                pass
+        if failure is not None:
+            self._client_gone(failure)
         self._finish_response()
         return True
+
+    def _send_file_by_reading(self, filelike, remaining):
+        read = filelike.read
+        while remaining > 0:
+            data = read(min(remaining, 262144))
+            if not data:
+                return
+            remaining -= len(data)
+            self._body_sent += len(data)
+            self._send(data)
 
     # -- upgrades (used by loop.websocket) -------------------------------------------------------
 
@@ -851,7 +1227,8 @@ class WSGIServer(StreamServer):
                  max_connections=1000, header_timeout=10.0, keepalive_timeout=5.0,
                  timeout=60.0, max_request_line=DEFAULT_MAX_REQUEST_LINE,
                  max_header_bytes=DEFAULT_MAX_HEADER_BYTES, max_headers=DEFAULT_MAX_HEADERS,
-                 max_body=1 << 30, max_drain=1 << 16, script_name=""):
+                 max_body=1 << 30, max_drain=1 << 16, script_name="", body_timeout=30.0,
+                 body_min_rate=1024, drain_timeout=2.0, linger_timeout=2.0):
         if spawn == "default" and max_connections:
             spawn = max_connections
         StreamServer.__init__(self, listener, spawn=spawn, backlog=backlog,
@@ -866,14 +1243,19 @@ class WSGIServer(StreamServer):
         self.max_headers = max_headers
         self.max_body = max_body
         self.max_drain = max_drain
+        self.body_timeout = body_timeout
+        self.body_min_rate = body_min_rate
+        self.drain_timeout = drain_timeout
+        self.linger_timeout = linger_timeout
         self.script_name = script_name.rstrip("/")
         if handler_class is not None:
             self.handler_class = handler_class
         self.access_log = _AccessLog(log, _access_default)
         self.error_log = _AccessLog(error_log, _error_default)
         self.extra_environ = dict(environ or {})
-        #: Handlers of the open connections; stop() closes the idle ones at once.
+        #: Handlers of the open connections.
         self._connections = set()
+        self._draining = False
         self._server_environ = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -887,13 +1269,19 @@ class WSGIServer(StreamServer):
         self._server_environ = self._make_server_environ()
         return sock
 
-    def _begin_stop(self):
-        # Idle keep-alive connections are closed now (their handler's recv sees EOF); requests
-        # in flight finish, answer "Connection: close", and their handlers then see
-        # self._stopping and leave.  stop() waits for them cooperatively (Group.join).
+    def drain_connections(self):
+        """Wind every connection down without losing a request (see :meth:`WSGIHandler.drain`):
+        what was read is served with ``Connection: close``, connections waiting for a next
+        request close without reading it, and connections accepted from now on close
+        unread.  :meth:`stop` calls it; it does not close the listener.  The server's hub
+        thread only."""
+        self._draining = True
         for handler in list(self._connections):
-            if handler.idle:
-                _shutdown(handler.sock)
+            handler.drain()
+
+    def _begin_stop(self):
+        # stop() then waits for the handlers cooperatively (Group.join).
+        self.drain_connections()
 
     def _before_kill(self):
         for handler in list(self._connections):
@@ -911,11 +1299,13 @@ class WSGIServer(StreamServer):
                 pass    # a unix socket, or a socket-like object without options
             handler = self.handler_class(self, sock, address)
             self._connections.add(handler)
-            if self._stopping:
+            if self._draining or self._stopping:
                 return
             handler.handle()
-        except Exception:
-            self.log_error("unexpected error serving %s\n%s", address, traceback.format_exc())
+        except Exception as exc:
+            self.log_error("unexpected error serving %s\n%s", address,
+                           "".join(traceback.format_exception(exc)))
+            _forget_traceback(exc)
         finally:
             if handler is not None:
                 self._connections.discard(handler)
@@ -1067,6 +1457,11 @@ def main(argv=None):
     host, port = server.server_address[:2]
     scheme = "https" if context else "http"
     _error_default.warning("loop.pywsgi serving %s on %s://%s:%s", args.app, scheme, host, port)
+    # SIGTERM (what service managers and container runtimes send) stops as gracefully as
+    # SIGINT: stop accepting, let requests in flight finish, close idle connections.
+    import signal
+    from loop import signal_handler
+    signal_handler(signal.SIGTERM, server.stop, 5)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
