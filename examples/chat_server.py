@@ -30,6 +30,19 @@ def parse_args(argv=None):
                         help="lines per second a client may send (sustained)")
     limits.add_argument("--burst", type=int, default=40, metavar="LINES",
                         help="lines a client may send at once")
+    admission = parser.add_argument_group("connection limits (see chat/admission.py)")
+    admission.add_argument("--per-ip", type=int, default=32, metavar="N",
+                           help="connections from one IP address, both ports together")
+    admission.add_argument("--max-web-clients", type=int, default=1000, metavar="N",
+                           help="WebSockets open at once; more are answered 503")
+    admission.add_argument("--page-connections", type=int, default=100, metavar="N",
+                           help="web server slots kept for page requests beyond the WebSockets")
+    admission.add_argument("--ping-interval", type=float, default=20.0, metavar="SECONDS",
+                           help="ping a WebSocket client that has been quiet this long")
+    admission.add_argument("--idle-timeout", type=float, default=60.0, metavar="SECONDS",
+                           help="close a WebSocket that sent nothing (not even a pong) this long")
+    admission.add_argument("--send-timeout", type=float, default=30.0, metavar="SECONDS",
+                           help="cut a WebSocket client whose socket takes no data this long")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every HTTP request")
     return parser.parse_args(argv)
 
@@ -46,7 +59,10 @@ def main(argv=None):
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("chat.access").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    limits = Limits(args.outbox, args.max_drops, args.rate, args.burst)
+    limits = Limits(args.outbox, args.max_drops, args.rate, args.burst, per_ip=args.per_ip,
+                    max_web_clients=args.max_web_clients,
+                    page_connections=args.page_connections, ping_interval=args.ping_interval,
+                    idle_timeout=args.idle_timeout, send_timeout=args.send_timeout)
     server = ChatServer(args.host, args.port, args.http_port, redis_url=args.redis, limits=limits)
     server.start()
     tcp_host, tcp_port = server.tcp_address[:2]

@@ -91,7 +91,13 @@ def _wait_all(clients, pattern, count, timeout=60):
     return seen
 
 
-def test_300_clients_all_see_every_message(server):
+def test_300_clients_all_see_every_message():
+    # All from 127.0.0.1: the per-address limit is raised for them.
+    with ChatProcess("--per-ip", "400") as server:
+        _300_clients_all_see_every_message(server)
+
+
+def _300_clients_all_see_every_message(server):
     clients = [server.client() for _ in range(300)]
     _wait_all(clients, "welcome to loop chat", 1)
     # Everybody speaks once; everybody must hear all 300, each exactly once and in one order.
@@ -212,7 +218,7 @@ def test_slow_reader_is_told_how_many_messages_it_missed():
 
 
 def test_sigterm_tells_clients_and_exits():
-    server = ChatProcess()
+    server = ChatProcess("--per-ip", "100")
     try:
         clients = [server.client() for _ in range(50)]
         for client in clients:
@@ -395,3 +401,113 @@ def test_outbox_take_hands_over_without_copying(outbox_module):
     box.close()
     box.put("ignored")
     assert box.take() is None
+
+
+# -- admission: per-address limits, WebSocket slots, idle WebSockets --------------------------------
+
+def _raw_websocket(address):
+    """Open a WebSocket by hand and then never read or answer: an idle (or dead) client.
+    Returns (socket, status code of the handshake response)."""
+    import base64
+    sock = socket.create_connection(address, timeout=20)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /ws HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                 f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n".encode())
+    return sock
+
+
+def _status_of(sock):
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else None
+
+
+def _close_frame_then_eof(sock, timeout):
+    """Read everything until EOF; the code of the server's Close frame (None if none came)."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    code = None
+    while len(data) >= 2:       # server frames: unmasked, small except the welcome events
+        opcode, size, offset = data[0] & 0x0F, data[1] & 0x7F, 2
+        if size == 126:
+            size, offset = int.from_bytes(data[2:4], "big"), 4
+        if opcode == 8 and size >= 2:
+            code = int.from_bytes(data[offset:offset + 2], "big")
+        data = data[offset + size:]
+    return code
+
+
+def _get(url, timeout=5):
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def test_idle_websockets_cannot_take_the_page_down_and_are_closed_after_the_idle_timeout():
+    import json
+    with ChatProcess("--per-ip", "1000", "--max-web-clients", "200", "--page-connections", "20",
+                     "--ping-interval", "1", "--idle-timeout", "4") as server:
+        sockets = [_raw_websocket(server.http) for _ in range(260)]
+        statuses = [_status_of(sock) for sock in sockets]
+        assert statuses.count(101) == 200 and statuses.count(503) == 60, statuses
+        idle = [sock for sock, status in zip(sockets, statuses) if status == 101]
+        # Every WebSocket slot is taken by a client that does nothing: pages still answer.
+        status, page = _get(server.url)
+        assert status == 200 and b"new WebSocket" in page
+        stats = json.loads(_get(server.url + "stats.json")[1])
+        assert stats["connections"] == 200 and stats["connections_refused"] == 60
+        # The idle ones never answer the server's pings: each is closed with 1001.
+        started = time.monotonic()
+        codes = [_close_frame_then_eof(sock, 30) for sock in idle]
+        assert codes == [1001] * 200, set(codes)
+        assert time.monotonic() - started < 30
+        for sock in sockets:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while json.loads(_get(server.url + "stats.json")[1])["connections"]:
+            assert time.monotonic() < deadline, "sessions of closed WebSockets are still open"
+            time.sleep(0.1)
+        # And the freed slots take new clients.
+        fresh = WSClient(server.http)
+        fresh.expect(lambda m: m["type"] == "info" and "welcome" in m["text"])
+
+
+def test_connections_per_address_are_limited_across_both_ports():
+    import urllib.error
+    with ChatProcess("--per-ip", "3") as server:
+        first, second = server.client(), server.client()
+        first.expect("welcome")
+        second.expect("welcome")
+        web = WSClient(server.http)
+        web.expect(lambda m: m["type"] == "info" and "welcome" in m["text"])
+        # The fourth connection from 127.0.0.1, on either port, is refused and closed.
+        refused = server.client()
+        refused.expect("!!! too many connections from your address")
+        refused.read_until_closed()
+        with pytest.raises(urllib.error.HTTPError) as info:
+            _get(server.url)
+        assert info.value.code == 429
+        # Once one of the three goes, a new connection is welcome again.
+        first.send("/quit")
+        first.read_until_closed()
+        deadline = time.monotonic() + 10
+        while True:
+            again = server.client()
+            try:
+                again.expect("welcome", timeout=5)
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, again.lines
+                time.sleep(0.2)

@@ -17,25 +17,35 @@ from loop.pywsgi import WSGIServer
 from loop.server import StreamServer
 
 from chat import events
+from chat.admission import Admission, refuse_http
 from chat.bus import LocalBus, RedisBus
 from chat.limits import BURST, RATE, InputGuard
 from chat.rooms import Rooms, Stats
 from chat.tcp import make_handler
 from chat.web import make_app
 
-__all__ = ["Chat", "ChatServer", "Limits"]
+__all__ = ["Chat", "ChatServer", "Limits", "WebServer"]
 
 log = logging.getLogger("chat")
 
 
 class Limits:
-    """Per-client limits (see :mod:`chat.outbox` and :mod:`chat.limits` for the policies)."""
+    """Per-client and per-server limits (see :mod:`chat.outbox`, :mod:`chat.limits` and
+    :mod:`chat.admission` for the policies)."""
 
-    def __init__(self, outbox=500, max_drops=2000, rate=RATE, burst=BURST):
+    def __init__(self, outbox=500, max_drops=2000, rate=RATE, burst=BURST, per_ip=32,
+                 max_web_clients=1000, page_connections=100, ping_interval=20.0,
+                 idle_timeout=60.0, send_timeout=30.0):
         self.outbox = outbox
         self.max_drops = max_drops
         self.rate = rate
         self.burst = burst
+        self.per_ip = per_ip
+        self.max_web_clients = max_web_clients
+        self.page_connections = page_connections
+        self.ping_interval = ping_interval
+        self.idle_timeout = idle_timeout
+        self.send_timeout = send_timeout
 
     def guard(self):
         return InputGuard(rate=self.rate, burst=self.burst)
@@ -49,7 +59,26 @@ class Chat:
         self.limits = limits or Limits()
         self.stats = Stats()
         self.rooms = Rooms(self.stats)
+        self.admission = Admission(self.stats, self.limits.per_ip, self.limits.max_web_clients)
         self.bus = RedisBus(self.rooms, redis_url) if redis_url else LocalBus(self.rooms)
+
+
+class WebServer(WSGIServer):
+    """The web side's WSGI server, with the per-address limit applied to every connection
+    before its first byte is read."""
+
+    def __init__(self, admission, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.admission = admission
+
+    def handle(self, sock, address):
+        if not self.admission.enter(address):
+            refuse_http(sock)
+            return
+        try:
+            super().handle(sock, address)
+        finally:
+            self.admission.leave(address)
 
 
 class ChatServer:
@@ -59,8 +88,11 @@ class ChatServer:
         self.grace = grace
         self.stats_interval = stats_interval
         self.tcp = StreamServer((host, port), make_handler(self.chat))
-        self.http = WSGIServer((host, http_port), make_app(self.chat),
-                               log=logging.getLogger("chat.access"), keepalive_timeout=5.0)
+        limits = self.chat.limits
+        # WebSockets can hold at most max_web_clients slots of the pool: the rest is for pages.
+        self.http = WebServer(self.chat.admission, (host, http_port), make_app(self.chat),
+                              log=logging.getLogger("chat.access"), keepalive_timeout=5.0,
+                              max_connections=limits.max_web_clients + limits.page_connections)
         self.stopped = Event()
         self._stopping = False
         self._reporter = None

@@ -31,6 +31,7 @@ class Stats:
         self.refused = 0             # lines refused: too long, bad UTF-8, too fast
         self.kicked_slow = 0         # disconnected: stuck reading
         self.kicked_flood = 0        # disconnected: too many refused lines
+        self.connections_refused = 0  # per-address limit reached, or no WebSocket slot left
 
     def as_dict(self):
         return dict(vars(self))
@@ -40,7 +41,7 @@ class Stats:
                 f"lines received {self.lines_received}; messages {self.messages_published}; "
                 f"events queued {self.events_queued}; dropped for slow clients {self.dropped}; "
                 f"lines refused {self.refused}; disconnected: {self.kicked_slow} slow, "
-                f"{self.kicked_flood} flooding")
+                f"{self.kicked_flood} flooding; connections refused {self.connections_refused}")
 
 
 class Rooms:

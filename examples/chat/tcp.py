@@ -10,6 +10,7 @@ import socket
 import loop
 
 from chat import events
+from chat.admission import refuse_tcp
 from chat.connection import serve
 from chat.limits import MAX_LINE_BYTES
 from chat.session import Session
@@ -92,7 +93,15 @@ class TcpTransport:
 
 def make_handler(chat):
     """The ``handle(sock, address)`` function for :class:`loop.server.StreamServer`."""
+    admission = chat.admission
+
     def handle(sock, address):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        serve(Session(chat, "tcp", address, events.Event.as_line), TcpTransport(sock))
+        if not admission.enter(address):
+            refuse_tcp(sock)
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            serve(Session(chat, "tcp", address, events.Event.as_line), TcpTransport(sock))
+        finally:
+            admission.leave(address)
     return handle

@@ -5,7 +5,8 @@ protocol as ``nc`` users (it sends lines such as ``/join rust`` or ``hello``) an
 events (:meth:`chat.events.Event.as_json`).  ``GET /stats.json`` returns the server counters.
 The app runs under :class:`loop.pywsgi.WSGIServer`, one green thread per connection; a
 WebSocket connection keeps its green thread for its whole life and runs the same
-:func:`chat.connection.serve` as a TCP client.
+:func:`chat.connection.serve` as a TCP client; how many may do so, and for how long a quiet one
+is kept, is :mod:`chat.admission`'s policy.
 """
 import json
 import os
@@ -65,6 +66,8 @@ def _static(name, content_type):
 
 def make_app(chat):
     page, page_headers = _static("index.html", "text/html; charset=utf-8")
+    admission = chat.admission
+    limits = chat.limits
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "/")
@@ -72,13 +75,24 @@ def make_app(chat):
             if not websocket.is_websocket_request(environ):
                 start_response("400 Bad Request", [("Content-Type", "text/plain")])
                 return [b"this URL speaks WebSocket\n"]
+            if not admission.open_web_client():
+                start_response("503 Service Unavailable", [("Content-Type", "text/plain"),
+                                                           ("Retry-After", "30")])
+                return [b"the chat is full, try again later\n"]
             try:
-                ws = websocket.upgrade(environ, max_message_size=4 * MAX_LINE_BYTES)
-            except websocket.WebSocketError as exc:
-                start_response("400 Bad Request", [("Content-Type", "text/plain")])
-                return [str(exc).encode() + b"\n"]
-            address = (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))
-            serve(Session(chat, "web", address, events.Event.as_json), WebSocketTransport(ws))
+                try:
+                    ws = websocket.upgrade(
+                        environ, max_message_size=4 * MAX_LINE_BYTES,
+                        send_timeout=limits.send_timeout, ping_interval=limits.ping_interval,
+                        idle_timeout=limits.idle_timeout)
+                except websocket.WebSocketError as exc:
+                    start_response("400 Bad Request", [("Content-Type", "text/plain")])
+                    return [str(exc).encode() + b"\n"]
+                address = (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))
+                serve(Session(chat, "web", address, events.Event.as_json),
+                      WebSocketTransport(ws))
+            finally:
+                admission.close_web_client()
             return []
         if path in ("/", "/index.html") and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             start_response("200 OK", list(page_headers))
