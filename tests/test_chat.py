@@ -511,3 +511,40 @@ def test_connections_per_address_are_limited_across_both_ports():
             except AssertionError:
                 assert time.monotonic() < deadline, again.lines
                 time.sleep(0.2)
+
+
+def _peak_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_compressed_websocket_bomb_is_refused_without_being_inflated(server):
+    # 64 MB of zeros deflate to about 64 KB; the chat's messages are limited to a few KB.  The
+    # server must refuse it with 1009 before inflating it: its peak RSS hardly moves.
+    import base64
+    import zlib
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = (compressor.compress(bytes(64 << 20)) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    mask = os.urandom(4)
+    length = (bytes([0xFE]) + len(bomb).to_bytes(2, "big") if len(bomb) < 1 << 16
+              else bytes([0xFF]) + len(bomb).to_bytes(8, "big"))
+    frame = (bytes([0xC1]) + length + mask
+             + bytes(b ^ mask[i % 4] for i, b in enumerate(bomb)))
+    status, _ = _get(server.url)
+    assert status == 200
+    before = _peak_rss_kb(server.proc.pid)
+    sock = socket.create_connection(server.http, timeout=20)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /ws HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                 f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+                 f"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n".encode())
+    assert _status_of(sock) == 101
+    sock.sendall(frame)
+    assert _close_frame_then_eof(sock, 20) == 1009
+    grown_mb = (_peak_rss_kb(server.proc.pid) - before) / 1024
+    assert grown_mb < 32, f"peak RSS grew by {grown_mb:.0f} MB"
+    assert _get(server.url)[0] == 200
