@@ -5,7 +5,7 @@ The apps live in ``tests/apps`` (``djsite``: ORM on SQLite or PostgreSQL, a temp
 outbound HTTP call with urllib; ``flaskapp``: an outbound call with requests, a Jinja template,
 ``flask.g``).  Each request waits on I/O for D seconds (a slow HTTP service in its own process,
 and ``pg_sleep`` on PostgreSQL).  N requests sent at once by N real client threads must finish in
-about one request's time (far below N x D: the server is one process, one OS thread), and every
+about one request's time (under 5 x D; serial handling would take N x D), and every
 answer must be the one for its own request.  ``DJANGO_ALLOW_ASYNC_UNSAFE`` is never set: Django's
 guard against ORM calls from inside an event loop must not see one in a green thread.
 
