@@ -41,15 +41,54 @@ validated against a memo of names already seen.  ``TCP_NODELAY`` is set on every
 with Nagle's algorithm on, a response written as head and body in two sends can wait for the
 peer's delayed ACK (gevent.pywsgi lost 8x on this).
 
-Timeouts
---------
-``header_timeout`` bounds the time from the first byte of a request to the end of its head
-(slowloris); ``keepalive_timeout`` bounds the idle wait for the next request on a kept-alive
-connection; ``timeout`` bounds each body read and each write.  ``max_connections`` sizes the
-green pool: further connections wait in the kernel's listen backlog.
-:meth:`WSGIServer.stop` stops accepting, closes idle keep-alive connections at once, lets
-requests in flight finish (their responses say ``Connection: close``) while it waits on the
-pool cooperatively, and kills whatever is left when the grace period ends.
+Timeouts and limits
+-------------------
+A timeout on a working connection means *no progress*, never a deadline for a whole transfer:
+``timeout`` bounds each wait for the client to take bytes we write (``send``, ``sendfile``) or
+to send body bytes we read, so a slow but steady client gets a download of any size, and a
+client that stops reading or sending is cut ``timeout`` seconds after its last byte.  Waits
+that could otherwise be stretched for ever have total bounds: ``header_timeout`` from the first
+byte of a request to the end of its head (slowloris), ``keepalive_timeout`` for the idle wait
+for a next request, and a request body gets ``body_timeout`` seconds of waiting plus one second
+per ``body_min_rate`` bytes received (one byte every few seconds cannot hold a connection).  A
+body the application left unread is drained so the connection can be reused only if it is at
+most ``max_drain`` bytes and arrives within ``drain_timeout``; otherwise we close.  Every cut we
+make is logged on the error log (a stalled or too slow client at WARNING, a client that went
+away at INFO); ``docs/servers.md`` has the table.  ``max_connections`` sizes the green pool:
+further connections wait in the kernel's listen backlog.
+
+Body reads are linear: :class:`Input` keeps the current ``recv`` piece and an offset instead of a
+growing buffer, and the handler yields to the hub every megabyte a fast client delivers without
+making ``recv`` wait, so one huge upload cannot stall the other connections.
+
+Closing
+-------
+Closing a TCP socket with unread bytes in its receive buffer sends a reset, and a reset destroys
+whatever of the response the client has not read yet.  So when the client may still be sending
+(an unread body, the next request on a connection we close) the handler ends its side with a
+FIN and discards what arrives for up to ``linger_timeout`` seconds before closing.
+
+When a connection ends, nothing of it may stay reachable: exceptions that carried a socket error
+lose their tracebacks (a frame that holds the exception that holds the frame is a cycle only
+the full garbage collection frees), and the request's stream, environ and parser are detached,
+so the handler, its frames and the response body are freed at once by reference counting.
+
+Stopping: the drain
+-------------------
+:meth:`WSGIHandler.drain` is the connection-level graceful stop, and
+:meth:`WSGIServer.drain_connections` applies it to every connection (``stop()`` calls it after
+closing the listener; a process manager can call it directly).  The rule is that a request the
+application ran is answered, and a request that will not be answered is never run:
+
+* a connection waiting for a next request of which nothing has been read is woken and closed
+  without reading (the client sees the connection close with no response; it can retry);
+* a request in progress finishes, and its response says ``Connection: close`` if its head is
+  not sent yet; nothing after it is read or run;
+* a request whose head had partly arrived is read to its end and served, with ``Connection:
+  close``.
+
+``stop()`` then waits for the handlers cooperatively and kills what is left when its grace
+period ends.  ``python -m loop.pywsgi`` stops this way on SIGTERM as on SIGINT.
 """
 
 from __future__ import annotations
@@ -259,10 +298,10 @@ class Input:
 
     def _next_piece(self):
         """The next body piece from the connection, or None at the end of the body."""
-        if self._done:
-            return None
         handler = self._handler
-        piece = handler._next_body_piece() if handler is not None else None
+        if self._done or handler is None:
+            return None
+        piece = handler._next_body_piece()
         if piece is None:
             self._done = True
         return piece
@@ -369,9 +408,9 @@ class Input:
         return self._done
 
     def _detach(self):
-        # The request is over: no reference back to the connection (and no cycle through it).
+        # The request is over: no reference back to the connection (and no cycle through it,
+        # should the application keep the environ).  Reads from now on find the end.
         self._handler = None
-        self._done = True
 
 
 class FileWrapper:
@@ -732,7 +771,16 @@ class WSGIHandler:
             error.__traceback__ = None      # kept on the handler: no cycle through its frames
             self._body_error = error
             self.closing = True
-            message = f"bad request body: {error.detail}"
+            if error.status is None:
+                self._peer_closed = True
+                message = "client went away while sending the request body"
+                self.server.log_error("client %s went away while sending a request body "
+                                      "(%d bytes received)", self.address,
+                                      self._body_received, level=logging.INFO)
+            else:
+                message = f"bad request body: {error.detail}"
+                self.server.log_error("rejected request body from %s: %s %s", self.address,
+                                      error.status, error.detail, level=logging.INFO)
         except _ClientGone as exc:
             if self._body_error is None:
                 self._body_error = ProtocolError(None, "client went away")
@@ -775,6 +823,9 @@ class WSGIHandler:
         except OSError as exc:
             failure = _describe_failure(exc)
             self._peer_closed = True
+            self.server.log_error("client %s went away (%s) while sending a request body "
+                                  "(%d bytes received)", self.address, failure,
+                                  self._body_received, level=logging.INFO)
             raise _ClientGone(failure) from None
         self._body_waited += time.monotonic() - start
         if not data:
@@ -783,7 +834,7 @@ class WSGIHandler:
         received = len(data)
         self._body_received += received
         # A fast client never makes recv wait, so this green thread would read a huge body
-        # without letting any other connection run: yield every few megabytes.
+        # without letting any other connection run: yield every megabyte.
         unyielded = self._unyielded + received
         if unyielded >= _YIELD_EVERY:
             unyielded = 0
@@ -892,9 +943,11 @@ class WSGIHandler:
                     self.closing = True
             result = None
         server.log_access(self)
+        wsgi_input = self.input
         if not self.closing:
             # Our own stream: the app may have replaced or wrapped environ["wsgi.input"].
-            self._finish_request_body(self.input)
+            self._finish_request_body(wsgi_input)
+        wsgi_input._detach()
         if self.draining:
             self.closing = True
 
@@ -1217,6 +1270,14 @@ class WSGIServer(StreamServer):
     receives one Combined Log Format line per request and ``error_log`` receives errors: each
     may be a ``logging.Logger``, a file-like object, ``False`` to disable, or ``None`` /
     ``"default"`` for the loggers ``loop.pywsgi.access`` and ``loop.pywsgi``.
+
+    Timeouts, in seconds: ``timeout`` (no progress while reading a body or writing a
+    response), ``header_timeout`` (a request head, from its first byte), ``keepalive_timeout``
+    (idle between requests), ``body_timeout`` plus one second per ``body_min_rate`` bytes
+    (all the waiting for one request body; ``None`` for no bound), ``drain_timeout`` (reading
+    an unread body of at most ``max_drain`` bytes after the response), ``linger_timeout``
+    (waiting for the client to close after we did).  Limits: ``max_request_line``,
+    ``max_header_bytes``, ``max_headers``, ``max_body`` (413 above it), ``max_drain``.
     """
 
     handler_class = WSGIHandler
