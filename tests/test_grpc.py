@@ -199,6 +199,44 @@ def test_green_server_serves_concurrently(backend):
     """, backend)
 
 
+def test_call_credentials_plugin_and_interrupted_calls(backend):
+    # A metadata plugin is called by grpc from its own threads; after init() grpc hands the call
+    # to a green thread instead.  A green thread interrupted while it waits (loop.Timeout) leaves
+    # the channel usable.
+    run_client("""
+        from concurrent import futures
+        local = grpc.LocalConnectionType.LOCAL_TCP
+        server = grpc.server(futures.ThreadPoolExecutor(N + 10), handlers=[grpc_echo.handler()])
+        port = server.add_secure_port("127.0.0.1:0", grpc.local_server_credentials(local))
+        server.start()
+        plugin_hubs = []
+        class Token(grpc.AuthMetadataPlugin):
+            def __call__(self, context, callback):
+                plugin_hubs.append(loop.get_hub().fiber is not loop.getcurrent())
+                callback((("x-token", "secret"),), None)
+        credentials = grpc.composite_channel_credentials(
+            grpc.local_channel_credentials(local), grpc.metadata_call_credentials(Token()))
+        channel = grpc.secure_channel("127.0.0.1:%d" % port, credentials)
+        unary = grpc_echo.methods(channel)[0]
+        def with_token(i):
+            return unary(b"%r:%d" % (D, i), timeout=30)
+        assert concurrently(with_token) == {i: b"echo:%d" % i for i in range(N)}
+        assert len(plugin_hubs) >= N and all(plugin_hubs), plugin_hubs
+
+        interrupted = 0
+        for i in range(5):
+            try:
+                with loop.Timeout(0.1):
+                    unary(b"%r:late" % D, timeout=30)
+            except loop.Timeout:
+                interrupted += 1
+        assert interrupted == 5
+        assert unary(b"0:after", timeout=10) == b"echo:after"
+        channel.close()
+        server.stop(None)
+    """, backend)
+
+
 def test_init_requires_patched_threading_and_checks_its_argument():
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent("""
         import loop.grpc
