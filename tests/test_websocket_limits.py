@@ -55,8 +55,9 @@ def finish(result):
 """ % TESTS
 
 
-def run(code, timeout=60):
-    proc = run_python(PRELUDE + code, timeout=timeout)
+def run(code, timeout=60, patched=False):
+    patch = "from loop import monkey; monkey.patch_all()\n" if patched else ""
+    proc = run_python(patch + PRELUDE + code, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no verdict (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
     return json.loads(lines[-1]), proc.stderr
@@ -170,11 +171,14 @@ with serving(app) as server:
     assert verdict["seconds"] > 1.0        # it really was slower than the send timeout
 
 
-def test_contended_sends_leave_the_thread_pool_alone():
+@pytest.mark.parametrize("patched", [False, True], ids=["plain", "monkey-patched"])
+def test_contended_sends_leave_the_thread_pool_alone(patched):
     # One member that never reads, 12 green threads broadcasting to it: they wait for the
     # member's send lock.  The hub's thread pool (10 threads) and run_in_executor must still
     # serve other work, and once the send timeout cuts the member every broadcaster is told.
-    verdict, _ = run(r"""
+    # Under monkey patching (as in the gunicorn worker) too: the lock must not become a
+    # patched one.
+    verdict, _ = run(patched=patched, code=r"""
 member = []
 joined = threading.Event()
 report = {}
@@ -292,6 +296,68 @@ with serving(app) as server:
     payloads = verdict["payloads"]
     assert [p[0] for p in payloads] == ["A", "B", "G", "H"], payloads
     assert all(p[1] == 1_000_000 and p[2] == 1 for p in payloads), payloads
+
+
+def test_green_threads_and_os_threads_share_a_contended_send_lock():
+    # Green senders on the server's hub and plain OS threads send to one slow client at once:
+    # waiters of both kinds hand the lock to each other (a green waiter woken from another OS
+    # thread); every message arrives whole, none interleaved, none lost.
+    verdict, _ = run(r"""
+ready = threading.Event()
+member = []
+report = {}
+done = threading.Event()
+
+def app(environ, start_response):
+    ws = websocket.upgrade(environ, send_timeout=30.0, ping_interval=None, idle_timeout=None,
+                           compress=False)
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    member.append(ws)
+    ready.set()
+
+    def send_all(tag):
+        for n in range(20):
+            ws.send(bytes([tag]) * 50_000)
+
+    greens = [loop.spawn(send_all, 65 + i) for i in range(4)]
+    loop.joinall(greens, timeout=60)
+    report["green_ok"] = all(g.successful() for g in greens)
+    done.wait(60)
+    return []
+
+with serving(app) as server:
+    sock, _, data = handshake(server, rcvbuf=8192)
+    assert ready.wait(10)
+    threads = [threading.Thread(target=lambda t=97 + i: [member[0].send(bytes([t]) * 50_000)
+                                                          for _ in range(20)])
+               for i in range(4)]
+    for thread in threads:
+        thread.start()
+    frames = []
+    expected = 160 * (50_000 + 4)
+    sock.settimeout(20)
+    while len(data) < expected:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        time.sleep(0.001)
+    for thread in threads:
+        thread.join(20)
+    while len(data) >= 4 and data[0] == 0x82:
+        size = struct.unpack("!H", data[2:4])[0]
+        payload = data[4:4 + size]
+        frames.append((payload[:1].decode(), len(payload), len(set(payload))))
+        data = data[4 + size:]
+    counts = {}
+    for tag, size, distinct in frames:
+        assert size == 50_000 and distinct == 1, (tag, size, distinct)
+        counts[tag] = counts.get(tag, 0) + 1
+    done.set()
+    finish({"counts": counts, "leftover": len(data), **report})
+""")
+    assert verdict["green_ok"] and verdict["leftover"] == 0, verdict
+    assert verdict["counts"] == {chr(t): 20 for t in list(range(65, 69)) + list(range(97, 101))}
 
 
 def test_quiet_client_is_pinged_and_one_that_never_answers_is_closed_after_idle_timeout():

@@ -63,9 +63,11 @@ import logging
 import socket
 import time
 import zlib
-import _thread
 from collections import deque
 
+# The real lock and thread identity, bound before any monkey patching: the send lock is shared
+# by OS threads, and a patched (green) lock cannot be.
+from loop._hub import _allocate_lock as _real_allocate_lock
 from loop._hub import _get_ident as _real_get_ident
 from loop._hub import Waiter, get_hub_if_exists
 
@@ -239,7 +241,7 @@ class _Turn:
             self._lock = None
         else:
             self._hub = None
-            self._lock = _thread.allocate_lock()
+            self._lock = _real_allocate_lock()
             self._lock.acquire()
 
     def wait(self, deadline):
@@ -289,7 +291,7 @@ class _SendLock:
     __slots__ = ("_guard", "_held", "_waiters")
 
     def __init__(self):
-        self._guard = _thread.allocate_lock()   # held for a few statements, never across a wait
+        self._guard = _real_allocate_lock()   # held for a few statements, never across a wait
         self._held = False
         self._waiters = deque()
 
