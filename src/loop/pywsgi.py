@@ -121,6 +121,9 @@ BODY_RECV_SIZE = 262144
 _YIELD_EVERY = 1 << 20
 # A closing connection discards at most this much of what the client still sends.
 _LINGER_BYTES = 1 << 20
+# Bodies up to this size go out in one send with their head (one copy is cheaper than two
+# syscalls); larger ones are sent as they are.
+_JOIN_LIMIT = 65536
 # sendfile() hands the kernel at most this much per call.
 _SENDFILE_BLOCK = 1 << 24
 _SENDFILE_UNSUPPORTED = frozenset(
@@ -675,7 +678,8 @@ class WSGIHandler:
                     self._idle_wait = True
                     try:
                         data = self.sock.recv(RECV_SIZE)
-                    except _DrainWake:
+                    except _DrainWake as exc:
+                        exc.__traceback__ = None    # see _ClientGone
                         return None
                     except OSError as exc:
                         # idle too long, or reset: close quietly
@@ -1083,12 +1087,28 @@ class WSGIHandler:
             self.headers_sent = True
             head = self._build_head()
             if data and self._body_allowed():
-                self._send(head + self._frame(data))
+                self._send_body(head, data)
             else:
                 self._send(head)
             return
         if data and self._body_allowed():
-            self._send(self._frame(data))
+            self._send_body(b"", data)
+
+    def _send_body(self, head, data):
+        """Send ``head`` (may be empty) and ``data`` framed.  A large body is not copied
+        into one buffer with its head: that would double the memory a big response costs."""
+        if len(data) <= _JOIN_LIMIT:
+            self._send(head + self._frame(data) if head else self._frame(data))
+        elif self._chunked:
+            self._body_sent += len(data)
+            self._send(head + b"%x\r\n" % len(data))
+            self._send(data)
+            self._send(b"\r\n")
+        else:
+            data = self._frame(memoryview(data))
+            if head:
+                self._send(head)
+            self._send(data)
 
     def _frame(self, data):
         """Apply chunked framing and enforce the declared Content-Length."""
@@ -1117,7 +1137,7 @@ class WSGIHandler:
             self.headers_sent = True
             head = self._build_head(len(data))
             if data and self._body_allowed():
-                self._send(head + self._frame(data))
+                self._send_body(head, data)
             else:
                 self._send(head)
             self._finish_response()
@@ -1170,6 +1190,7 @@ class WSGIHandler:
             return True
         timeout = self.server.timeout
         failure = None
+        unsupported = False
         remaining = size
         try:
             # No progress for ``timeout`` seconds cuts the client off; a slow but steady
@@ -1181,10 +1202,10 @@ class WSGIHandler:
                     wait_writable(sockno, timeout, TimeoutError("timed out"))
                     continue
                 except OSError as exc:
-                    if offset == filelike.tell() and exc.errno in _SENDFILE_UNSUPPORTED:
-                        self._send_file_by_reading(filelike, remaining)
-                        self._finish_response()
-                        return True
+                    if remaining == size and exc.errno in _SENDFILE_UNSUPPORTED:
+                        exc.__traceback__ = None
+                        unsupported = True
+                        break
                     raise
                 if sent == 0:
                     break       # the file shrank under us; _finish_response notices
@@ -1200,6 +1221,8 @@ class WSGIHandler:
                 pass
         if failure is not None:
             self._client_gone(failure)
+        if unsupported:
+            self._send_file_by_reading(filelike, remaining)
         self._finish_response()
         return True
 
