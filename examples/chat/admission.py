@@ -20,7 +20,9 @@ Policy
   quiet browser after ``ping_interval`` seconds (browsers answer by themselves) and closes a
   WebSocket it heard nothing from (no message, no pong) for ``idle_timeout`` seconds with 1001;
   a client that stops reading is cut after ``send_timeout`` seconds without progress (before
-  that, the outbox policy of :mod:`chat.outbox` usually disconnects it).
+  that, the outbox policy of :mod:`chat.outbox` usually disconnects it).  Line-protocol
+  clients may be silent for as long as they like; TCP keep-alive finds the vanished ones
+  (:mod:`chat.tcp`).
 
 Behind a reverse proxy every client has the proxy's address: raise ``per_ip`` there, and
 limit per client at the proxy.  Forwarded headers are not trusted, since anybody can send one.

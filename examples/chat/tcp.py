@@ -91,6 +91,16 @@ class TcpTransport:
             sock.close()
 
 
+def _keep_alive(sock):
+    # An ``nc`` user may stay silent for hours, so there is no idle timeout on this port (and
+    # the line protocol has no ping); TCP keep-alive probes find the peers that are gone
+    # without a word (a machine switched off, a dropped network) after about two minutes.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 def make_handler(chat):
     """The ``handle(sock, address)`` function for :class:`loop.server.StreamServer`."""
     admission = chat.admission
@@ -101,6 +111,7 @@ def make_handler(chat):
             return
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _keep_alive(sock)
             serve(Session(chat, "tcp", address, events.Event.as_line), TcpTransport(sock))
         finally:
             admission.leave(address)
