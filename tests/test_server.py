@@ -1,5 +1,6 @@
 """loop.server.StreamServer, and WSGIServer's green-only behaviour (many idle connections,
 stop from a green thread).  Server and clients are green threads of the test's own hub."""
+import logging
 import os
 import socket as stdlib_socket
 
@@ -212,6 +213,29 @@ def test_stop_lets_handlers_finish_then_kills_the_rest():
     assert slow.get(timeout=5) == b""
     with pytest.raises(OSError):
         roundtrip(server.address)
+
+
+def test_stop_logs_the_connections_it_cuts():
+    logged = []
+
+    class Server(StreamServer):
+        def log_error(self, message, *args, level=None):
+            logged.append((message % args, level))
+
+    def handle(sock, address):
+        sock.recv(100)
+        loop.sleep(30)
+
+    server = Server(("127.0.0.1", 0), handle)
+    server.start()
+    clients = [loop.spawn(roundtrip, server.address, b"x") for _ in range(2)]
+    loop.sleep(0.2)
+    server.stop(timeout=0.2)
+    assert [client.get(timeout=5) for client in clients] == [b"", b""]
+    assert len(logged) == 1, logged
+    message, level = logged[0]
+    assert "2 connection(s) still open 0.2 s after stop() began" in message
+    assert level == logging.WARNING
 
 
 def test_close_stops_accepting_but_keeps_connections():

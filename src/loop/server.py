@@ -19,8 +19,25 @@ reports it readable, the callback (running in the hub itself, no green thread in
 socket and spawns its handler.  The accept path therefore costs the syscall, one socket object
 and one green thread: no switch into an acceptor green thread, no per-accept registration of a
 readiness wait.  ``max_accept`` bounds the burst so one busy listener cannot starve the handlers
-that are already running; under gunicorn with several workers it is 1, so that one worker does
-not grab the whole backlog while its siblings sleep.
+that are already running.
+
+Accepting fairly
+----------------
+The loop runs the callback once per turn, and a turn of a busy server runs every connection
+that became readable, so a turn can take tens of milliseconds.  A new connection must not wait
+more than a turn or two behind the kept-alive ones: each turn accepts every connection waiting
+in the backlog, up to the free slots of the pool.
+
+A listener shared by several processes (gunicorn's workers: ``shared_listener``) needs more
+care.  The kernel wakes every process waiting on it, and the first to call ``accept()`` takes
+what is there: a process that takes the whole backlog at once ends up with nearly all of a
+burst of connections (100 of 100 in a test with two workers) while its sibling idles, and
+kept-alive connections stay where they landed.  Taking one connection per turn keeps the
+processes even but starves new connections behind busy turns (a burst of 100 waited 5-15 s).
+So a shared listener accepts in a batch that follows the backlog: it starts at one, doubles
+while a turn finds more connections waiting than its batch took, and drops to what was waiting
+once a turn empties the backlog.  Idle processes thus take turns at a burst (31-40 of 100 for
+the less loaded of two workers), and a busy one catches up with any backlog in a few turns.
 
 Because the callback runs in the hub it must never block.  Spawning does not block, except into
 a full :class:`loop.pool.Pool`, so the callback checks ``pool.full()`` first; when the pool is
@@ -37,10 +54,14 @@ Stopping
 --------
 :meth:`close` stops accepting and closes the listener; connections in flight go on.
 :meth:`stop` closes, then waits up to ``timeout`` for the handlers to finish (a
-:meth:`loop.pool.Group.join`, so the waiting is cooperative: no polling), then kills the ones
-that are left.  Subclasses hook :meth:`_begin_stop` to tell their handlers to wind down (the WSGI
-server closes idle keep-alive connections there).  :meth:`stop` may be called from another OS
-thread: it then runs in the server's hub and the caller waits for it.
+:meth:`loop.pool.Group.join`, so the waiting is cooperative: no polling), then logs how many
+connections are left (a warning through :meth:`log_error`) and kills their handlers: whatever
+runs there is cut, a response being written included.  The grace period is the one bound on a
+graceful stop, so that is the only place where one is cut.  Subclasses hook :meth:`_begin_stop`
+to tell their handlers to wind down (the WSGI server serves what it has read with
+``Connection: close`` and closes connections waiting for a next request) and
+:meth:`_before_kill`.  :meth:`stop` may be called from another OS thread: it then runs in the
+server's hub and the caller waits for it.
 
 Addresses
 ---------
@@ -51,6 +72,7 @@ Addresses
 """
 import _socket
 import errno
+import logging
 import os
 import socket as _stdlib_socket
 import sys
@@ -124,8 +146,11 @@ class StreamServer:
 
     #: Listen backlog for a listener we create.
     backlog = 1024
-    #: Connections accepted per readiness report of the listener.
+    #: The most connections accepted per readiness report of the listener.
     max_accept = 100
+    #: The listener is shared with other processes (several gunicorn workers): accept in
+    #: batches that follow the backlog (see "Accepting fairly") instead of ``max_accept`` at once.
+    shared_listener = False
     #: Seconds :meth:`stop` waits for handlers by default before killing them.
     stop_timeout = 1.0
     reuse_addr = True
@@ -150,6 +175,7 @@ class StreamServer:
         self.pool = None
         self._spawn = None
         self.set_spawn(spawn)
+        self._accept_batch = 1
         self._hub = None
         self._fd = -1
         self._reading = False
@@ -273,6 +299,7 @@ class StreamServer:
         self._stop_event = Event()
         self._stopped_event = Event()
         self._started = True
+        self._accept_batch = 1
         self._hub.add_wakeup_source()
         self._start_reading()
 
@@ -302,20 +329,25 @@ class StreamServer:
             self._hub.stop_fd_callback(self._fd, True)
 
     def _on_acceptable(self):
-        # Runs in the hub: must not block.  Accept until EAGAIN or max_accept connections.
+        # Runs in the hub: must not block.  Accept until EAGAIN or a batch of connections.
         listener = self.socket
         pool = self.pool
         spawn = self._spawn
         handle = self._handle_connection
         family = self.family
         sock_class = ServerSocket
-        for _ in range(self.max_accept):
+        shared = self.shared_listener
+        batch = self._accept_batch if shared else self.max_accept
+        for attempt in range(batch):
             if pool is not None and pool.full():
                 self._pause_until_free()
                 return
             try:
                 fd, address = _c_accept(listener)
             except BlockingIOError:
+                if shared:
+                    # The backlog is empty: as many as were waiting now will do next time.
+                    self._accept_batch = attempt or 1
                 return
             except OSError as exc:
                 if self._closed:
@@ -337,6 +369,9 @@ class StreamServer:
                 sock.close()
                 self.log_error("could not spawn a handler for %s\n%s", address,
                                traceback.format_exc())
+        if shared:
+            # More were waiting than this batch took: this process falls behind, take more.
+            self._accept_batch = min(batch * 2, self.max_accept)
 
     def _pause_until_free(self):
         self._stop_reading()
@@ -422,6 +457,9 @@ class StreamServer:
             pool = self.pool
             if pool is not None and len(pool):
                 if not pool.join(timeout):
+                    self.log_error("%d connection(s) still open %s s after stop() began: "
+                                   "closing them, cutting what runs there", len(pool), timeout,
+                                   level=logging.WARNING)
                     self._before_kill()
                     pool.kill(block=True, timeout=1.0)
         finally:
@@ -466,7 +504,9 @@ class StreamServer:
 
     # -- errors ------------------------------------------------------------------------------
 
-    def log_error(self, message, *args):
+    def log_error(self, message, *args, level=logging.ERROR):
+        """Report a problem of the server (not of one connection); ``level`` is a
+        :mod:`logging` level.  Written to stderr; subclasses send it to their logs."""
         text = message % args if args else message
         try:
             sys.stderr.write("%s: %s\n" % (type(self).__name__, text))

@@ -34,8 +34,14 @@ app, loop supplies the concurrency; the drop-in for ``-k gevent`` for applicatio
 gunicorn's request handling (``gunicorn.socket``, HTTP/2, the parser's leniency options).
 
 Both run one :class:`loop.server.StreamServer` per listener, whose pool of
-``worker_connections`` green threads serves the connections.  With several workers
-``max_accept`` is 1 so that one worker does not take the whole backlog.
+``worker_connections`` green threads serves the connections.  Each readiness report of the
+listener is answered with a batch of accepts, up to the free slots of that pool (and the
+server's ``max_accept``), also with several workers.  Accepting one connection per turn of the
+event loop -- a common way to spread connections over workers -- starves new connections
+behind kept-alive ones: a turn of a busy worker serves every connection that became readable,
+so a burst of a hundred new connections waited a hundred turns (5-15 s in the test against
+0.1 s).  The batch does not take connections from the sibling workers either: the kernel wakes
+every worker waiting on the listener, and a worker that is busy gets to ``accept()`` last.
 
 Signals and the heartbeat
 -------------------------
@@ -50,12 +56,28 @@ gets control, and a hub asleep in ``epoll_wait`` might not get it until its next
 gunicorn's ``init_signals`` we register TERM, QUIT, INT, USR1 and ABRT again through the hub's
 event loop (:func:`loop.signal_handler`): the loop wakes at once, and each handler runs in a new
 green thread, where it may block (``handle_quit`` sleeps; ``reopen_files`` takes locks).
-TERM (graceful) wakes the heartbeat loop immediately; then every server is stopped with
-``graceful_timeout`` (listener closed, idle keep-alive connections closed at once, requests in
-flight finish with ``Connection: close``) while the heartbeat continues, and what is left is
-killed.  QUIT and INT exit at once.  HUP is the arbiter's business (it starts new workers and
-TERMs the old ones); USR1 reopens the log files.
+TERM (graceful) wakes the heartbeat loop immediately; then every server is stopped while the
+heartbeat continues: the listener is closed, and the connections wind down without losing a
+request (see "Winding down").  QUIT and INT exit at once.  HUP is the arbiter's business (it
+starts new workers and TERMs the old ones), and so is USR2 (a new arbiter; the old one's
+workers get TERM when it is told to stop); USR1 reopens the log files.
+
+Winding down
+------------
+TERM, HUP (through TERM) and recycling after ``max_requests`` all end in the same graceful
+stop, whose rule is: a request the application ran gets its response, and a request that will
+not be served is never run.  With :class:`GreenWorker`, a request whose bytes the worker has
+read is served and its response says ``Connection: close``, including every request that
+starts once the worker knows it will stop (``max_requests`` reached, before the servers are
+told); a connection waiting for its next request is closed without reading it, so what the
+client sent meanwhile is not run and the client sees the connection close with no response (an
+HTTP client retries such a request on a new connection).  :class:`GreenGunicornWorker` runs
+gunicorn's request loop: each connection serves the request it reads next with
+``Connection: close``, and idle ones close after ``--keep-alive``.  What still runs when the
+grace period ends is cut and logged; that happens a little before ``graceful_timeout``, because
+the arbiter kills a worker silently at that point.
 """
+import logging
 import os
 import signal
 import sys
@@ -162,8 +184,7 @@ class _GreenProcess(Worker):
             ssl_context = make_ssl_context(self.cfg)
         for listener in self.sockets:
             server = self.make_server(listener, Pool(self.worker_connections), ssl_context)
-            if self.cfg.workers > 1:
-                server.max_accept = 1
+            server.shared_listener = self.cfg.workers > 1
             server.start()
             self.servers.append(server)
 
@@ -175,10 +196,16 @@ class _GreenProcess(Worker):
         self._shut_down()
 
     def _shut_down(self):
-        """Graceful: every server stops accepting and drains within graceful_timeout, in its
-        own green thread, while this one keeps beating; what is left then is killed."""
+        """Graceful: every server stops accepting and drains, in its own green thread, while
+        this one keeps beating; what is left when the grace period ends is cut and logged.
+
+        When the arbiter itself stops (its TERM), it kills the workers ``graceful_timeout``
+        seconds after telling them to stop, without a word.  The drain therefore ends a little
+        earlier (a tenth of the period, at most a second before), so that the worker itself
+        cuts what is left and says so in the log."""
         import loop
-        timeout = self.cfg.graceful_timeout
+        graceful = self.cfg.graceful_timeout
+        timeout = max(0.0, graceful - min(1.0, graceful / 10.0))
         deadline = time.monotonic() + timeout
         stopping = [loop.spawn(server.stop, timeout) for server in self.servers]
         while not all(g.dead for g in stopping):
@@ -733,8 +760,13 @@ class GreenGunicornWorker(_GreenProcess, AsyncWorker):
     def make_server(self, listener, pool, ssl_context):
         from functools import partial
         from loop.server import StreamServer
-        return StreamServer(listener, handle=partial(self.handle, listener), spawn=pool,
-                            ssl_context=ssl_context)
+        server = StreamServer(listener, handle=partial(self.handle, listener), spawn=pool,
+                              ssl_context=ssl_context)
+        server.log_error = self._log_server_error
+        return server
+
+    def _log_server_error(self, message, *args, level=logging.ERROR):
+        self.log.log(level, message, *args)
 
     def handle(self, listener, client, addr):
         client.setblocking(True)
