@@ -250,6 +250,41 @@ def test_stop_lets_a_pipelined_request_go_unrun_after_connection_close():
     assert ran == ["/slow"]
 
 
+def test_stop_serves_a_pipelined_request_read_after_a_keep_alive_response():
+    # The stop begins after the first response's head went out without Connection: close,
+    # and the next request is already in the server's buffer: it is served, with close.
+    started = threading.Event()
+    ran = []
+
+    def app(environ, start_response):
+        ran.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/stream":
+            return _stream(started)
+        return [b"charged"]
+
+    def _stream(started):
+        yield b"part one;"
+        started.set()
+        loop.sleep(0.5)
+        yield b"part two"
+
+    with serving(app) as server, connect(server) as sock:
+        client = Client(sock)
+        client.send(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n"
+                    b"POST /charge HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        assert started.wait(5)
+        stopper = threading.Thread(target=server.stop, args=(5,))
+        stopper.start()
+        first = client.read_response()
+        assert first.body == b"part one;part two" and not first.closes
+        second = client.read_response("POST")
+        assert second.body == b"charged" and second.closes
+        assert client.at_eof()
+        stopper.join(10)
+    assert ran == ["/stream", "/charge"]
+
+
 def test_stop_serves_a_request_whose_head_is_half_read():
     # The head had started to arrive when the stop began: the server has read part of it, so
     # it finishes reading it and serves it, with Connection: close.

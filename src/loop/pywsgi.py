@@ -472,7 +472,7 @@ class WSGIHandler:
         #: Set by drain(): serve what was already read, then close.
         self.draining = False
         self._idle_wait = False          # parked waiting for the first byte of a request
-        self._peer_closed = False        # the client closed (or reset) its side
+        self._peer_closed = False        # the client closed, reset or stalled: no linger
         self.input = None
         self._status_bytes = b""
         self._header_block = b""
@@ -952,7 +952,9 @@ class WSGIHandler:
             # Our own stream: the app may have replaced or wrapped environ["wsgi.input"].
             self._finish_request_body(wsgi_input)
         wsgi_input._detach()
-        if self.draining:
+        if self.draining and not self.reader.in_request:
+            # Nothing of a next request has been read: close now.  (One already read is
+            # served, with Connection: close -- unless this response announced the close.)
             self.closing = True
 
     def _app_failed(self, exc):
