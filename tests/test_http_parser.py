@@ -290,3 +290,31 @@ def test_fuzz_only_clean_protocol_errors(fragments, chunk_size):
             pass
     except ProtocolError as error:
         assert error.status in (None, 400, 413, 414, 417, 431, 501, 505)
+
+
+@pytest.mark.parametrize("data", [
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",              # refused in a callback
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n" + b"x" * 5
+    + b"GARBAGE\r\n\r\n",                                           # refused by llhttp
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+])
+def test_closed_reader_is_freed_without_the_garbage_collector(data):
+    # A refused request is kept (and raised again) by the reader; a traceback on it would
+    # hold frames that hold the reader.  After close(), reference counting alone frees it.
+    import gc
+    import weakref
+    gc.disable()
+    try:
+        reader = RequestReader(max_body=100)
+        reader.feed(data)
+        with pytest.raises(ProtocolError):
+            while reader.next_event() is not NEED_DATA:
+                pass
+        with pytest.raises(ProtocolError):
+            reader.next_event()
+        reader.close()
+        ref = weakref.ref(reader)
+        del reader
+        assert ref() is None
+    finally:
+        gc.enable()

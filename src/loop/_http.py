@@ -292,6 +292,10 @@ class RequestReader:
         return None
 
     def _fail(self, error):
+        # Kept and raised again later: drop where it was raised (its frames hold this reader and
+        # the data fed, a reference cycle) and what it was raised from.
+        error.__traceback__ = None
+        error.__context__ = None
         self._error = error
         self._events.append(error)
 
