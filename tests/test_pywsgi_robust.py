@@ -639,3 +639,20 @@ def test_command_line_sigterm_lets_requests_in_flight_finish(tmp_path):
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def test_stop_grace_period_cut_is_logged():
+    from test_pywsgi import make_logger
+    logger, messages = make_logger("test.pywsgi.stopcut")
+
+    def app(environ, start_response):
+        loop.sleep(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"never"]
+
+    with serving(app, error_log=logger) as server, connect(server) as sock:
+        sock.sendall(b"GET /stuck HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        server.stop(timeout=0.5)
+        assert Client(sock).at_eof()
+    assert any("grace period over" in m and "/stuck" in m for m in messages), messages

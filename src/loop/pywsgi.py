@@ -1371,6 +1371,11 @@ class WSGIServer(StreamServer):
 
     def _before_kill(self):
         for handler in list(self._connections):
+            request = handler.request
+            self.log_error("stop: grace period over, cutting the connection from %s%s",
+                           handler.address,
+                           f" during {request.method} {request.target.decode('latin-1')!r}"
+                           if request is not None else "", level=logging.WARNING)
             _shutdown(handler.sock)
 
     # -- serving one connection -------------------------------------------------------------------
