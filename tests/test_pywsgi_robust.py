@@ -656,3 +656,40 @@ def test_stop_grace_period_cut_is_logged():
         server.stop(timeout=0.5)
         assert Client(sock).at_eof()
     assert any("grace period over" in m and "/stuck" in m for m in messages), messages
+
+
+def test_drain_connections_without_stopping():
+    # The connection-level drain a process manager uses before it stops the server itself:
+    # idle connections close unread, requests in flight finish with Connection: close, and
+    # connections accepted afterwards close without being read.
+    entered = threading.Event()
+    ran = []
+
+    def app(environ, start_response):
+        ran.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/slow":
+            entered.set()
+            loop.sleep(0.5)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with serving(app) as server:
+        idle = connect(server)
+        idle_client = Client(idle)
+        idle_client.send(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert not idle_client.read_response().closes
+        busy = connect(server)
+        busy_client = Client(busy)
+        busy_client.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert entered.wait(5)
+        server._call_in_hub_thread(server.drain_connections)
+        assert idle_client.at_eof()
+        response = busy_client.read_response()
+        assert response.body == b"ok" and response.closes
+        assert busy_client.at_eof()
+        late = connect(server)
+        late.sendall(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert Client(late).at_eof()
+        for sock in (idle, busy, late):
+            sock.close()
+    assert ran == ["/first", "/slow"]

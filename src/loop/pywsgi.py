@@ -355,6 +355,12 @@ class Input:
     def readline(self, size=-1):
         if size is None:
             size = -1
+        piece, pos = self._piece, self._pos
+        newline = piece.find(b"\n", pos)
+        if newline >= 0 and (size < 0 or newline < pos + size):
+            # The common case: the whole line is in the current piece.
+            self._pos = newline + 1
+            return piece[pos:newline + 1]
         parts = []
         wanted = size
         while True:
