@@ -60,7 +60,9 @@ APP = textwrap.dedent('''
             body = request_id.encode()
             start_response("200 OK", [("Content-Length", str(len(body)))])
             return [body]
-        if path.endswith("/info"):
+        if path.startswith("/bytes/"):
+            body = b"x" * int(path[7:])
+        elif path.endswith("/info"):
             info = {key: environ.get(key) for key in INFO_KEYS}
             info["pid"] = os.getpid()
             body = json.dumps(info).encode()
@@ -857,6 +859,22 @@ def test_term_and_hup_lose_no_request(start, worker_class, tmp_path, signum):
     summary = _assert_nothing_lost(load, ledger, server)
     if signum == signal.SIGHUP:
         assert server.get("/")[0] == 200, summary
+
+
+def test_timeout_cuts_a_client_that_takes_no_bytes(start):
+    # gunicorn's --timeout kills a sync worker stuck on one client; GreenWorker cuts only that
+    # connection once it made no progress for that long.  (GreenGunicornWorker keeps gunicorn's
+    # own request handling, which has no such bound, like -k gevent.)
+    server = start("loop.worker.GreenWorker", "-w", "1", "--timeout", "2")
+    size = 32 << 20
+    sock = server.connect(timeout=15)
+    sock.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
+    time.sleep(5)                                   # take nothing for longer than --timeout
+    received = len(_read_until_closed(sock))
+    sock.close()
+    assert received < size, received
+    assert wait_for(lambda: "took no data for 2" in server.log(), 5), server.log()[-2000:]
+    assert server.get("/")[0] == 200                # the worker goes on
 
 
 @pytest.mark.parametrize("keepalive", ["0", "1"])

@@ -373,6 +373,11 @@ def _server_options(worker):
     options = _Options()
     options.keepalive = cfg.keepalive > 0
     options.keepalive_timeout = cfg.keepalive if cfg.keepalive > 0 else 5.0
+    # --timeout bounds how long a sync worker may be stuck on one client before the arbiter
+    # kills it; here it bounds what one connection may hold without progress (a body read or a
+    # write the client does not take), and only that connection is cut.  0 disables gunicorn's
+    # timeout but not ours: the server's default then applies.
+    options.timeout = float(cfg.timeout) if cfg.timeout > 0 else None
 
     # gunicorn's limits, with its own meaning of 0 and of values beyond its maxima.
     line = cfg.limit_request_line
@@ -660,6 +665,8 @@ def _build_server_class():
                              max_headers=options.max_headers,
                              max_header_bytes=options.max_header_bytes,
                              script_name=options.script_name)
+            if options.timeout is not None:
+                self.timeout = options.timeout
             self.worker = worker
             self.options = options
             self.default_scheme = "https" if ssl_context is not None else "http"
