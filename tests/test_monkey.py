@@ -301,3 +301,23 @@ def test_pipeline_child_reads_a_green_pipe_in_blocking_mode():
         p1.stdout.close(); p1.wait(); p2.wait()
     """)
     assert proc.stdout.split() == ["blocking", "True", "piped", "True"], proc.stderr
+
+
+def test_second_patch_all_does_not_warn_about_green_names_bound_after_the_first():
+    # A module imported after the patch binds the *green* object; patching again must not call
+    # that a stale original.
+    proc = run_python("""
+        import warnings
+        from loop import monkey
+        monkey.patch_all()
+        from _thread import get_ident  # now the green get_ident, as reprlib would bind it
+        from time import sleep
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            monkey.patch_all()
+        stale = [str(w.message) for w in caught if issubclass(w.category,
+                                                              monkey.MonkeyPatchWarning)]
+        assert not stale, stale
+        print("ok")
+    """)
+    assert proc.stdout.strip() == "ok"

@@ -16,6 +16,8 @@ Importing this package is cheap: it does not import asyncio (the hub does, when 
 the monkey patches or the servers.  Events, locks, queues and pools live in ``loop.event``,
 ``loop.lock``, ``loop.queue``, ``loop.pool``, ``loop.local`` and ``loop.threadpool``.
 """
+import sys as _sys
+
 from loop._api import (fork, get_hub, getcurrent, idle, iwait, joinall, kill, killall, reinit,
                        signal_handler, sleep, spawn, spawn_later, spawn_raw, wait)
 from loop._interop import await_, run_green
@@ -24,6 +26,10 @@ from loop.exceptions import (BlockingSwitchOutError, ConcurrentObjectUseError, G
 from loop.greenlet import Greenlet
 from loop.timeout import Timeout, with_timeout
 
+#: The interpreter's thread switch interval (gevent exports these two under its own name).
+getswitchinterval = _sys.getswitchinterval
+setswitchinterval = _sys.setswitchinterval
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -31,4 +37,5 @@ __all__ = [
     "kill", "wait", "iwait", "sleep", "idle", "getcurrent", "get_hub", "reinit", "fork",
     "signal_handler", "Timeout", "with_timeout", "await_", "run_green", "LoopExit",
     "BlockingSwitchOutError", "InvalidSwitchError", "ConcurrentObjectUseError",
+    "getswitchinterval", "setswitchinterval",
 ]

@@ -9,12 +9,14 @@ them.
 """
 from loop._hub import _TIMED_OUT, Waiter, get_hub
 from loop._links import DIRECT_LINK_TYPES, check_link, notify, notify_one, without
+from loop.timeout import Timeout as _Timeout
+from loop.timeout import timeout_object
 
 __all__ = ["Event", "AsyncResult"]
 
 
 class _Linkable:
-    __slots__ = ("_waiters", "_links", "_link_hub", "_abandoned")
+    __slots__ = ("_waiters", "_links", "_link_hub", "_abandoned", "__weakref__")
 
     def __init__(self):
         self._waiters = []
@@ -23,7 +25,13 @@ class _Linkable:
         self._abandoned = 0
 
     def _wait_for_notify(self, timeout):
-        """Block until notified; True if woken, False if ``timeout`` passed."""
+        """Block until notified; True if woken, False if ``timeout`` passed.
+
+        ``timeout`` may be a :class:`loop.Timeout`, as in gevent: it is started if it is not
+        yet, raises its exception in here when it expires, and is cancelled afterwards."""
+        if timeout is not None and isinstance(timeout, _Timeout):
+            with timeout_object(timeout):
+                return self._wait_for_notify(None)
         waiter = Waiter()
         self._waiters.append(waiter)
         try:
@@ -75,6 +83,10 @@ class _Linkable:
     def ready(self):
         raise NotImplementedError
 
+    def linkcount(self):
+        """How many callbacks are linked (rawlink) and not unlinked."""
+        return len(self._links) if self._links else 0
+
 
 class Event(_Linkable):
     """A flag that green threads can wait for: ``set()``, ``clear()``, ``wait()``."""
@@ -117,12 +129,13 @@ class Event(_Linkable):
 class AsyncResult(_Linkable):
     """A value (or an exception) that will be available later: ``set()`` / ``set_exception()``
     once, ``get()`` as often as you like."""
-    __slots__ = ("_value", "_exception", "_ready")
+    __slots__ = ("_value", "_exception", "_traceback", "_ready")
 
     def __init__(self):
         _Linkable.__init__(self)
         self._value = None
         self._exception = None
+        self._traceback = None
         self._ready = False
 
     def __repr__(self):
@@ -152,12 +165,13 @@ class AsyncResult(_Linkable):
     @property
     def exc_info(self):
         exc = self._exception
-        return (type(exc), exc, exc.__traceback__) if exc is not None else ()
+        return (type(exc), exc, self._traceback) if exc is not None else ()
 
     def set(self, value=None):
         """Store ``value`` and wake every waiter."""
         self._value = value
         self._exception = None
+        self._traceback = None
         self._ready = True
         self._notify()
 
@@ -168,6 +182,7 @@ class AsyncResult(_Linkable):
         if exc_info is not None and exc_info[2] is not None:
             exception = exception.with_traceback(exc_info[2])
         self._exception = exception
+        self._traceback = exception.__traceback__
         self._ready = True
         self._notify()
 
@@ -179,8 +194,11 @@ class AsyncResult(_Linkable):
                 if not self._ready:
                     from loop.timeout import Timeout
                     raise Timeout(timeout if block else 0)
-        if self._exception is not None:
-            raise self._exception
+        exception = self._exception
+        if exception is not None:
+            # Re-raise with the traceback it was stored with: raising the same object again
+            # would otherwise grow its traceback by this frame on every get().
+            raise exception.with_traceback(self._traceback)
         return self._value
 
     def get_nowait(self):

@@ -13,6 +13,7 @@ __all__ = [
     "GreenletExit",
     "FiberExit",
     "FiberError",
+    "HubDestroyed",
 ]
 
 #: Raised inside a green thread to end it quietly; ``Greenlet.kill()`` throws it by default.
@@ -42,3 +43,13 @@ class InvalidSwitchError(AssertionError):
 
 class ConcurrentObjectUseError(AssertionError):
     """Two green threads wait on the same object in the same direction (e.g. one socket's reads)."""
+
+
+class HubDestroyed(FiberExit):
+    """Thrown into a hub's own fiber by ``hub.destroy()`` so that its event loop stops at once.
+
+    A kind of ``GreenletExit``: the hub ends quietly.  Not for application code to raise."""
+
+    def __init__(self, destroy_loop=True):
+        FiberExit.__init__(self, destroy_loop)
+        self.destroy_loop = destroy_loop

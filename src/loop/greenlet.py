@@ -161,7 +161,8 @@ class Greenlet(Fiber):
 
     @property
     def started(self):
-        return self._scheduled or _fiber_bool(self) or _fiber_dead(self)
+        """True from ``start()`` until it finishes (gevent's meaning: the same as ``bool``)."""
+        return self.__bool__()
 
     def __bool__(self):
         return (self._scheduled or _fiber_bool(self)) and not self._done
@@ -248,26 +249,53 @@ class Greenlet(Fiber):
 
     def kill(self, exception=GreenletExit, block=True, timeout=None):
         """Raise ``exception`` in the green thread where it waits; wait for it to end if
-        ``block``.  A green thread that has not started yet is marked dead without running."""
+        ``block``.  A green thread that has not started yet is marked dead without running.
+
+        ``exception`` may be a class, an instance, or a ``(type, value, traceback)`` tuple."""
         if self._done:
             return
+        if type(exception) is tuple:
+            exc_type, value, tb = (tuple(exception) + (None, None))[:3]
+            exception = value if value is not None else exc_type
+            if tb is not None and isinstance(exception, BaseException):
+                exception = exception.with_traceback(tb)
         if isinstance(exception, type):
             exception = exception()
-        if not _fiber_bool(self):  # not started yet
+        if not _fiber_bool(self):  # not started yet: dead at once, without running
             self._cancel_start()
+            self._done = True
+            self.args = ()
+            self.kwargs = _NO_KWARGS
             if isinstance(exception, FiberExit):
-                self._finish(exception, None)
+                self.value = exception
             else:
-                self._done = True
                 self._exception = exception
-                if self._links is not None:
-                    self._fire_links()
+            if self._links is not None:
+                # As when it finishes by itself, its links (group membership, joins) run after
+                # the killer continues, not inside kill().
+                self._hub.run_callback(self._fire_links)
             return
         if self is getcurrent():
             raise exception
         self._hub.interrupt(self, exception)
         if block and getcurrent() is not self._hub.fiber:
             self.join(timeout)
+
+    # -- as a context manager: the green thread does not outlive the block -------------------
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, tb):
+        """Leaving normally waits for the green thread, then kills it if a timeout or an
+        interruption left it running; leaving by an exception kills it with that exception."""
+        if exc_type is None:
+            try:
+                self.join()
+            finally:
+                self.kill()
+        else:
+            self.kill((exc_type, exc_value, tb))
 
     def throw(self, *args):
         """Raise an exception in the green thread *now* (gevent semantics: call it from the
@@ -329,7 +357,8 @@ class Greenlet(Fiber):
 
     def _fire_links(self):
         links, self._links = self._links, None
-        notify(self, links, self._hub)
+        if links is not None:
+            notify(self, links, self._hub)
 
 
 _RUN_SLOT = Greenlet._run

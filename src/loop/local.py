@@ -75,6 +75,22 @@ class local:
         object.__setattr__(self, "__dict__", impl.create_dict(getcurrent()))
         return self
 
+    def __copy__(self):
+        """A new local of the same class whose current green thread starts with a shallow
+        copy of this green thread's attributes (other green threads start empty)."""
+        impl = object.__getattribute__(self, "_local__impl")
+        cls = type(self)
+        with impl.lock:
+            _swap_in(self)
+            attributes = dict(object.__getattribute__(self, "__dict__"))
+        duplicate = object.__new__(cls)
+        duplicate_impl = _LocalImpl(*impl.localargs)
+        object.__setattr__(duplicate, "_local__impl", duplicate_impl)
+        own = duplicate_impl.create_dict(getcurrent())
+        own.update(attributes)
+        object.__setattr__(duplicate, "__dict__", own)
+        return duplicate
+
     def __getattribute__(self, name):
         impl = object.__getattribute__(self, "_local__impl")
         with impl.lock:

@@ -54,10 +54,21 @@ os, thread (before time: it binds the real sleep), time, socket + dns, select + 
 threading).  ``aggressive=True`` (the default) also *removes* ``select.epoll``/``kqueue``/
 ``devpoll`` and the matching selector classes, so that libraries probing for them fall back to
 the green ``poll``/``select``; the hub's own selector was bound before.
-"""
-import sys
 
-from loop import _hub
+Events
+------
+Each ``patch_*`` of a stdlib module publishes :class:`loop.events.GeventWillPatchModuleEvent`
+before and ``GeventDidPatchModuleEvent`` after; a subscriber raising ``DoNotPatch`` keeps the
+module as it is.  :func:`patch_all` publishes the patch-all events around them and also hands
+them to installed plugins (entry points), with any extra keyword arguments it was given; see
+:mod:`loop.events`.  ``saved`` (module name -> {name: original}) is the registry's table, and
+assigning a new dict to ``loop.monkey.saved`` replaces it (as gevent's tests do to start over).
+"""
+import functools
+import sys
+import types
+
+from loop import _hub, _patch_registry
 from loop._patch_registry import (MonkeyPatchWarning, get_original, is_module_patched,
                                   is_object_patched, patch_item, remove_item,
                                   warn_stale_references)
@@ -65,7 +76,22 @@ from loop._patch_registry import (MonkeyPatchWarning, get_original, is_module_pa
 __all__ = ["patch_all", "patch_socket", "patch_dns", "patch_ssl", "patch_time", "patch_select",
            "patch_selectors", "patch_thread", "patch_queue", "patch_subprocess", "patch_os",
            "patch_signal", "patch_psycopg", "get_original", "is_module_patched",
-           "is_object_patched", "MonkeyPatchWarning", "main"]
+           "is_object_patched", "is_anything_patched", "MonkeyPatchWarning", "saved", "main"]
+
+
+class _MonkeyModule(types.ModuleType):
+    """This module's type: ``saved`` reads and writes the patch registry's table."""
+
+    @property
+    def saved(self):
+        return _patch_registry.saved
+
+    @saved.setter
+    def saved(self, value):
+        _patch_registry.saved = value
+
+
+sys.modules[__name__].__class__ = _MonkeyModule
 
 
 def _prepare():
@@ -84,6 +110,8 @@ def _replaced_originals(module_name, names):
     module = importlib.import_module(module_name)
     found = {}
     for name in names:
+        if is_object_patched(module_name, name):
+            continue  # already green: code that bound it since then holds the green object
         value = getattr(module, name, None)
         if value is not None and not isinstance(value, (int, str, float, bool)):
             found[id(value)] = "%s.%s" % (module_name, name)
@@ -97,8 +125,40 @@ def _patch_module(module_name, green_module, names):
         patch_item(module, name, getattr(green_module, name))
 
 
+def is_anything_patched():
+    """True if any patch was applied in this process."""
+    return any(_patch_registry.saved.values())
+
+
+def _announced(module_name, green_module_name):
+    """Publish the will/did-patch-module events around a ``patch_*`` function; a subscriber
+    raising ``DoNotPatch`` skips the patch (the function then returns False)."""
+    def decorate(patch):
+        @functools.wraps(patch)
+        def announced(*args, **kwargs):
+            from loop import events
+            if not events.subscribers:
+                return patch(*args, **kwargs)
+            import importlib
+            _prepare()
+            target = importlib.import_module(module_name)
+            source = importlib.import_module(green_module_name)
+            items = tuple(getattr(source, "__implements__", ()))
+            try:
+                events.notify(events.GeventWillPatchModuleEvent(module_name, source, target,
+                                                                items))
+            except events.DoNotPatch:
+                return False
+            result = patch(*args, **kwargs)
+            events.notify(events.GeventDidPatchModuleEvent(module_name, source, target))
+            return result
+        return announced
+    return decorate
+
+
 # -- single patches ------------------------------------------------------------------------------
 
+@_announced("time", "loop.time")
 def patch_time():
     """``time.sleep`` yields to other green threads."""
     _prepare()
@@ -106,6 +166,7 @@ def patch_time():
     _patch_module("time", green_time, green_time.__implements__)
 
 
+@_announced("socket", "loop.socket")
 def patch_socket(dns=True, aggressive=True):
     """Green ``socket.socket``, ``create_connection``, ``create_server``, ``socketpair``,
     ``fromfd``; with ``dns``, the resolver functions too."""
@@ -124,6 +185,7 @@ def patch_dns():
     _patch_module("socket", green_socket, green_socket.__dns__)
 
 
+@_announced("select", "loop.select")
 def patch_select(aggressive=True):
     """Green ``select.select`` and ``select.poll``; also patches ``selectors``."""
     _prepare()
@@ -136,6 +198,7 @@ def patch_select(aggressive=True):
     patch_selectors(aggressive)
 
 
+@_announced("selectors", "loop.selectors")
 def patch_selectors(aggressive=True):
     """``selectors.DefaultSelector`` (and ``PollSelector``/``SelectSelector``) wait on the
     hub; stale copies in subprocess, socketserver and multiprocessing are re-pointed."""
@@ -165,6 +228,7 @@ def patch_selectors(aggressive=True):
             patch_item(module, attr, green)
 
 
+@_announced("ssl", "loop.ssl")
 def patch_ssl():
     """Green ``ssl.SSLSocket``; every ``SSLContext`` (also ones created before the patch)
     hands out green SSL sockets."""
@@ -181,6 +245,7 @@ def patch_ssl():
     patch_item(ssl, "create_connection", create_connection)
 
 
+@_announced("threading", "loop.thread")
 def patch_thread(threading=True, _threading_local=True, logging=True):
     """Threads become green threads; ``threading`` locks, conditions, events, semaphores,
     ``local`` and ``get_ident`` are green."""
@@ -189,6 +254,7 @@ def patch_thread(threading=True, _threading_local=True, logging=True):
     patch_thread_modules(threading, _threading_local, logging)
 
 
+@_announced("queue", "loop.queue")
 def patch_queue():
     """``queue.SimpleQueue`` becomes the pure-Python one on green locks (``queue.Queue`` and
     friends use threading's locks, green once threads are patched)."""
@@ -197,6 +263,7 @@ def patch_queue():
     patch()
 
 
+@_announced("os", "loop.os")
 def patch_os():
     """``os.waitpid``/``os.wait`` block only the calling green thread (``os.fork`` already
     re-initialises the hub in the child through ``os.register_at_fork``)."""
@@ -205,6 +272,7 @@ def patch_os():
     _patch_module("os", green_os, green_os.__implements__)
 
 
+@_announced("subprocess", "loop.subprocess")
 def patch_subprocess():
     """``subprocess.Popen`` pipes and ``communicate`` are green (``wait`` needs
     :func:`patch_os` and :func:`patch_time`, which ``patch_all`` applies)."""
@@ -218,6 +286,7 @@ def patch_subprocess():
     del patch_module
 
 
+@_announced("signal", "loop.signal")
 def patch_signal():
     """``signal.signal`` handlers may wake and block green threads."""
     _prepare()
@@ -262,12 +331,17 @@ _STALE_CHECK = {
 
 def patch_all(socket=True, dns=True, time=True, select=True, thread=True, os=True, ssl=True,
               subprocess=True, signal=True, queue=True, psycopg=True, aggressive=True,
-              warn_stale=True, **unknown):
-    """Apply every patch (each can be turned off by keyword).  Safe to call more than once."""
-    if unknown:
-        raise TypeError("patch_all() got unexpected keyword arguments: %s"
-                        % ", ".join(sorted(unknown)))
+              warn_stale=True, **plugin_kwargs):
+    """Apply every patch (each can be turned off by keyword).  Safe to call more than once.
+
+    Other keyword arguments are not used here; they are handed to the patch-all events'
+    subscribers and plugins (see :mod:`loop.events`), as gevent does."""
+    from loop import events
+    arguments = dict(socket=socket, dns=dns, time=time, select=select, thread=thread, os=os,
+                     ssl=ssl, subprocess=subprocess, signal=signal, queue=queue,
+                     psycopg=psycopg, aggressive=aggressive)
     _prepare()
+    events.notify_and_call_entry_points(events.GeventWillPatchAllEvent(arguments, plugin_kwargs))
     originals = {}
     if warn_stale:
         for module_name, names in _STALE_CHECK.items():
@@ -302,6 +376,9 @@ def patch_all(socket=True, dns=True, time=True, select=True, thread=True, os=Tru
         replaced = {key: name for key, name in originals.items()
                     if is_object_patched(*name.split(".", 1))}
         warn_stale_references(replaced)
+    events.notify_and_call_entry_points(
+        events.GeventDidPatchBuiltinModulesEvent(arguments, plugin_kwargs))
+    events.notify_and_call_entry_points(events.GeventDidPatchAllEvent(arguments, plugin_kwargs))
 
 
 # -- python -m loop.monkey -----------------------------------------------------------------------

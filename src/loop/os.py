@@ -13,7 +13,12 @@ re-creates its event loop and thread pool in the child (see :func:`loop._hub.rei
 """
 import os as _stdlib_os
 
-from loop._hub import get_hub_if_exists, sleep as _hub_sleep, wait_readable
+# The rest of the stdlib namespace, so that ``from loop import os`` can stand in for ``os``
+# (as ``gevent.os`` does); the green functions below replace their blocking namesakes.
+globals().update({name: value for name, value in vars(_stdlib_os).items()
+                  if not name.startswith("__")})
+
+from loop._hub import get_hub_if_exists, sleep as _hub_sleep, wait_readable  # noqa: E402
 
 __implements__ = ["waitpid", "wait"]
 __extensions__ = ["fork", "forkpty"]

@@ -1,15 +1,17 @@
 """``Group`` (a set of green threads managed together) and ``Pool`` (a Group with a size
 limit), with the ``map``/``imap``/``imap_unordered``/``apply`` family.
 
-A green thread leaves its group when it finishes (a link removes it), so ``len(group)`` is the
-number still running.  A ``Pool`` takes a :class:`loop.lock.Semaphore` permit per member:
+A green thread leaves its group when it finishes, so ``len(group)`` is the number still running.
+The link that removes it is a direct one (called by the finishing green thread itself, not in a
+later hub callback, see :mod:`loop._links`): by the time anybody waiting for the green thread
+resumes -- ``apply()`` returning, a ``join()`` -- its slot is free again, as in gevent.  A ``Pool`` takes a :class:`loop.lock.Semaphore` permit per member:
 ``spawn`` waits while the pool is full, which is what gives ``imap`` its back-pressure.
 """
 from loop._api import iwait, killall
 from loop._hub import monotonic
 from loop._switch import getcurrent
 from loop.event import Event
-from loop.greenlet import Greenlet, GreenletExit
+from loop.greenlet import DIRECT_LINK_TYPES, Greenlet, GreenletExit
 from loop.lock import DummySemaphore, Semaphore
 from loop.queue import Queue
 
@@ -20,12 +22,48 @@ class PoolFull(Exception):
     """``Pool.add(..., blocking=False)`` found no free slot."""
 
 
+class _Membership:
+    """The link that takes a finished green thread out of its group.  It only updates the
+    group and releases a pool slot (which queues the next waiter), so it is safe to call
+    directly from the finishing green thread."""
+    __slots__ = ("group",)
+
+    def __init__(self, group):
+        self.group = group
+
+    def __call__(self, greenlet):
+        self.group._remove(greenlet)
+
+    def __eq__(self, other):
+        return type(other) is _Membership and other.group is self.group
+
+    def __hash__(self):
+        return id(self.group)
+
+
+class _CallbackOnSuccess:
+    """apply_async's callback link: starts ``callback(value)`` in a new green thread, at once
+    (starting only queues it), so it runs before whoever waits for the result resumes."""
+    __slots__ = ("callback",)
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def __call__(self, source):
+        if source.successful():
+            Greenlet.spawn(self.callback, source.value)
+
+
+DIRECT_LINK_TYPES.update((_Membership, _CallbackOnSuccess))
+
+
 class Group:
     """A set of green threads; ``join`` waits for all of them, ``kill`` stops all of them."""
 
     greenlet_class = Greenlet
 
     def __init__(self, *args):
+        self._membership = _Membership(self)
         self.greenlets = set()
         self.dying = set()
         self._empty = Event()
@@ -50,12 +88,9 @@ class Group:
 
     def add(self, greenlet):
         """Add a green thread; it leaves the group when it finishes."""
-        greenlet.rawlink(self._on_finished)
         self.greenlets.add(greenlet)
         self._empty.clear()
-
-    def _on_finished(self, greenlet):
-        self._remove(greenlet)
+        greenlet.rawlink(self._membership)  # (removes it at once if it is already dead)
 
     def _remove(self, greenlet):
         self.greenlets.discard(greenlet)
@@ -66,7 +101,7 @@ class Group:
     def discard(self, greenlet):
         """Remove a green thread without killing it."""
         self._remove(greenlet)
-        greenlet.unlink(self._on_finished)
+        greenlet.unlink(self._membership)
 
     def start(self, greenlet):
         """Add and start a green thread."""
@@ -108,14 +143,19 @@ class Group:
         return self._empty.wait(timeout)
 
     def kill(self, exception=GreenletExit, block=True, timeout=None):
-        """Kill every member; wait for them when ``block``."""
+        """Kill every member (once: members already being killed are left alone); with
+        ``block``, wait until they are gone, killing members added meanwhile too."""
         current = getcurrent()
-        members = [g for g in self.greenlets if g is not current]
-        self.dying.update(members)
-        killall(members, exception, block=block, timeout=timeout)
-        if block and current not in self.greenlets:
-            # Members leave through their links, which run in the hub just after they die.
-            self._empty.wait(timeout)
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            members = [g for g in self.greenlets if g is not current and g not in self.dying]
+            self.dying.update(members)
+            killall(members, exception, block=False)
+            if not block or current in self.greenlets:
+                return
+            remaining = None if deadline is None else max(0.0, deadline - monotonic())
+            if self._empty.wait(remaining) or (deadline is not None and remaining <= 0):
+                return
 
     def killone(self, greenlet, exception=GreenletExit, block=True, timeout=None):
         if greenlet not in self.dying and greenlet in self.greenlets:
@@ -141,10 +181,15 @@ class Group:
 
     def apply_async(self, func, args=None, kwds=None, callback=None):
         """Start ``func(*args, **kwds)``; return the green thread.  ``callback(result)`` runs
-        in a new green thread when it succeeds."""
+        in a new green thread when it succeeds.
+
+        Never blocks: when the pool is full, the returned green thread is not a member; it
+        waits for a slot and then runs ``func`` in a member (:meth:`apply_cb`)."""
+        if self.full():
+            return Greenlet.spawn(self.apply_cb, func, args, kwds, callback)
         g = self.spawn(func, *(args or ()), **(kwds or {}))
         if callback is not None:
-            g.link_value(lambda source: callback(source.value))
+            g.rawlink(_CallbackOnSuccess(callback))
         return g
 
     def apply_cb(self, func, args=None, kwds=None, callback=None):
@@ -198,6 +243,11 @@ class Pool(Group):
             self._semaphore.release()
             raise
 
+    def start(self, greenlet, blocking=True, timeout=None):
+        """Add (waiting for a slot, PoolFull if none in time) and start a green thread."""
+        self.add(greenlet, blocking, timeout)
+        greenlet.start()
+
     def _remove(self, greenlet):
         if greenlet in self.greenlets:
             Group._remove(self, greenlet)
@@ -240,7 +290,7 @@ class _IMap:
         self.group = group
         self.func = func
         self.ordered = ordered
-        self.results = Queue()
+        self.queue = Queue()
         self.maxsize = maxsize
         self._budget = Semaphore(maxsize) if maxsize else None
         self.total = None
@@ -258,17 +308,17 @@ class _IMap:
                 self.group.spawn(self._run_one, count, args)
                 count += 1
         except BaseException as exc:
-            self.results.put((count, _Failure(exc)))
+            self.queue.put((count, _Failure(exc)))
             count += 1
         self.total = count
-        self.results.put((None, _END))
+        self.queue.put((None, _END))
 
     def _run_one(self, index, args):
         try:
             value = self.func(*args)
         except BaseException as exc:
             value = _Failure(exc)
-        self.results.put((index, value))
+        self.queue.put((index, value))
 
     def __iter__(self):
         return self
@@ -281,7 +331,7 @@ class _IMap:
                 value = self.pending.pop(self.next_index)
                 self.next_index += 1
                 return self._deliver(value)
-            index, value = self.results.get()
+            index, value = self.queue.get()
             if value is _END:
                 continue
             if not self.ordered:

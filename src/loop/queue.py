@@ -13,11 +13,14 @@ before it runs, it passes its wake-up to the next waiter so none is lost.
 """
 import heapq
 import queue as _stdlib_queue
+import types
 from collections import deque
 
 from loop._hub import _TIMED_OUT, Waiter, monotonic
 from loop._switch import getcurrent
 from loop.event import Event
+from loop.timeout import Timeout as _Timeout
+from loop.timeout import timeout_object
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue", "LifoQueue", "PriorityQueue", "Channel",
            "Empty", "Full", "ShutDown"]
@@ -85,6 +88,9 @@ def _discard(waiters, waiter):
 class SimpleQueue:
     """An unbounded-by-default FIFO queue without task tracking."""
 
+    #: ``Queue[int]`` in type annotations, as for the stdlib queues.
+    __class_getitem__ = classmethod(types.GenericAlias)
+
     def __init__(self, maxsize=None, items=()):
         self.maxsize = maxsize if maxsize is not None and maxsize > 0 else None
         self._init(items)
@@ -126,7 +132,12 @@ class SimpleQueue:
         return self.maxsize is not None and len(self.queue) >= self.maxsize
 
     def put(self, item, block=True, timeout=None):
-        """Put ``item``; if the queue is full, wait (up to ``timeout``) unless not ``block``."""
+        """Put ``item``; if the queue is full, wait (up to ``timeout``) unless not ``block``.
+
+        ``timeout`` may also be a :class:`loop.Timeout`, which then raises when it expires."""
+        if timeout is not None and isinstance(timeout, _Timeout):
+            with timeout_object(timeout):
+                return self.put(item, block)
         deadline = None
         while True:
             if self.is_shutdown:
@@ -151,6 +162,9 @@ class SimpleQueue:
 
     def _wait_for_item(self, block, timeout):
         """Return once the queue holds an item; raise ShutDown or Empty instead."""
+        if timeout is not None and isinstance(timeout, _Timeout):
+            with timeout_object(timeout):
+                return self._wait_for_item(block, None)
         deadline = None
         while not self.queue:
             if self.is_shutdown:
@@ -295,6 +309,9 @@ class Channel:
     for the next getter if that one is interrupted.
     """
 
+    #: ``Queue[int]`` in type annotations, as for the stdlib queues.
+    __class_getitem__ = classmethod(types.GenericAlias)
+
     def __init__(self, maxsize=1):
         self._getters = deque()  # Waiters of blocked getters, woken to come and take an item
         self._putters = deque()  # (Waiter, item); Waiter None for an accepted put_nowait
@@ -324,6 +341,9 @@ class Channel:
         return False
 
     def put(self, item, block=True, timeout=None):
+        if timeout is not None and isinstance(timeout, _Timeout):
+            with timeout_object(timeout):
+                return self.put(item, block)
         waiter = Waiter() if block else None
         if waiter is None or getcurrent() is waiter.hub.fiber:
             # (A hub callback cannot wait for the getter to run, so it puts without waiting.)
@@ -347,6 +367,9 @@ class Channel:
         self.put(item, False)
 
     def get(self, block=True, timeout=None):
+        if timeout is not None and isinstance(timeout, _Timeout):
+            with timeout_object(timeout):
+                return self.get(block)
         deadline = None
         putters = self._putters
         while True:

@@ -10,6 +10,9 @@ globals().update({name: value for name, value in vars(_stdlib_selectors).items()
 
 from loop._selectors import DefaultSelector, GreenSelector  # noqa: E402
 
+#: gevent's name for the cooperative selector.
+GeventSelector = GreenSelector
+
 __implements__ = ["DefaultSelector"]
 __blocking__ = [name for name in ("EpollSelector", "DevpollSelector", "KqueueSelector")
                 if hasattr(_stdlib_selectors, name)]

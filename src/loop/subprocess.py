@@ -53,9 +53,10 @@ class GreenPipe(_io.RawIOBase):
     for a read, ``PIPE_BUF`` bytes for a write (POSIX guarantees that much room when the pipe
     polls writable)."""
 
-    def __init__(self, fd, mode):
+    def __init__(self, fd, mode, closefd=True):
         super().__init__()
         self._fd = fd
+        self._closefd = closefd
         self._readable = "r" in mode
         self._writable = "w" in mode or "a" in mode
         self.name = fd
@@ -94,7 +95,8 @@ class GreenPipe(_io.RawIOBase):
             from loop._hub import cancel_wait
             cancel_wait(self._fd, OSError(_errno.EBADF, "Bad file descriptor"))
             try:
-                _os.close(self._fd)
+                if self._closefd:
+                    _os.close(self._fd)
             finally:
                 super().close()
 
@@ -178,3 +180,6 @@ TimeoutExpired = _green.TimeoutExpired
 CompletedProcess = _green.CompletedProcess
 SubprocessError = _green.SubprocessError
 del _sys
+
+# gevent.subprocess exposes its file object type under this name.
+from loop._fileobject import FileObject  # noqa: E402

@@ -8,7 +8,7 @@ swallow it, and ``with Timeout(s, False):`` silently ends the block instead of r
 from loop._hub import get_hub
 from loop._switch import getcurrent
 
-__all__ = ["Timeout", "with_timeout"]
+__all__ = ["Timeout", "with_timeout", "timeout_object"]
 
 
 class Timeout(BaseException):
@@ -61,11 +61,23 @@ class Timeout(BaseException):
 
     def _exception_to_raise(self):
         exception = self.exception
-        if exception is None or exception is False:
-            return self
-        if isinstance(exception, type):
+        if exception is None or exception is False or isinstance(exception, str):
+            return self  # (a string only changes the message: see __str__)
+        if isinstance(exception, BaseException):
+            return exception
+        if isinstance(exception, type) and issubclass(exception, BaseException):
             return exception(str(self))
-        return exception
+        # What ``raise exception`` would say, raised where the timed-out code waits.
+        return TypeError("exceptions must be classes or instances deriving from "
+                         "BaseException, not %s" % type(exception).__name__)
+
+    @classmethod
+    def _start_new_or_dummy(cls, timeout, exception=None, ref=True):
+        """A started Timeout for ``timeout`` seconds, or one that never fires if ``timeout``
+        is None; either way the caller cancels it (gevent's spelling, used by ports)."""
+        if timeout is None:
+            return cls(None)
+        return cls.start_new(timeout, exception, ref)
 
     @property
     def pending(self):
@@ -124,3 +136,22 @@ def with_timeout(seconds, function, *args, **kwargs):
         raise
     finally:
         timeout.cancel()
+
+
+class timeout_object:
+    """``with timeout_object(t):`` -- how a wait that was given a :class:`Timeout` instead of
+    seconds uses it (gevent's waits accept both): start ``t`` unless it is already pending,
+    wait without a timeout of its own (``t`` raises in the waiting green thread when it
+    expires), cancel ``t`` at the end."""
+    __slots__ = ("timeout",)
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+
+    def __enter__(self):
+        if not self.timeout.pending:
+            self.timeout.start()
+        return self.timeout
+
+    def __exit__(self, *exc_info):
+        self.timeout.cancel()
