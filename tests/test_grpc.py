@@ -272,6 +272,33 @@ def test_init_requires_patched_threading_and_checks_its_argument():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
 
 
+def test_grpc_pool_works_in_a_forked_child():
+    # The pool grpc waits on is loop's; a forked child has none of its threads.
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os
+        from loop import monkey
+        monkey.patch_all()
+        import loop, loop.grpc
+        loop.grpc.init()
+        from grpc._cython import cygrpc
+        pool = cygrpc.g_gevent_threadpool
+        assert pool.apply(os.getpid) == os.getpid()   # leaves an idle thread in the parent
+        pid = os.fork()
+        if pid == 0:
+            try:
+                with loop.Timeout(10):
+                    assert pool.apply(os.getpid) == os.getpid()
+            except BaseException as exc:
+                print("child:", repr(exc), flush=True)
+                os._exit(1)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0, status
+        print("ok")
+    """)], capture_output=True, text=True, timeout=60, env=child_env("uvloop"))
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+
 def test_init_refuses_when_grpc_already_runs_on_gevent():
     pytest.importorskip("gevent")
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent("""
