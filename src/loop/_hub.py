@@ -38,19 +38,39 @@ green thread and to IO.
 Rule for wakers: anything that may wake *several* green threads (``Event.set``, a green thread
 finishing) queues them; only single-shot hub callbacks (a timer, a readable fd, a thread pool
 result) switch into their green thread directly.  That keeps one invariant simple: when a green
-thread blocks, everything that can still wake anybody is either in the ready queue or counted in
-``Hub.wakeup_sources``.
+thread blocks, everything that can still wake anybody is either in the ready queue or registered
+as a wakeup source.
+
+Wakeup sources
+--------------
+asyncio never tells us that it has nothing left to do, so the hub keeps a registry of what it
+has handed out that can still resume a green thread: its pending timers (``Hub._timers``, keyed
+by the sleeping fiber, the Waiter or the HubTimer) and every other *wakeup source*
+(``Hub._sources``): an fd wait (its Waiter), a thread pool job (the job), an ``await_`` (its
+Waiter), a wait that another OS thread may end (its Waiter), a server's accept loop.  Each is
+registered by the code that starts the wait and unregistered where the wait ends, by key, with
+``pop``/``discard``: ending one twice changes nothing, and ending a wrong one is impossible.  An
+earlier design kept a counter that a dozen places incremented and decremented in pairs; a count
+can only be checked as a whole, and a fork reset it to what the hub could see, dropping the
+sources it could not (a server's).  Registrations can be listed
+(:meth:`Hub.wakeup_registrations`), so a test can tell *which* one a wait left behind.
+
+What a registry cannot see is a waker in another OS thread.  A ``_thread`` lock after
+``patch_all()`` is a green lock, and real threads still exist (the thread pools' workers, C
+libraries' threads): a pool job that takes a lock a green thread holds waits on its own thread's
+hub, where nothing is registered, while the release is on its way from the main thread.  Such
+waits say so (``Waiter.wait(foreign=True)``, see :mod:`loop.thread`) and count as a source for as
+long as they last; the lock's ``release`` then wakes them through the waiting hub's thread-safe
+call.
 
 LoopExit
 --------
-asyncio never tells us that it has nothing left to do, so the hub counts what it has handed to
-the loop: each timer, fd wait, thread pool job and ``await_`` that can still resume a green thread
-is a *wakeup source*.  When a green thread blocks with an empty ready queue and no sources, the
-hub schedules one check; if the situation still holds when it runs (and no asyncio task or stdlib
-timer is pending), nothing can ever wake the thread's main green thread, so ``LoopExit`` is
-thrown into it -- gevent's "this operation would block forever".  Other code may schedule on the
-hub's loop directly (``hub.loop.call_later``, ``add_reader``); the hub's loop classes record those
-calls (uvloop's timers cannot be inspected afterwards), see ``_with_raw_accounting``.
+When a green thread blocks with an empty ready queue and no sources, the hub schedules one
+check; if the situation still holds when it runs (and no asyncio task or stdlib timer is
+pending), nothing can ever wake the thread's main green thread, so ``LoopExit`` is thrown into
+it -- gevent's "this operation would block forever".  Other code may schedule on the hub's loop
+directly (``hub.loop.call_later``, ``add_reader``); the hub's loop classes record those calls
+(uvloop's timers cannot be inspected afterwards), see ``_with_raw_accounting``.
 
 Interrupted waits
 -----------------
@@ -111,6 +131,9 @@ SYSTEM_ERROR = (KeyboardInterrupt, SystemExit)
 
 _originals = {}
 
+# asyncio's running-loop slot, bound by prepare() (a hub exists only after it ran).
+_get_running_loop = _set_running_loop = None
+
 
 def prepare():
     """Import and bind everything the hub needs from the stdlib (asyncio, uvloop,
@@ -123,6 +146,9 @@ def prepare():
     _originals["asyncio"] = asyncio
     _originals["concurrent.futures"] = concurrent.futures
     _originals["get_running_loop"] = asyncio.events._get_running_loop
+    global _get_running_loop, _set_running_loop
+    _get_running_loop = asyncio.events._get_running_loop
+    _set_running_loop = asyncio.events._set_running_loop
     try:
         import uvloop
     except ImportError:
@@ -151,6 +177,14 @@ _YIELD = _Token("yield")
 _TIMER = _Token("timer")
 _TIMED_OUT = _Token("timed out")
 _NOTHING = _Token("nothing")
+
+
+class _AnonymousSource:
+    """A registration of :meth:`Hub.add_wakeup_source` made without an owner."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<anonymous wakeup source>"
 
 
 class _Call:
@@ -360,15 +394,20 @@ class Hub:
         self.thread_ident = _get_ident()
         self._ready = deque()
         self._drain_scheduled = False
-        #: Timers, fd waits, thread pool jobs and awaits that can still resume a green thread.
-        self.wakeup_sources = 0
+        #: Wakeup sources (see "Wakeup sources" in the module docstring): the hub's own pending
+        #: timers that keep LoopExit away (key -> loop handle), and every other registration
+        #: (fd waits, thread pool jobs, awaits, waits a foreign OS thread ends, add_wakeup_source).
+        self._timers = {}
+        self._sources = set()
+        self._anonymous_sources = []
         self._deadlock_check_scheduled = False
         #: fd -> _FdSlot, one table per direction (see "file descriptors" below).
         self._readers = {}
         self._writers = {}
-        #: Green threads blocked in an fd wait (wait_readable/writable, wait_fds).
-        self._fd_waits = 0
         self._idle_waiters = []
+        #: How long (seconds) one drain runs ready green threads before timers and IO get
+        #: their turn (gevent's default switch interval).
+        self.switch_interval = 0.005
         self._threadpool = None
         self._dying = False
         self._destroyed = False
@@ -391,13 +430,14 @@ class Hub:
             self.fiber = getcurrent()
         self._call_soon = self.loop.call_soon
         #: The hub's own pending timers, key -> loop handle: a sleeping fiber, a Waiter with a
-        #: timeout, a HubTimer; ref=False ones apart.  Kept only for loops that a forked child
-        #: must replace (uvloop), so the child can re-arm them; the stdlib loop keeps its
-        #: timers through a fork.  Only the handle is stored (the callback follows from the
-        #: key's type): a (handle, callback, args) tuple per timer made a sleep ~15% slower.
-        self._timers = self._unref_timers = None
+        #: timeout, a HubTimer; ref=False ones in _unref_timers, which is kept only for loops
+        #: that a forked child must replace (uvloop), so the child can re-arm them; the stdlib
+        #: loop keeps its timers through a fork.  Only the handle is stored (the callback
+        #: follows from the key's type): a (handle, callback, args) tuple per timer made a
+        #: sleep ~15% slower.
+        self._unref_timers = None
         if not hasattr(self.loop, "_reinit_after_fork"):
-            self._timers, self._unref_timers = {}, {}
+            self._unref_timers = {}
         self._set_call_later(self.loop)
         self.blocking_monitor = None
         max_blocking = os.environ.get("LOOP_MAX_BLOCKING_TIME")
@@ -409,6 +449,17 @@ class Hub:
         return "<Hub %s loop=%s thread=%s ready=%d sources=%d>" % (
             "adopted" if self.adopted else "owned", type(self.loop).__name__,
             self.thread_ident, len(self._ready), self.wakeup_sources)
+
+    @property
+    def wakeup_sources(self):
+        """How many registrations can still resume a green thread of this hub (read-only:
+        it is the size of the registrations, see :meth:`wakeup_registrations`)."""
+        return len(self._timers) + len(self._sources)
+
+    def wakeup_registrations(self):
+        """What keeps ``LoopExit`` away right now: the keys of the hub's pending timers (a
+        sleeping fiber, a Waiter, a HubTimer) and the other registered sources."""
+        return list(self._timers) + list(self._sources)
 
     # -- running the loop ------------------------------------------------------------------
 
@@ -442,37 +493,63 @@ class Hub:
         """Switch from the current green thread to the hub; return what resumed us."""
         if getcurrent() is self.fiber:
             raise BlockingSwitchOutError(_blocking_message())
-        if not self._ready and not self.wakeup_sources:
+        if not self._ready and not self._timers and not self._sources:
             self._note_blocking()
         return self.fiber.switch()
 
     def _drain(self):
+        # Runs the entries queued when it starts, in steps ("chunks") between which it looks at
+        # the clock: once it has run for switch_interval seconds it returns to the event loop
+        # (timers and IO go first) and the rest runs in the next drain.  A chunk doubles while
+        # chunks stay quick, so a drain of cheap resumes reads the clock a few times only.
         ready = self._ready
         popleft = ready.popleft
         _type = type  # locals: this loop runs once per resume of any green thread
         _tuple = tuple
+        left = len(ready)
+        chunk = 1
+        budget = self.switch_interval
+        started = mark = monotonic()
+        _set_running_loop(None)  # green threads do not run inside the event loop
         try:
-            for _ in range(len(ready)):
-                entry = popleft()
-                if _type(entry) is _tuple:
-                    target, value = entry
-                else:  # a bare fiber: its start, queued by schedule_start without a pair
-                    target = entry
-                    value = None
-                try:
-                    target.switch(value)
-                except FiberExit:
-                    # Thrown into the hub fiber itself: the hub is being destroyed.
-                    self._on_hub_killed()
-                    return
-                except BaseException as exc:
-                    self.handle_error(target, type(exc), exc, exc.__traceback__)
+            while True:
+                n = chunk if chunk < left else left
+                left -= n
+                for _ in range(n):
+                    entry = popleft()  # IndexError: a left wait took its own entry out
+                    if _type(entry) is _tuple:
+                        target, value = entry
+                    else:  # a bare fiber: its start, queued by schedule_start without a pair
+                        target = entry
+                        value = None
+                    try:
+                        target.switch(value)
+                    except FiberExit:
+                        # Thrown into the hub fiber itself: the hub is being destroyed.
+                        self._on_hub_killed()
+                        return
+                    except BaseException as exc:
+                        self.handle_error(target, type(exc), exc, exc.__traceback__)
+                if not left:
+                    break
+                now = monotonic()
+                if now - started >= budget:
+                    break
+                if (now - mark) * 4 < budget:
+                    if chunk < 1024:
+                        chunk <<= 1
+                else:
+                    chunk = 1
+                mark = now
+        except IndexError:
+            pass
         finally:
+            _set_running_loop(self.loop)
             if ready and not self._dying:
                 self._call_soon(self._drain)
             else:
                 self._drain_scheduled = False
-                if not self.wakeup_sources:
+                if not self._timers and not self._sources:
                     self._note_blocking()
 
     def _on_hub_killed(self):
@@ -480,14 +557,18 @@ class Hub:
         self.loop.stop()
 
     def _resume(self, fiber, value):
-        """Switch into one waiting green thread from a hub callback."""
+        """Switch into one waiting green thread from a hub callback (an event loop callback,
+        never from within a drain)."""
+        _set_running_loop(None)
         try:
             fiber.switch(value)
         except FiberExit:
             self._on_hub_killed()
         except BaseException as exc:
             self.handle_error(fiber, type(exc), exc, exc.__traceback__)
-        if not self._ready and not self.wakeup_sources:
+        finally:
+            _set_running_loop(self.loop)
+        if not self._ready and not self._timers and not self._sources:
             self._note_blocking()
 
     # -- scheduling --------------------------------------------------------------------------
@@ -531,12 +612,16 @@ class Hub:
         queued, so the caller keeps running."""
         if getcurrent() is self.fiber:
             if not fiber.dead:
+                previous = _get_running_loop()  # from a drain (None) or a loop callback
+                _set_running_loop(None)
                 try:
                     fiber.throw(exc)
                 except FiberExit:
                     self._on_hub_killed()
                 except BaseException as err:
                     self.handle_error(fiber, type(err), err, err.__traceback__)
+                finally:
+                    _set_running_loop(previous)
         else:
             self.run_callback(self._interrupt_later, fiber, exc)
 
@@ -544,13 +629,30 @@ class Hub:
         if not fiber.dead:
             fiber.throw(exc)  # errors are reported by _drain
 
-    def add_wakeup_source(self):
-        """Count something outside the hub's view that will resume a green thread later (it
-        keeps ``LoopExit`` away).  Pair with :meth:`remove_wakeup_source`."""
-        self.wakeup_sources += 1
+    def add_wakeup_source(self, owner=None):
+        """Register something outside the hub's view that will resume a green thread later
+        (it keeps ``LoopExit`` away) and return the registration.  ``owner`` (any hashable
+        object, e.g. the server or job that will do the waking) is the registration itself:
+        adding it twice registers it once, and :meth:`remove_wakeup_source` with it ends it
+        (again: a no-op).  Without ``owner`` an anonymous registration is made; a
+        ``remove_wakeup_source()`` without argument ends one of those, and raises
+        RuntimeError when there is none."""
+        if owner is None:
+            owner = _AnonymousSource()
+            self._anonymous_sources.append(owner)
+        self._sources.add(owner)
+        return owner
 
-    def remove_wakeup_source(self):
-        self.wakeup_sources -= 1
+    def remove_wakeup_source(self, owner=None):
+        """End a registration made by :meth:`add_wakeup_source`."""
+        if owner is None:
+            if not self._anonymous_sources:
+                raise RuntimeError("remove_wakeup_source() without a matching "
+                                   "add_wakeup_source()")
+            owner = self._anonymous_sources.pop()
+        elif type(owner) is _AnonymousSource and owner in self._anonymous_sources:
+            self._anonymous_sources.remove(owner)
+        self._sources.discard(owner)
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -564,7 +666,7 @@ class Hub:
 
     def _check_deadlock(self):
         self._deadlock_check_scheduled = False
-        if self._ready or self.wakeup_sources or self.adopted or self._idle_waiters:
+        if self._ready or self._timers or self._sources or self.adopted or self._idle_waiters:
             return
         if _loop_has_pending_work(self.loop):
             return
@@ -601,52 +703,50 @@ class Hub:
         current = getcurrent()
         if current is self.fiber:
             raise BlockingSwitchOutError(_blocking_message())
-        if ref:
-            self.wakeup_sources += 1
-        else:
+        if not ref:
             self._note_blocking()
         handle = self._arm_timer(current, ref, seconds, self._timer_fired, current, ref)
         try:
             resumed_by = self.fiber.switch()
         except BaseException:
             self._cancel_timer(current, handle, ref)
-            if ref:
-                self.wakeup_sources -= 1
             raise
         if resumed_by is not _TIMER:
             self._cancel_timer(current, handle, ref)
-            if ref:
-                self.wakeup_sources -= 1
             raise InvalidSwitchError("Invalid switch into %r while sleeping: %r"
                                      % (current, resumed_by))
 
     def _timer_fired(self, fiber, ref):
         self._timer_done(fiber, ref)
-        if ref:
-            self.wakeup_sources -= 1
         self._resume(fiber, _TIMER)
 
-    # The hub's own timers (a sleep, a Waiter's timeout, a HubTimer) are kept in self._timers
-    # (ref=False ones in self._unref_timers) under that key while pending, when the loop is one
-    # a forked child must replace; see _carry_timers.
+    # The hub's own timers (a sleep, a Waiter's timeout, a HubTimer) are registered under that
+    # key while pending: ref=True ones in self._timers, which makes them wakeup sources (see
+    # "Wakeup sources"); ref=False ones in self._unref_timers when the loop is one a forked
+    # child must replace (see _carry_timers).  Arming registers, and the timer's end -- it
+    # fired (_timer_done) or was cancelled (_cancel_timer) -- unregisters; both pop by key, so
+    # neither can unregister twice.
 
     def _arm_timer(self, key, ref, seconds, fn, *args):
         handle = self._call_later(seconds, fn, *args)
-        timers = self._timers
-        if timers is not None:
-            (timers if ref else self._unref_timers)[key] = handle
+        if ref:
+            self._timers[key] = handle
+        elif self._unref_timers is not None:
+            self._unref_timers[key] = handle
         return handle
 
     def _timer_done(self, key, ref):
-        timers = self._timers
-        if timers is not None:
-            (timers if ref else self._unref_timers).pop(key, None)
+        if ref:
+            self._timers.pop(key, None)
+        elif self._unref_timers is not None:
+            self._unref_timers.pop(key, None)
 
     def _cancel_timer(self, key, handle, ref):
-        timers = self._timers
-        if timers is not None:
-            # after a fork, the handle on the child's new loop
-            handle = (timers if ref else self._unref_timers).pop(key, handle)
+        # The registered handle is the live one: after a fork, the one on the child's new loop.
+        if ref:
+            handle = self._timers.pop(key, handle)
+        elif self._unref_timers is not None:
+            handle = self._unref_timers.pop(key, handle)
         handle.cancel()
 
     def _set_call_later(self, loop):
@@ -656,11 +756,11 @@ class Hub:
 
     def _carry_timers(self, old_loop, new_loop):
         """In a forked child that replaced the loop: re-arm the hub's pending timers on
-        ``new_loop`` at their old deadlines.  Returns how many are wakeup sources."""
+        ``new_loop`` at their old deadlines."""
         self._set_call_later(new_loop)
         timers = self._timers
-        if timers is None:
-            return 0
+        if self._unref_timers is None:
+            return
         try:
             now = old_loop.time()  # the deadlines are on the old loop's clock
         except Exception:
@@ -681,7 +781,6 @@ class Hub:
                 else:  # a sleeping fiber
                     fn, args = self._timer_fired, (key, ref)
                 table[key] = self._call_later(max(delay, 0.0), fn, *args)
-        return len(timers)
 
     def call_later(self, seconds, fn, *args, ref=True):
         """Run ``fn(*args)`` in the hub after ``seconds``; returns a :class:`HubTimer`."""
@@ -740,14 +839,13 @@ class Hub:
                 raise
         waiter = Waiter(self)
         slot.waiter = waiter
-        self.wakeup_sources += 1
-        self._fd_waits += 1
+        sources = self._sources
+        sources.add(waiter)
         try:
             if waiter.wait(timeout) is _TIMED_OUT:
                 raise timeout_exc if timeout_exc is not None else TimeoutError("timed out")
         finally:
-            self.wakeup_sources -= 1
-            self._fd_waits -= 1
+            sources.discard(waiter)
             if slot.waiter is waiter:
                 slot.waiter = None
                 if slot.owner is None and slot.watchers is None and slot.callback is None:
@@ -760,8 +858,8 @@ class Hub:
         wake-up is only a hint (somebody else may have consumed the data): poll again."""
         waiter = Waiter(self)
         watched = []
-        self.wakeup_sources += 1
-        self._fd_waits += 1
+        sources = self._sources
+        sources.add(waiter)
         try:
             for fds, table, readable in ((readers, self._readers, True),
                                          (writers, self._writers, False)):
@@ -783,8 +881,7 @@ class Hub:
                         slot.register()
             return waiter.wait(timeout) is not _TIMED_OUT
         finally:
-            self.wakeup_sources -= 1
-            self._fd_waits -= 1
+            sources.discard(waiter)
             for slot in watched:
                 watchers = slot.watchers
                 if watchers is not None and waiter in watchers:
@@ -888,7 +985,7 @@ class Hub:
 
     def _carry_fd_waits(self, old_loop):
         # After fork with uvloop, self.loop being the child's new loop already: put the
-        # registrations on it.  Returns the number of fd waits (wakeup sources) that survive.
+        # registrations on it.  A wait whose registration fails is woken with the error.
         # The old loop must never be freed here: closing its poll handles would EPOLL_CTL_DEL
         # our descriptors from the epoll instance that the parent shares and still uses (kept
         # registrations included).
@@ -905,7 +1002,6 @@ class Hub:
                         if slot.waiter is not None:
                             slot.waiter.wake_error(exc)
                         slot.wake_watchers()
-        return self._fd_waits
 
     def idle(self):
         """Block until the hub has no ready green thread left."""
@@ -1014,8 +1110,10 @@ class Hub:
         # and the hub's own timers over.  Asyncio tasks and callbacks of the old loop are lost.
         new_loop = _new_event_loop()
         self.loop = new_loop
-        self.wakeup_sources = self._carry_fd_waits(loop)
-        self.wakeup_sources += self._carry_timers(loop, new_loop)
+        # The wakeup sources need no recount: they are registrations, and the ones that
+        # belong to the parent's threads (thread pool jobs) were ended by the pools' reinit.
+        self._carry_fd_waits(loop)
+        self._carry_timers(loop, new_loop)
         self._call_soon = new_loop.call_soon
         self._drain_scheduled = False
         self._deadlock_check_scheduled = False
@@ -1038,8 +1136,6 @@ class HubTimer:
         self.fn = fn
         self.args = args
         self.active = True
-        if ref:
-            hub.wakeup_sources += 1
         self.handle = hub._arm_timer(self, ref, seconds, self._fire)
 
     def _fire(self):
@@ -1047,8 +1143,6 @@ class HubTimer:
             return
         self.active = False
         self.hub._timer_done(self, self.ref)
-        if self.ref:
-            self.hub.wakeup_sources -= 1
         try:
             self.fn(*self.args)
         except BaseException as exc:
@@ -1058,8 +1152,6 @@ class HubTimer:
         if self.active:
             self.active = False
             self.hub._cancel_timer(self, self.handle, self.ref)
-            if self.ref:
-                self.hub.wakeup_sources -= 1
 
     def __repr__(self):
         return "<HubTimer %r%r>" % (self.fn, self.args)
@@ -1109,7 +1201,7 @@ class Waiter:
             if _get_ident() == hub.thread_ident:
                 hub._schedule(self.fiber, self)
             else:
-                hub.loop.call_soon_threadsafe(hub._schedule, self.fiber, self)
+                hub.loop.call_soon_threadsafe(self._wake_in_hub)
             return True
         if state == _IDLE:
             self.state = _WOKEN
@@ -1132,8 +1224,11 @@ class Waiter:
     # a Waiter can be used directly as a link callback (Greenlet.rawlink, Event.rawlink)
     __call__ = wake
 
-    def wait(self, timeout=None, ref=True):
-        """Block until woken; return the value (or ``_TIMED_OUT`` after ``timeout`` seconds)."""
+    def wait(self, timeout=None, ref=True, foreign=False):
+        """Block until woken; return the value (or ``_TIMED_OUT`` after ``timeout`` seconds).
+
+        ``foreign=True``: another OS thread may wake this wait, so it is a wakeup source of its
+        own (it keeps ``LoopExit`` away) while it lasts."""
         if self.state == _WOKEN:
             self.state = _DONE
             return self._result()
@@ -1142,15 +1237,21 @@ class Waiter:
         if fiber is hub.fiber:
             raise BlockingSwitchOutError(_blocking_message())
         self.fiber = fiber
+        # A wake from another OS thread may have come in since the first check (the calls
+        # above can let other threads run); from here to the switch nothing lets them run
+        # before state says _WAITING, and a later wake goes through the hub.
+        if self.state == _WOKEN:
+            self.state = _DONE
+            return self._result()
         self.state = _WAITING
+        if foreign:
+            hub._sources.add(self)
         timer = None
         if timeout is not None:
-            if ref:
-                hub.wakeup_sources += 1
-            else:
+            if not ref:
                 hub._note_blocking()
             timer = hub._arm_timer(self, ref, timeout, self._timed_out, ref)
-        elif not hub._ready and not hub.wakeup_sources:
+        elif not hub._ready and not hub._timers and not hub._sources:
             hub._note_blocking()
         try:
             resumed_by = hub.fiber.switch()
@@ -1159,29 +1260,33 @@ class Waiter:
                 # Our wake-up is queued; it must not switch into us later.
                 _remove_entry(hub._ready, (fiber, self))
             self.state = _DONE
-            self._cancel_timer(timer, ref)
+            self._end_wait(timer, ref, foreign)
             raise
         self.state = _DONE
+        self._end_wait(timer, ref, foreign)
         if resumed_by is not self:
-            self._cancel_timer(timer, ref)
             raise InvalidSwitchError("Invalid switch into %r: got %r, expected %r"
                                      % (fiber, resumed_by, self))
-        if self.value is not _TIMED_OUT:
-            self._cancel_timer(timer, ref)
         return self._result()
 
-    def _cancel_timer(self, timer, ref):
+    def _end_wait(self, timer, ref, foreign):
+        # Ends this wait's registrations: its timer unless that fired (which ended it), and
+        # its foreign-wake registration.
         if timer is not None and self.value is not _TIMED_OUT:
             self.hub._cancel_timer(self, timer, ref)
-            if ref:
-                self.hub.wakeup_sources -= 1
+        if foreign:
+            self.hub._sources.discard(self)
+
+    def _wake_in_hub(self):
+        # A wake from another OS thread, run in the hub's thread: the waiter may have been
+        # left by an exception in between, and then must not be switched into.
+        if self.state == _WOKEN and self.fiber is not None:
+            self.hub._schedule(self.fiber, self)
 
     def _timed_out(self, ref):
         self.hub._timer_done(self, ref)
         if self.state != _WAITING:
             return
-        if ref:
-            self.hub.wakeup_sources -= 1
         self.state = _WOKEN
         self.value = _TIMED_OUT
         self.hub._resume(self.fiber, self)
@@ -1232,7 +1337,7 @@ def _loop_has_pending_work(loop):
     scheduled = getattr(loop, "_scheduled", None)  # the stdlib loop's timer heap
     if scheduled:
         for handle in scheduled:
-            # The hub's own timers are counted in wakeup_sources already, or are ref=False
+            # The hub's own timers are registered in Hub._timers already, or are ref=False
             # on purpose (Hub.join's timeout): neither keeps LoopExit away.
             if not handle.cancelled() and not isinstance(
                     getattr(handle._callback, "__self__", None), _HUB_TIMER_OWNERS):
@@ -1388,8 +1493,10 @@ def _check_hub(hub):
     # loop running in this thread still the one the hub uses?
     running = _running_asyncio_loop()
     if hub.adopted:
-        if running is hub.loop and not hub.loop.is_closed():
-            return hub
+        loop = hub.loop
+        if not loop.is_closed() and (running is loop or (
+                running is None and loop.is_running() and getcurrent() is not hub.fiber)):
+            return hub  # asyncio code on the loop, or one of its green threads (no view)
     elif not hub.fiber.dead and (running is None or running is hub.loop):
         return hub
     # Replace it, keeping what was already queued.

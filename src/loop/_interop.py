@@ -48,7 +48,7 @@ def await_(awaitable):
         return future.result()
     waiter = Waiter(hub)
     future.add_done_callback(waiter.wake)
-    hub.add_wakeup_source()
+    hub.add_wakeup_source(waiter)
     try:
         waiter.wait()
     except BaseException:
@@ -56,7 +56,7 @@ def await_(awaitable):
         future.cancel()
         raise
     finally:
-        hub.remove_wakeup_source()
+        hub.remove_wakeup_source(waiter)
     return future.result()
 
 

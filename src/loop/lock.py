@@ -3,13 +3,29 @@
 Waiting green threads queue in FIFO order, and ``release()`` hands the permit directly to the
 first of them instead of putting it back for anyone to grab: a green thread that releases and
 re-acquires in a loop cannot starve the others.  A waiter that is killed or times out after the
-permit was handed to it passes the permit on, so no permit is ever lost.  Releasing from another
-OS thread is allowed; the wake-up goes through the waiting hub's thread-safe callback.
+permit was handed to it passes the permit on, so no permit is ever lost.
+
+Several OS threads
+------------------
+Releasing from another OS thread is allowed (after ``patch_all()`` these are ``threading``'s
+locks, and real threads still exist: the thread pools' workers, C libraries' threads); the
+wake-up goes through the waiting hub's thread-safe callback.  The uncontended paths take no
+lock: "a permit is free, take it" and "nobody waits, put it back" each run without a call in
+between, so no other thread can run in the middle of one (the interpreter only switches threads
+at calls, function entries and backward jumps).  The paths that queue or pop a waiter may
+switch, so they run under one native lock, :data:`_guard`: a release cannot slip between a
+waiter's last look at the counter and its queueing.  Whether another OS thread may be the one
+to release is for the lock kind to say (:meth:`Semaphore._foreign_wait`): such a wait counts as
+a wakeup source of its hub, which otherwise would see nothing that could end it.
 """
 from collections import deque
 
-from loop._hub import _TIMED_OUT, Waiter
+from loop._hub import _TIMED_OUT, Waiter, _allocate_lock
 from loop._switch import getcurrent
+
+#: Serialises the queueing paths of every green lock (see "Several OS threads"); held only for
+#: a few bytecodes, never while waiting.  The original _thread lock, bound by the hub.
+_guard = _allocate_lock()
 
 __all__ = ["Semaphore", "BoundedSemaphore", "DummySemaphore", "Lock", "RLock"]
 
@@ -40,9 +56,13 @@ class Semaphore:
         if not blocking:
             return False
         waiter = Waiter()
-        self._waiters.append(waiter)
+        with _guard:
+            if self.counter > 0:  # released meanwhile, by another OS thread
+                self.counter -= 1
+                return True
+            self._waiters.append(waiter)
         try:
-            result = waiter.wait(timeout)
+            result = waiter.wait(timeout, foreign=self._foreign_wait(waiter.hub))
         except BaseException:
             if waiter.woken:
                 self.release()  # the permit was already ours: pass it on
@@ -54,20 +74,30 @@ class Semaphore:
             return False
         return True
 
+    def _foreign_wait(self, hub):
+        """Whether a wait of ``hub``'s green thread may be ended by another OS thread's release
+        (a green lock of green threads: no)."""
+        return False
+
     def _remove(self, waiter):
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            pass
+        with _guard:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
 
     def release(self):
         """Give a permit back (to the first waiting green thread, if any)."""
-        waiters = self._waiters
-        while waiters:
-            if waiters.popleft().wake(True):
-                return self.counter
-        self.counter += 1
-        return self.counter
+        if not self._waiters:  # no call before the increment: no thread can come in between
+            self.counter += 1
+            return self.counter
+        with _guard:
+            waiters = self._waiters
+            while waiters:
+                if waiters.popleft().wake(True):
+                    return self.counter
+            self.counter += 1
+            return self.counter
 
     def wait(self, timeout=None):
         """Wait until a permit is available without taking it; return the counter."""

@@ -62,6 +62,13 @@ def get_ident(fiber=None):
 
 # -- locks ---------------------------------------------------------------------------------------
 
+def _main_thread_ident():
+    threading = sys.modules.get("threading")
+    if threading is None:  # nothing started a thread yet: this is the main thread
+        return _original_get_ident()
+    return threading.main_thread().ident
+
+
 def _timeout_argument(blocking, timeout):
     """Translate ``_thread``'s (blocking, timeout=-1) into loop.lock's timeout=None."""
     if not blocking:
@@ -103,6 +110,13 @@ class LockType(_lock.Lock):
     def _at_fork_reinit(self):
         self.counter = 1
         self._waiters.clear()
+
+    def _foreign_wait(self, hub):
+        # threading's locks are what real threads share.  In the main OS thread a wait ends
+        # like any green wait (a deadlock among its green threads is a LoopExit, as in
+        # gevent); in any other OS thread -- a thread pool worker, a C library's thread -- the
+        # lock is usually held by a green thread of another thread, whose release will come.
+        return hub.thread_ident != _main_thread_ident()
 
     acquire_lock = acquire
     release_lock = release

@@ -5,8 +5,11 @@ The workers are plain ``_thread`` threads fed from a C ``_queue.SimpleQueue``, b
 this module is imported, so monkey patching ``threading`` or ``queue`` later cannot turn them
 into green threads.  A worker hands each result back to the hub of the green thread that
 submitted the job with ``loop.call_soon_threadsafe``, which is why a pool may be shared by green
-threads of several OS threads.  Until then the job counts as a wakeup source of that hub, so a
-green thread waiting for a result never gets ``LoopExit``.
+threads of several OS threads.  Until then the job is registered as a wakeup source of that hub
+(the job object is the registration: submitting registers it, delivering the outcome ends it),
+so a green thread waiting for a result never gets ``LoopExit``.  A forked child has none of the
+workers: the jobs of its thread that were in flight fail there with RuntimeError instead of
+waiting forever.
 
 :class:`ThreadPoolExecutor` puts the same workers behind the ``concurrent.futures`` interface.
 The hub makes one its event loop's default executor, so ``loop.run_in_executor(None, fn)`` in
@@ -27,6 +30,7 @@ __all__ = ["ThreadPool", "ThreadResult", "ThreadPoolExecutor"]
 
 _start_new_thread = _thread.start_new_thread
 _allocate_lock = _thread.allocate_lock
+_get_ident = _thread.get_ident
 _SimpleQueue = _queue.SimpleQueue
 _RealCondition = _threading.Condition  # bound before any patch: prepare() imports this module
 
@@ -34,6 +38,21 @@ _RealCondition = _threading.Condition  # bound before any patch: prepare() impor
 class ThreadResult(AsyncResult):
     """The AsyncResult of a thread pool job."""
     __slots__ = ()
+
+
+class _Job:
+    """One submitted call; also its registration as a wakeup source of ``hub``."""
+    __slots__ = ("func", "args", "kwargs", "result", "hub")
+
+    def __init__(self, func, args, kwargs, result, hub):
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.result = result
+        self.hub = hub
+
+    def __repr__(self):
+        return "<thread pool job %r>" % (self.func,)
 
 
 class ThreadPool:
@@ -50,6 +69,7 @@ class ThreadPool:
         self._unfinished = 0
         self._all_done = None
         self._killed = False
+        self._in_flight = set()  # the _Jobs submitted and not delivered
 
     def __repr__(self):
         return "<%s threads=%d/%d unfinished=%d>" % (type(self).__name__, self._threads,
@@ -87,17 +107,28 @@ class ThreadPool:
         if self._killed:
             raise RuntimeError("this thread pool was killed")
         hub = get_hub()
-        hub.add_wakeup_source()
+        job = _Job(func, args, kwargs, result, hub)
+        hub.add_wakeup_source(job)
         with self._lock:
             self._unfinished += 1
+            self._in_flight.add(job)
             start_thread = not self._idle and self._threads < self._maxsize
             if start_thread:
                 self._threads += 1
             else:
                 self._idle = max(0, self._idle - 1)
-        self._tasks.put((func, args, kwargs, result, hub))
+        self._tasks.put(job)
         if start_thread:
-            _start_new_thread(self._worker, ())
+            try:
+                _start_new_thread(self._worker, ())
+            except BaseException:
+                with self._lock:
+                    self._threads -= 1
+                    alive = self._threads
+                if not alive:  # nobody will ever run it
+                    self._deliver(job, (result.set_exception, RuntimeError(
+                        "the thread pool could not start a worker thread")))
+                    raise
 
     def apply(self, func, args=(), kwds=None):
         """Run ``func`` in a worker thread and wait (green) for its result."""
@@ -141,12 +172,24 @@ class ThreadPool:
             self._tasks.put(None)
 
     def _reinit_after_fork(self):
-        # Only the forking thread exists in a child: the workers are gone.
+        # Only the forking thread exists in a child: the workers are gone, and the jobs in
+        # flight with them.  Those of this thread's hub fail (their green threads are here);
+        # the other threads' hubs are gone too.
+        lost = self._in_flight
+        self._in_flight = set()
         self._tasks = _SimpleQueue()
         self._lock = _allocate_lock()
         self._threads = 0
         self._idle = 0
         self._unfinished = 0
+        me = _get_ident()
+        for job in lost:
+            if job.hub.thread_ident == me:
+                self._unfinished += 1
+                self._in_flight.add(job)
+                job.hub.run_callback(self._deliver, job, (job.result.set_exception, RuntimeError(
+                    "this thread pool job was running in a worker thread of the parent "
+                    "process, which a forked child does not have")))
 
     # -- worker side ------------------------------------------------------------------------
 
@@ -158,25 +201,31 @@ class ThreadPool:
                 with self._lock:
                     self._threads -= 1
                 return
-            func, args, kwargs, result, hub = task
-            task = None
+            job, task = task, None
             try:
-                value = func(*args, **kwargs)
+                value = job.func(*job.args, **job.kwargs)
             except BaseException as exc:
-                outcome = (result.set_exception, exc)
+                outcome = (job.result.set_exception, exc)
             else:
-                outcome = (result.set, value)
+                outcome = (job.result.set, value)
             value = None
             try:
-                hub.loop.call_soon_threadsafe(self._deliver, hub, outcome)
+                job.hub.loop.call_soon_threadsafe(self._deliver, job, outcome)
             except RuntimeError:  # that hub's loop is closed: nobody is waiting any more
-                pass
+                with self._lock:
+                    self._in_flight.discard(job)
+            job = outcome = None
             with self._lock:
                 self._idle += 1
 
-    def _deliver(self, hub, outcome):
-        # In the submitting hub's thread.
-        hub.remove_wakeup_source()
+    def _deliver(self, job, outcome):
+        # In the submitting hub's thread: the one place a job's registration ends.
+        job.hub.remove_wakeup_source(job)
+        with self._lock:
+            if job not in self._in_flight:
+                return  # already delivered (a fork's failure raced a late result)
+            self._in_flight.discard(job)
+        job.func = job.args = job.kwargs = None
         setter, value = outcome
         setter(value)
         with self._lock:
