@@ -1,5 +1,6 @@
 """asyncio both ways on the hub's loop."""
 import asyncio
+import textwrap
 import time
 
 import pytest
@@ -174,8 +175,8 @@ def test_patched_program_may_call_asyncio_run_before_the_hub_starts(backend):
             return list(ticks), got
         print(asyncio.run(main()))
         t.join()
-        # asyncio.run() gave the main green thread back the view it had before the call
-        print(before is None, asyncio.events._get_running_loop() is loop.get_hub().loop)
+        # the main green thread is not inside an event loop, before or after the run
+        print(before is None, asyncio.events._get_running_loop() is None)
     """, backend)
     assert r.returncode == 0, r.stderr
     assert "([0, 1, 2, 3, 4], None)" in r.stdout
@@ -197,7 +198,7 @@ def test_patched_green_threads_each_run_their_own_asyncio_loop(backend):
             return n
         def green(n):
             result = asyncio.run(nap(n))
-            assert asyncio.events._get_running_loop() is hub_loop
+            assert asyncio.events._get_running_loop() is None  # green: no running loop
             return result
         async def on_hub():
             await asyncio.sleep(0.1)  # needs the hub's loop as running loop while nested run
@@ -266,13 +267,13 @@ def test_view_keeping_hook_goes_away_after_the_last_nested_loop():
         import loop.monkey; loop.monkey.patch_all()
         import asyncio, loop
         from loop._switch import gettrace
-        loop.sleep(0)  # the hub runs: the main green thread sees its loop
+        loop.sleep(0)  # the hub runs; the main green thread still sees no running loop
         async def nap():
             await asyncio.sleep(0.01)
             return gettrace() is not None
         during = asyncio.run(nap())
         loop.sleep(0.01)
-        print(during, gettrace() is None, asyncio.events._get_running_loop() is loop.get_hub().loop)
+        print(during, gettrace() is None, asyncio.events._get_running_loop() is None)
     """, "uvloop")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True", "True"]
@@ -291,3 +292,119 @@ def test_asyncio_run_as_first_call_of_a_patched_program_keeps_no_running_loop_af
     """, "uvloop")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True", "True"]
+
+
+# -- green threads are not inside an event loop (Django's async_unsafe, asyncio.run) ----------
+
+VIEW_CHECKS = """
+import asyncio, socket, threading, loop
+from django.utils.asyncio import async_unsafe
+
+@async_unsafe
+def orm_query():  # Django's guard: SynchronousOnlyOperation if a loop runs in this thread
+    return "query ran"
+
+def view():
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return "get_running_loop() answered"
+    if asyncio.events._get_running_loop() is not None:
+        return "_get_running_loop() answered"
+    return orm_query()
+
+def after_each_wake():
+    seen = [view()]
+    loop.sleep(0)                     # resumed by a drain
+    seen.append(view())
+    loop.sleep(0.01)                  # resumed by a timer
+    seen.append(view())
+    a, b = socket.socketpair()
+    loop.spawn_later(0.01, b.send, b"x")
+    a.recv(1)                         # resumed by a readable fd
+    seen.append(view())
+    try:
+        with loop.Timeout(0.01):      # resumed by an exception thrown from the hub
+            loop.sleep(1)
+    except loop.Timeout:
+        seen.append(view())
+    ev = loop.event.Event()
+    threading.Thread(target=ev.set).start()
+    ev.wait(5)                        # a wake from another OS thread (unpatched: real)
+    seen.append(view())
+    a.close(); b.close()
+    return seen
+"""
+
+
+def with_view_checks(code):
+    return ("import loop.monkey; loop.monkey.patch_all()\n"
+            "import django; from django.conf import settings; settings.configure()\n"
+            + VIEW_CHECKS + textwrap.dedent(code))
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_green_threads_see_no_running_asyncio_loop(backend):
+    pytest.importorskip("django")
+    r = run_script(with_view_checks("""
+        print("main before the hub:", set(after_each_wake()))
+        print("main:", set(after_each_wake()))
+        print("green:", set(loop.spawn(after_each_wake).get()))
+        async def on_the_hub():      # asyncio code still sees the hub's loop
+            await asyncio.sleep(0)
+            return asyncio.get_running_loop() is loop.get_hub().loop
+        got = []
+        loop.get_hub().loop.call_soon(lambda: got.append(
+            asyncio.get_running_loop() is loop.get_hub().loop))
+        print("asyncio:", loop.await_(on_the_hub()), got)
+        print("await greenlet:", loop.await_(loop.run_green(view)))
+    """), backend)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "main before the hub: {'query ran'}", "main: {'query ran'}",
+        "green: {'query ran'}", "asyncio: True [True]", "await greenlet: query ran"]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_wsgi_handler_sees_no_running_asyncio_loop(backend):
+    pytest.importorskip("django")
+    r = run_script(with_view_checks("""
+        from loop.pywsgi import WSGIServer
+        def app(environ, start_response):
+            body = view().encode()
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+        server = WSGIServer(("127.0.0.1", 0), app, log=None)
+        server.start()
+        c = socket.create_connection(("127.0.0.1", server.server_port))
+        c.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        print(data.split(b"\\r\\n\\r\\n", 1)[1].decode())
+        server.stop()
+    """), backend)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "query ran"
+
+
+def test_adopted_loop_green_threads_see_no_running_loop_and_keep_their_hub():
+    r = run_script("""
+        import asyncio, loop
+        def green():
+            hub = loop.get_hub()
+            loop.sleep(0.01)
+            return (asyncio.events._get_running_loop() is None, hub is loop.get_hub(),
+                    hub.adopted)
+        async def main():
+            got = await loop.run_green(green)
+            return got, asyncio.get_running_loop() is loop.get_hub().loop
+        print(asyncio.run(main()))
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "((True, True, True), True)"

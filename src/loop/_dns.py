@@ -11,7 +11,10 @@ grows on demand up to ``LOOP_RESOLVER_THREADS`` (default 128) threads; idle ones
 thread each.
 
 Fast path: a numeric address (``"127.0.0.1"``, ``"::1"``, ``None``) needs no lookup, so it is
-resolved in the calling green thread without a thread hop.
+resolved in the calling green thread without a thread hop.  It still yields once (``sleep(0)``):
+a lookup is where gevent's resolvers switch, and code that opens connections in a loop
+(``create_connection`` starts with one) relies on that to let other green threads, timers and IO
+in; without it, a burst of green threads connecting to an address would run back to back.
 
 The functions wrap the *original* stdlib functions, bound at import time (the monkey patch
 imports this module before it replaces anything), so their results and errors (``gaierror``,
@@ -21,7 +24,7 @@ import _socket
 import os
 import socket as _stdlib_socket
 
-from loop._hub import get_hub
+from loop._hub import get_hub, get_hub_if_exists, sleep as _hub_sleep
 
 __all__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo",
            "getfqdn", "resolver_pool", "is_numeric_host"]
@@ -95,7 +98,11 @@ def is_numeric_host(host):
 def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     """:func:`socket.getaddrinfo` that resolves names in a worker thread."""
     if is_numeric_host(host) and (port is None or isinstance(port, int)):
-        return _original_getaddrinfo(host, port, family, type, proto, flags)
+        result = _original_getaddrinfo(host, port, family, type, proto, flags)
+        hub = get_hub_if_exists()  # none: no other green thread in this OS thread to let in
+        if hub is not None and hub.fiber is not _current_fiber():  # not asyncio code on it
+            _hub_sleep(0)
+        return result
     return _in_thread(_original_getaddrinfo, host, port, family, type, proto, flags)
 
 

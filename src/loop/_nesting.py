@@ -5,11 +5,14 @@ Design
 
 asyncio keeps one *running loop* per OS thread (``asyncio.get_running_loop()``, and the check
 that refuses to start a second loop while one runs).  The hub's loop runs in this thread too, on
-the hub fiber, so without help every green thread sees the hub's loop as running: fine for
-``loop.await_`` and for asyncio code that schedules onto the hub, fatal for a green thread that
-wants to run an asyncio loop of its own -- ``asyncio.run()`` in a program that called
-``patch_all()``, or CPython's ``test_asyncio`` under the patch.  gevent never meets this because
-its hub is not an asyncio loop.
+the hub fiber, but green threads are not asyncio tasks: they must not look as if they ran inside
+an event loop.  Libraries decide on that view (Django's ``async_unsafe`` refuses to run the ORM
+when ``get_running_loop()`` answers; ``asyncio.run()`` refuses to start), and under gevent,
+whose hub is not an asyncio loop, they see none.  So the hub clears the slot whenever it resumes
+green threads and puts its loop back when it returns to the event loop (``Hub._drain``,
+``Hub._resume``, ``Hub.interrupt``: the only places it switches into them).  Only code that
+asyncio itself runs -- a task, a callback, a coroutine under ``loop.await_`` -- sees the hub's
+loop.  That is two writes of the slot per drain, not a hook on every switch.
 
 What a green thread may do:
 
@@ -24,13 +27,12 @@ What a green thread may do:
 
 How the views are kept apart: the first nested loop in an OS thread installs a switch hook
 (``loop._switch.settrace``, chained to any hook already there).  On each switch it stores the
-leaving fiber's running loop if it differs from the *ambient* one (the hub's loop while it runs,
-else None) and restores the arriving fiber's stored view, or the ambient one.  Fibers with the
-ambient view -- nearly all of them -- cost no memory.  A green thread gets back the view it had before it
-ran a loop (the main green thread that called ``asyncio.run()`` before the hub started keeps
-seeing no running loop).  Once no loop is nested and no fiber has a stored view the hook removes
-itself (a stored view left behind would leak into the hub), so the
-per-switch cost is only paid while nested loops exist.
+leaving green thread's running loop if it has one and restores the arriving green thread's
+stored view, or None; arriving at the hub fiber it clears the slot, which the hub sets back to
+its own loop when it returns to the event loop.  Green threads without a view -- nearly all of
+them -- cost no memory.  A green thread gets back the view it had before it ran a loop.  Once no
+loop is nested and no fiber has a stored view the hook removes itself, so the per-switch cost
+is only paid while nested loops exist.
 
 A running nested loop is also never *adopted* as the hub's loop (the hub adopts the loop of a
 plain asyncio program that calls ``loop.run_green``), because its selector waits on the hub:
@@ -70,8 +72,8 @@ _thread_state = _thread._local()
 
 
 class _ThreadViews:
-    """One OS thread's view keeping: fiber -> running loop where it differs from the ambient
-    one, and how many nested loops run now."""
+    """One OS thread's view keeping: green thread -> the running loop it sees (when it sees
+    one), and how many nested loops run now."""
     __slots__ = ("views", "depth", "hook", "chained")
 
     def __init__(self):
@@ -81,33 +83,27 @@ class _ThreadViews:
         self.chained = None
 
 
-def _ambient_view():
-    hub = _hub.get_hub_if_exists()
-    if hub is None:
-        return None
-    loop = hub.loop
-    return loop if loop.is_running() else None
-
-
 def _make_view_keeper(state, get_running, set_running):
     stored = state.views
-    ambient_view = _ambient_view
+    get_hub_if_exists = _hub.get_hub_if_exists
 
     def keep_views(event, fibers):
         origin, target = fibers
         view = get_running()
-        ambient = ambient_view()
-        if origin.dead or view is ambient:
-            stored.pop(origin, None)
-        else:
-            stored[origin] = view
-        arriving = stored.pop(target, ambient)
+        hub = get_hub_if_exists()
+        hub_fiber = hub.fiber if hub is not None else None
+        if origin is not hub_fiber:  # the hub's own view is the hub's to restore
+            if origin.dead or view is None:
+                stored.pop(origin, None)
+            else:
+                stored[origin] = view
+        arriving = None if target is hub_fiber else stored.pop(target, None)
         if arriving is not view:
             set_running(arriving)
         chained = state.chained
         if chained is not None:
             chained(event, fibers)
-        if not stored and not state.depth and arriving is ambient \
+        if not stored and not state.depth and arriving is None \
                 and gettrace() is state.hook:
             settrace(chained)  # nothing left to keep apart: stop paying for the hook
             state.hook = state.chained = None
@@ -131,7 +127,7 @@ def _leave_nested(events):
     state = _thread_state.views
     state.depth -= 1
     if not state.depth and not state.views and gettrace() is state.hook \
-            and events._get_running_loop() is _ambient_view():
+            and events._get_running_loop() is None:
         settrace(state.chained)
         state.hook = state.chained = None
 
@@ -143,8 +139,7 @@ def _selectors_patched():
 
 def _green_caller(hub):
     """True when called from a green thread of ``hub`` while the hub's loop runs."""
-    return (hub is not None and not hub.adopted and getcurrent() is not hub.fiber
-            and hub.loop.is_running())
+    return hub is not None and getcurrent() is not hub.fiber and hub.loop.is_running()
 
 
 class _Nesting:
@@ -160,19 +155,17 @@ class _Nesting:
         self.active = False
         self.previous = view = events._get_running_loop()
         hub = _hub.get_hub_if_exists()
-        if hub is not None and (getcurrent() is hub.fiber or hub.adopted or loop is hub.loop):
-            return  # asyncio's own rules apply: the hub fiber or an adopted program
-        if view is not None and (hub is None or view is not hub.loop):
-            return  # a nested loop already runs in this green thread: asyncio refuses itself
+        if hub is not None and (getcurrent() is hub.fiber or loop is hub.loop):
+            return  # asyncio's own rules apply: code on the hub, or the hub's loop itself
+        if view is not None:
+            return  # a loop already runs in this green thread (or thread): asyncio refuses
         if not _selectors_patched():
-            if view is not None and _green_caller(hub):
+            if _green_caller(hub):
                 raise RuntimeError(NOT_PATCHED_MESSAGE.format(what=what))
             return
         _hub.get_hub()  # an owned hub, made before the nested loop could be adopted
         _enter_nested()
         self.active = True
-        if view is not None:
-            events._set_running_loop(None)
         if loop is not None:
             _hub.nested_loops.add(loop)
 
@@ -224,8 +217,7 @@ def _refuse_in_green_thread(method):
     @functools.wraps(method)
     def run(self, *args, **kwargs):
         hub = _hub.get_hub_if_exists()
-        if hub is not None and self is not hub.loop and getcurrent() is not hub.fiber \
-                and not hub.adopted and _events._get_running_loop() is not None:
+        if hub is not None and self is not hub.loop and _green_caller(hub):
             raise RuntimeError(UVLOOP_MESSAGE)
         return method(self, *args, **kwargs)
 
