@@ -957,7 +957,7 @@ class WSGIHandler:
         if not self.closing:
             # Our own stream: the app may have replaced or wrapped environ["wsgi.input"].
             self._finish_request_body(wsgi_input)
-        wsgi_input._detach()
+        wsgi_input._handler = None      # Input._detach, inlined: this runs per request
         if self.draining and not self.reader.in_request:
             # Nothing of a next request has been read: close now.  (One already read is
             # served, with Connection: close -- unless this response announced the close.)
@@ -1145,7 +1145,10 @@ class WSGIHandler:
             self.headers_sent = True
             head = self._build_head(len(data))
             if data and self._body_allowed():
-                self._send_body(head, data)
+                if len(data) <= _JOIN_LIMIT:
+                    self._send(head + self._frame(data))
+                else:
+                    self._send_body(head, data)
             else:
                 self._send(head)
             self._finish_response()
