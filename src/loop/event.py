@@ -84,8 +84,9 @@ class _Linkable:
         raise NotImplementedError
 
     def linkcount(self):
-        """How many callbacks are linked (rawlink) and not unlinked."""
-        return len(self._links) if self._links else 0
+        """How many callbacks (rawlink) and waiting green threads will be notified."""
+        links = len(self._links) if self._links else 0
+        return links + sum(1 for waiter in self._waiters if waiter.waiting)
 
 
 class Event(_Linkable):

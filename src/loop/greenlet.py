@@ -45,6 +45,8 @@ from itertools import count as _count
 from loop._hub import Waiter, current_hub
 from loop._links import DIRECT_LINK_TYPES, check_link, notify, notify_one, without
 from loop._switch import Fiber, FiberExit, getcurrent
+from loop.timeout import Timeout as _Timeout
+from loop.timeout import timeout_object
 
 __all__ = ["Greenlet", "GreenletExit", "DIRECT_LINK_TYPES"]
 
@@ -217,6 +219,9 @@ class Greenlet(Fiber):
         """Wait until it finishes or ``timeout`` passes; never raises its exception."""
         if self._done:
             return
+        if timeout is not None and isinstance(timeout, _Timeout):
+            with timeout_object(timeout):  # (gevent's waits also take a Timeout)
+                return self.join()
         waiter = Waiter()
         self.rawlink(waiter)
         try:
@@ -231,12 +236,10 @@ class Greenlet(Fiber):
         Raises :class:`loop.Timeout` if it is not done in time (at once when not ``block``)."""
         if not self._done:
             if not block:
-                from loop.timeout import Timeout
-                raise Timeout(0)
+                raise _Timeout(0)
             self.join(timeout)
             if not self._done:
-                from loop.timeout import Timeout
-                raise Timeout(timeout)
+                raise _Timeout(timeout)
         if self._exception is not None:
             raise self._exception
         return self.value

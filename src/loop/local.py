@@ -61,6 +61,12 @@ def _swap_in(self):
     return impl
 
 
+def _mangle(klass, name):
+    if name.startswith("__") and not name.endswith("__"):
+        return "_%s%s" % (klass.__name__.lstrip("_"), name)
+    return name
+
+
 class local:
     """Green-thread-local attributes."""
     __slots__ = ("_local__impl", "__dict__")
@@ -89,6 +95,19 @@ class local:
         own = duplicate_impl.create_dict(getcurrent())
         own.update(attributes)
         object.__setattr__(duplicate, "__dict__", own)
+        # Attributes a subclass keeps in __slots__ live on the object itself (shared by all
+        # green threads); a copy has them too.
+        for klass in cls.__mro__:
+            slots = klass.__dict__.get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if name in ("__dict__", "__weakref__", "_local__impl"):
+                    continue
+                name = _mangle(klass, name)
+                try:
+                    value = object.__getattribute__(self, name)
+                except AttributeError:
+                    continue
+                object.__setattr__(duplicate, name, value)
         return duplicate
 
     def __getattribute__(self, name):
