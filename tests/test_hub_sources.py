@@ -303,3 +303,27 @@ def test_a_pool_job_in_flight_at_fork_fails_in_the_child(backend):
         print("child exit", os.waitpid(pid, 0)[1] >> 8)
     """, backend)
     assert out.strip() == "child exit 0"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_thread_pool_works_in_a_forked_child(backend):
+    # Not only the hub's pool: a pool of the program's own had counted worker threads that a
+    # child does not have, and queued its jobs to nobody.
+    out = run("""
+        import os, loop
+        from loop.threadpool import ThreadPool
+        pool = ThreadPool(4)
+        pool.apply(os.getpid)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                with loop.Timeout(5):
+                    ok = pool.apply(os.getpid) == os.getpid()
+                    ok = ok and loop.get_hub().threadpool.apply(os.getpid) == os.getpid()
+            except BaseException as exc:
+                print("child:", repr(exc))
+                ok = False
+            os._exit(0 if ok else 1)
+        print("child exit", os.waitpid(pid, 0)[1] >> 8)
+    """, backend)
+    assert out.strip() == "child exit 0"

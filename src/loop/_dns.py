@@ -49,15 +49,6 @@ def resolver_pool():
     return _pool
 
 
-def _after_fork_in_child():
-    if _pool is not None:
-        _pool._reinit_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def _in_thread(func, *args):
     hub = get_hub()
     if hub.fiber is _current_fiber():

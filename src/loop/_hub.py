@@ -1101,8 +1101,7 @@ class Hub:
     def _reinit_after_fork(self):
         self.thread_ident = _get_ident()
         loop = self.loop
-        if self._threadpool is not None:
-            self._threadpool._reinit_after_fork()
+        # (thread pools, this hub's included, reset themselves: loop.threadpool's fork hook)
         if hasattr(loop, "_reinit_after_fork"):
             loop._reinit_after_fork()
             return
@@ -1481,9 +1480,36 @@ def _running_asyncio_loop():
     return running
 
 
+#: The class get_hub() instantiates (see get_hub_class); None until the first hub is made.
+_hub_class = None
+
+
+def get_hub_class():
+    """The class get_hub() instantiates: :class:`loop.hub.Hub` (this Hub with gevent's error
+    conventions) unless :func:`set_hub_class` chose another."""
+    global _hub_class
+    if _hub_class is None:
+        try:
+            from loop.hub import Hub as _hub_class
+        except ModuleNotFoundError as exc:  # a build without the gevent-style facade
+            if exc.name != "loop.hub":
+                raise
+            _hub_class = Hub
+    return _hub_class
+
+
+def set_hub_class(cls):
+    """Make get_hub() create ``cls`` (a Hub subclass) from now on; existing hubs stay."""
+    global _hub_class
+    if not (isinstance(cls, type) and issubclass(cls, Hub)):
+        raise TypeError("hub class must be a subclass of loop.hub.Hub, not %r" % (cls,))
+    _hub_class = cls
+
+
 def _create_hub():
     running = _running_asyncio_loop()
-    hub = Hub(adopt_loop=running) if running is not None else Hub()
+    cls = get_hub_class()
+    hub = cls(adopt_loop=running) if running is not None else cls()
     _tls.hub = hub
     return hub
 
@@ -1500,7 +1526,8 @@ def _check_hub(hub):
     elif not hub.fiber.dead and (running is None or running is hub.loop):
         return hub
     # Replace it, keeping what was already queued.
-    new = Hub(adopt_loop=running) if running is not None else Hub()
+    cls = get_hub_class()
+    new = cls(adopt_loop=running) if running is not None else cls()
     for entry in hub._ready:
         if type(entry) is tuple:
             new._schedule(*entry)

@@ -20,6 +20,8 @@ cross-thread locking; ``result()`` called from a green thread waits for the gree
 """
 import _queue
 import _thread
+import os
+import weakref
 import concurrent.futures as _futures
 import threading as _threading
 
@@ -33,6 +35,24 @@ _allocate_lock = _thread.allocate_lock
 _get_ident = _thread.get_ident
 _SimpleQueue = _queue.SimpleQueue
 _RealCondition = _threading.Condition  # bound before any patch: prepare() imports this module
+
+
+#: Every pool, so that a forked child can reset them all (see _reinit_pools_after_fork).
+_pools = weakref.WeakSet()
+
+
+def _reinit_pools_after_fork():
+    for pool in list(_pools):
+        try:
+            pool._reinit_after_fork()
+        except Exception:  # never let a fork hook kill the child
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    # Registered after the hub's hook (the hub module is imported first), so a failing job is
+    # queued on a hub that already has its child's event loop.
+    os.register_at_fork(after_in_child=_reinit_pools_after_fork)
 
 
 class ThreadResult(AsyncResult):
@@ -70,6 +90,7 @@ class ThreadPool:
         self._all_done = None
         self._killed = False
         self._in_flight = set()  # the _Jobs submitted and not delivered
+        _pools.add(self)
 
     def __repr__(self):
         return "<%s threads=%d/%d unfinished=%d>" % (type(self).__name__, self._threads,

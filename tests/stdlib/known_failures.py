@@ -6,11 +6,6 @@ fix it).
 """
 import fnmatch
 
-GLOBAL_LOOP = ("green code sees the hub's loop as the running loop (by design: asyncio objects "
-               "made in green code belong to the hub, and loop.await_ needs no loop argument); "
-               "these tests expect no running loop in the main thread outside "
-               "run_until_complete()")
-
 KNOWN_FAILURES = {
     "test_queue": {
         "*.CSimpleQueueTest.*": "the C _queue.SimpleQueue (imported fresh by the test) blocks the "
@@ -70,16 +65,6 @@ KNOWN_FAILURES = {
         "*.test_lock_no_subclass": "the green lock type can be subclassed",
         "*.test_foreign_thread": "3.13: _DummyThread cleanup via a thread-local is per green "
                                  "thread now",
-    },
-    "test_asyncio.test_futures": {
-        "*.test_constructor_use_global_loop": GLOBAL_LOOP,
-        "*.test_constructor_without_loop": GLOBAL_LOOP,
-        "*.test_wrap_future_use_global_loop": GLOBAL_LOOP,
-        "*.test_wrap_future_without_loop": GLOBAL_LOOP,
-    },
-    "test_asyncio.test_streams": {
-        "*_constructor_use_global_loop": GLOBAL_LOOP,
-        "*_constructor_without_loop": GLOBAL_LOOP,
     },
 }
 
