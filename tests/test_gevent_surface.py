@@ -444,3 +444,38 @@ def test_patch_events_veto_and_saved():
         print("ok")
     """)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_patch_module_records_originals():
+    proc = run_python("""
+        import types
+        from loop import monkey
+        target = types.ModuleType("target_mod")
+        target.f = lambda: "original"
+        import sys; sys.modules["target_mod"] = target
+        source = types.ModuleType("green_mod")
+        source.f = lambda: "green"
+        source.__implements__ = ["f"]
+        monkey.patch_module(target, source)
+        assert target.f() == "green"
+        assert monkey.get_original("target_mod", "f")() == "original"
+        assert monkey.is_object_patched("target_mod", "f")
+        print("ok")
+    """)
+    assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_fileobject_block_and_greenlet_module_helpers():
+    from loop.fileobject import FileObjectBlock
+    import loop.greenlet
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "f.bin")
+        with FileObjectBlock(path, "wb") as f:
+            f.write(b"xyz")
+        with FileObjectBlock(path, "rb") as f:
+            assert f.read() == b"xyz"
+    g = loop.spawn(lambda: 3)
+    assert loop.greenlet.joinall([g]) == [g] and g.value == 3
+    h = loop.spawn(loop.sleep, 5)
+    loop.greenlet.killall([h])
+    assert h.dead

@@ -18,7 +18,8 @@ object (``.io``), so they can be passed where a file is expected.
 import io as _io
 import os as _os
 
-__all__ = ["FileObjectBase", "FileObjectPosix", "FileObjectThread", "FileObject"]
+__all__ = ["FileObjectBase", "FileObjectBlock", "FileObjectPosix", "FileObjectThread",
+           "FileObject"]
 
 
 def _split_mode(mode):
@@ -81,6 +82,21 @@ class FileObjectBase:
     def __repr__(self):
         return "<%s %s%r>" % (type(self).__name__, "closed " if self.closed else "",
                               self._io)
+
+
+class FileObjectBlock(FileObjectBase):
+    """A plain file object behind the same interface: its calls block the whole OS thread.
+    For files that never block long (and for code that picks the kind by configuration)."""
+
+    def __init__(self, fobj, mode="rb", bufsize=-1, close=True, encoding=None, errors=None,
+                 newline=None):
+        if isinstance(fobj, (int, str, bytes, _os.PathLike)):
+            mode = _split_mode(mode)
+            kwargs = {} if "b" in mode else dict(encoding=encoding, errors=errors,
+                                                 newline=newline)
+            fobj = _io.open(fobj, mode, bufsize,
+                            closefd=close if isinstance(fobj, int) else True, **kwargs)
+        super().__init__(fobj, close)
 
 
 class FileObjectPosix(FileObjectBase):

@@ -1,6 +1,8 @@
 """Cooperative file objects (gevent's ``gevent.fileobject``): ``FileObjectPosix`` waits on the
 hub, ``FileObjectThread`` runs blocking calls in the hub's thread pool, ``FileObject`` is the
-default (``FileObjectPosix``).  See :mod:`loop._fileobject`."""
-from loop._fileobject import FileObject, FileObjectBase, FileObjectPosix, FileObjectThread
+default (``FileObjectPosix``), ``FileObjectBlock`` simply blocks.  See :mod:`loop._fileobject`."""
+from loop._fileobject import (FileObject, FileObjectBase, FileObjectBlock, FileObjectPosix,
+                              FileObjectThread)
 
-__all__ = ["FileObject", "FileObjectBase", "FileObjectPosix", "FileObjectThread"]
+__all__ = ["FileObject", "FileObjectBase", "FileObjectBlock", "FileObjectPosix",
+           "FileObjectThread"]

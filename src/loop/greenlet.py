@@ -48,7 +48,7 @@ from loop._switch import Fiber, FiberExit, getcurrent
 from loop.timeout import Timeout as _Timeout
 from loop.timeout import timeout_object
 
-__all__ = ["Greenlet", "GreenletExit", "DIRECT_LINK_TYPES"]
+__all__ = ["Greenlet", "GreenletExit", "joinall", "killall", "DIRECT_LINK_TYPES"]
 
 GreenletExit = FiberExit
 
@@ -407,3 +407,15 @@ class _FailureLink(_SpawnedLink):
 
 if sys.version_info < (3, 11):  # pragma: no cover
     raise ImportError("loop needs Python 3.11 or newer")
+
+
+def joinall(greenlets, timeout=None, raise_error=False, count=None):
+    """:func:`loop.joinall` (gevent.greenlet exports it here too)."""
+    from loop._api import joinall
+    return joinall(greenlets, timeout, raise_error, count)
+
+
+def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
+    """:func:`loop.killall` (gevent.greenlet exports it here too)."""
+    from loop._api import killall
+    return killall(greenlets, exception, block, timeout)

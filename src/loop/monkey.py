@@ -76,7 +76,8 @@ from loop._patch_registry import (MonkeyPatchWarning, get_original, is_module_pa
 __all__ = ["patch_all", "patch_socket", "patch_dns", "patch_ssl", "patch_time", "patch_select",
            "patch_selectors", "patch_thread", "patch_queue", "patch_subprocess", "patch_os",
            "patch_signal", "patch_psycopg", "get_original", "is_module_patched",
-           "is_object_patched", "is_anything_patched", "MonkeyPatchWarning", "saved", "main"]
+           "is_object_patched", "is_anything_patched", "patch_module", "MonkeyPatchWarning",
+           "saved", "main"]
 
 
 class _MonkeyModule(types.ModuleType):
@@ -128,6 +129,20 @@ def _patch_module(module_name, green_module, names):
 def is_anything_patched():
     """True if any patch was applied in this process."""
     return any(_patch_registry.saved.values())
+
+
+def patch_module(target_module, source_module, items=None):
+    """Replace ``items`` (default: ``source_module.__implements__``) of ``target_module`` with
+    the objects of the same name in ``source_module``; recorded like every patch, so
+    ``get_original`` still answers.  For third-party green replacements."""
+    if items is None:
+        items = getattr(source_module, "__implements__", None)
+        if items is None:
+            raise AttributeError("%r has no __implements__; pass items"
+                                 % (source_module.__name__,))
+    for name in items:
+        patch_item(target_module, name, getattr(source_module, name))
+    return True
 
 
 def _announced(module_name, green_module_name):
