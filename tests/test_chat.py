@@ -405,11 +405,11 @@ def test_outbox_take_hands_over_without_copying(outbox_module):
 
 # -- admission: per-address limits, WebSocket slots, idle WebSockets --------------------------------
 
-def _raw_websocket(address):
-    """Open a WebSocket by hand and then never read or answer: an idle (or dead) client.
-    Returns (socket, status code of the handshake response)."""
+def _raw_websocket(address, source="127.0.0.1"):
+    """Start a WebSocket handshake by hand (from ``source``, any address of 127/8), and then
+    never read or answer: an idle (or dead) client.  See :func:`_status_of`."""
     import base64
-    sock = socket.create_connection(address, timeout=20)
+    sock = socket.create_connection(address, timeout=20, source_address=(source, 0))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(f"GET /ws HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                  f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n".encode())
@@ -455,19 +455,36 @@ def _get(url, timeout=5):
         return response.status, response.read()
 
 
-def test_idle_websockets_cannot_take_the_page_down_and_are_closed_after_the_idle_timeout():
+def _wait_for_stats(server, predicate, timeout=20):
+    """The server's /stats.json once ``predicate`` holds for it (sessions start and end a
+    moment after their connection does)."""
     import json
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = json.loads(_get(server.url + "stats.json")[1])
+        if predicate(stats):
+            return stats
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.1)
+
+
+def test_idle_websockets_cannot_take_the_page_down_and_are_closed_after_the_idle_timeout():
     with ChatProcess("--per-ip", "1000", "--max-web-clients", "200", "--page-connections", "20",
                      "--ping-interval", "1", "--idle-timeout", "4") as server:
         sockets = [_raw_websocket(server.http) for _ in range(260)]
-        statuses = [_status_of(sock) for sock in sockets]
+        idle, statuses = [], []
+        for sock in sockets:
+            statuses.append(_status_of(sock))
+            if statuses[-1] == 101:
+                idle.append(sock)
+            else:
+                sock.close()        # as a browser does after a refusal
         assert statuses.count(101) == 200 and statuses.count(503) == 60, statuses
-        idle = [sock for sock, status in zip(sockets, statuses) if status == 101]
         # Every WebSocket slot is taken by a client that does nothing: pages still answer.
         status, page = _get(server.url)
         assert status == 200 and b"new WebSocket" in page
-        stats = json.loads(_get(server.url + "stats.json")[1])
-        assert stats["connections"] == 200 and stats["connections_refused"] == 60
+        stats = _wait_for_stats(server, lambda s: s["connections"] == 200)
+        assert stats["connections_refused"] == 60
         # The idle ones never answer the server's pings: each is closed with 1001.
         started = time.monotonic()
         codes = [_close_frame_then_eof(sock, 30) for sock in idle]
@@ -475,10 +492,7 @@ def test_idle_websockets_cannot_take_the_page_down_and_are_closed_after_the_idle
         assert time.monotonic() - started < 30
         for sock in sockets:
             sock.close()
-        deadline = time.monotonic() + 10
-        while json.loads(_get(server.url + "stats.json")[1])["connections"]:
-            assert time.monotonic() < deadline, "sessions of closed WebSockets are still open"
-            time.sleep(0.1)
+        _wait_for_stats(server, lambda s: s["connections"] == 0)
         # And the freed slots take new clients.
         fresh = WSClient(server.http)
         fresh.expect(lambda m: m["type"] == "info" and "welcome" in m["text"])
@@ -548,3 +562,26 @@ def test_compressed_websocket_bomb_is_refused_without_being_inflated(server):
     grown_mb = (_peak_rss_kb(server.proc.pid) - before) / 1024
     assert grown_mb < 32, f"peak RSS grew by {grown_mb:.0f} MB"
     assert _get(server.url)[0] == 200
+
+
+def test_refusals_of_one_address_leave_other_addresses_alone():
+    # 127.0.0.1 uses up its three connections, then keeps opening connections that are refused
+    # and never closes them.  The pool has only a few free slots (2 kept for pages), yet
+    # 127.0.0.2 still gets the page and a WebSocket at once: a refusal does not keep a slot.
+    with ChatProcess("--per-ip", "3", "--max-web-clients", "5",
+                     "--page-connections", "2") as server:
+        held = [_raw_websocket(server.http) for _ in range(3)]
+        assert [_status_of(sock) for sock in held] == [101] * 3
+        refused = [_raw_websocket(server.http) for _ in range(40)]
+        time.sleep(0.5)
+        # While those 40 wait for their clients to hang up (up to a second each, which 40
+        # refusals in 4 free slots would stretch to 10 s), the other address is served.
+        other = _raw_websocket(server.http, source="127.0.0.2")
+        other.settimeout(5)
+        assert _status_of(other) == 101
+        page = socket.create_connection(server.http, timeout=5, source_address=("127.0.0.2", 0))
+        page.sendall(b"GET / HTTP/1.1\r\nHost: chat\r\nConnection: close\r\n\r\n")
+        assert _status_of(page) == 200
+        assert {_status_of(sock) for sock in refused} == {429}
+        for sock in held + refused + [other, page]:
+            sock.close()

@@ -11,7 +11,8 @@ Policy
 * **Per address**: at most ``per_ip`` connections from one IP address at once, counted over
   both servers (line-protocol clients, and every HTTP connection: page requests and WebSockets
   alike).  One over that is refused at once: a TCP client is told so in one line, an HTTP client
-  gets ``429 Too Many Requests``; both are then closed.
+  gets ``429 Too Many Requests``; both are then closed, and the refusal gives its server slot
+  back before it waits for the client to hang up.
 * **WebSocket slots**: at most ``max_web_clients`` WebSockets at once; an upgrade beyond that
   is answered ``503`` without upgrading (a browser reports a failed connection).
 * **Room for pages**: the web server's pool is ``max_web_clients + page_connections``, so page
@@ -86,19 +87,30 @@ _TOO_MANY = "too many connections from your address"
 
 
 def refuse_http(sock):
-    """Answer 429 before reading the request, and close (the caller closes the socket)."""
+    """Answer 429 before reading the request, and hang up."""
     body = (_TOO_MANY + "\n").encode()
     head = ("HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    _say_and_hang_up(sock, head + body)
+    _hang_up_after(sock, head + body)
 
 
 def refuse_tcp(sock):
-    """Tell a line-protocol client why, and close (the caller closes the socket)."""
-    _say_and_hang_up(sock, f"!!! {_TOO_MANY}, bye\n".encode())
+    """Tell a line-protocol client why, and hang up."""
+    _hang_up_after(sock, f"!!! {_TOO_MANY}, bye\n".encode())
 
 
-def _say_and_hang_up(sock, data):
+def _hang_up_after(sock, data):
+    # The caller's server slot is given back at once (the server closes ``sock`` when the
+    # handler returns); the answer goes out on a duplicate of the socket, in a green thread of
+    # its own, so that refusing many connections cannot occupy the slots kept for pages.
+    try:
+        copy = sock.dup()
+    except OSError:
+        return
+    loop.spawn(_say_and_close, copy, data)
+
+
+def _say_and_close(sock, data):
     # Half-close after the answer, then read what the client already sent (briefly, boundedly):
     # closing with unread input would make the kernel reset the connection, and the client
     # could lose the answer.
@@ -111,3 +123,5 @@ def _say_and_hang_up(sock, data):
                 pass
     except OSError:
         pass
+    finally:
+        sock.close()
