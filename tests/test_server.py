@@ -318,6 +318,72 @@ def _self_signed(tmp_path):
     return make_certificate(tmp_path)
 
 
+# -- gevent's StreamServer surface -----------------------------------------------------------
+
+def test_backlog_with_a_socket_is_refused():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        # gevent raises TypeError, loop raised ValueError: both catch it
+        with pytest.raises(TypeError):
+            StreamServer(listener, echo, backlog=5)
+        with pytest.raises(ValueError):
+            StreamServer(listener, echo, backlog=5)
+
+
+def test_stop_and_start_accepting():
+    server = StreamServer(("127.0.0.1", 0), echo)
+    server.start()
+    try:
+        assert roundtrip(server.address) == b"ping"
+        server.stop_accepting()
+        waiting = loop.spawn(roundtrip, server.address, b"later")
+        loop.sleep(0.3)
+        assert not waiting.ready()              # connected, but left in the backlog
+        server.start_accepting()
+        assert waiting.get(timeout=5) == b"later"
+    finally:
+        server.stop()
+
+
+def test_set_handle_and_repr():
+    server = StreamServer(("127.0.0.1", 0), echo)
+    server.start()
+    try:
+        assert "handle=<function echo" in repr(server)
+
+        def shout(sock, address):
+            sock.sendall(sock.recv(100).upper())
+        server.set_handle(shout)
+        assert roundtrip(server.address) == b"PING"
+        server.set_handle(server.handle)
+        assert "shout at" in repr(server)
+
+        class Server(StreamServer):
+            def handle(self, sock, address):
+                echo(sock, address)
+        own = Server(("127.0.0.1", 0))
+        own.set_handle(own.handle)
+        assert "handle=<bound method handle of self>" in repr(own)
+    finally:
+        server.stop()
+
+
+def test_tls_from_ssl_keywords(tmp_path):
+    ssl = pytest.importorskip("ssl")
+    certfile, keyfile = _self_signed(tmp_path)
+    with pytest.raises(TypeError):
+        StreamServer(("127.0.0.1", 0), echo, certfile=certfile, keyfile=keyfile, bogus=1)
+    with StreamServer(("127.0.0.1", 0), echo, certfile=certfile, keyfile=keyfile) as server:
+        from loop import ssl as green_ssl
+        tls = green_ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.load_verify_locations(certfile)
+        raw = socket.create_connection(server.address, timeout=5)
+        with tls.wrap_socket(raw, server_hostname="localhost") as client:
+            client.sendall(b"secret")
+            assert client.recv(100) == b"secret"
+
+
 # -- WSGIServer, green -------------------------------------------------------------------------
 
 def hello(environ, start_response):

@@ -141,7 +141,9 @@ class StreamServer:
     ``Group`` to use, or any callable ``spawn(func, *args)`` (the server then cannot wait for
     or kill handlers on :meth:`stop`).  ``ssl_context``: an :class:`ssl.SSLContext`; each
     connection is wrapped (server side) before ``handle`` sees it, the handshake happening on
-    the first read or write.  The socket is closed when ``handle`` returns.
+    the first read or write.  Instead of a context, gevent's ``ssl.wrap_socket`` keywords
+    (``certfile``, ``keyfile``, ``ca_certs``, ``cert_reqs``, ``ssl_version``, ``ciphers``) build
+    one.  The socket is closed when ``handle`` returns.
     """
 
     #: Listen backlog for a listener we create.
@@ -155,7 +157,12 @@ class StreamServer:
     stop_timeout = 1.0
     reuse_addr = True
 
-    def __init__(self, listener, handle=None, spawn="default", backlog=None, ssl_context=None):
+    def __init__(self, listener, handle=None, spawn="default", backlog=None, ssl_context=None,
+                 **ssl_args):
+        if ssl_args:
+            if ssl_context is not None:
+                raise TypeError("pass ssl_context or ssl keywords, not both")
+            ssl_context = _ssl_context_from(ssl_args)
         if backlog is not None:
             self.backlog = backlog
         if handle is not None:
@@ -166,7 +173,7 @@ class StreamServer:
         self.family = None
         if hasattr(listener, "accept") and hasattr(listener, "fileno"):
             if backlog is not None:
-                raise ValueError("backlog must be None when listener is a socket")
+                raise _BacklogWithSocket("backlog must be None when listener is a socket")
             self._given_socket = listener
             self.family = listener.family
         else:
@@ -179,6 +186,7 @@ class StreamServer:
         self._hub = None
         self._fd = -1
         self._reading = False
+        self._accepting = True      # not stopped by stop_accepting()
         self._paused = False
         self._stop_event = None
         self._stopping = False
@@ -203,9 +211,21 @@ class StreamServer:
             raise TypeError("spawn must be 'default', an int, a Pool or a callable: %r"
                             % (spawn,))
 
+    def set_handle(self, handle):
+        """Call ``handle(socket, address)`` for the connections accepted from now on."""
+        self.handle = handle
+
     def __repr__(self):
-        return "<%s at %#x %s%s>" % (type(self).__name__, id(self), self._describe_address(),
-                                     " started" if self._started else "")
+        handle = self.__dict__.get("handle")
+        if handle is None:
+            described = ""
+        elif getattr(handle, "__self__", None) is self:
+            # a bound method of the server itself: its repr would recurse into ours
+            described = " handle=<bound method %s of self>" % handle.__name__
+        else:
+            described = " handle=%r" % (handle,)
+        return "<%s at %#x %s%s%s>" % (type(self).__name__, id(self), self._describe_address(),
+                                       described, " started" if self._started else "")
 
     def _describe_address(self):
         address = self.address
@@ -318,8 +338,20 @@ class StreamServer:
                 # handlers that stop() is still draining.
                 self._stopped_event.wait()
 
+    def stop_accepting(self):
+        """Leave new connections in the listen backlog until :meth:`start_accepting`; the
+        listener stays open and connections in flight go on."""
+        self._accepting = False
+        self._stop_reading()
+
+    def start_accepting(self):
+        """Accept again after :meth:`stop_accepting` (the server must be started)."""
+        self._accepting = True
+        if self._started and not self._paused:
+            self._start_reading()
+
     def _start_reading(self):
-        if not self._reading and not self._closed:
+        if not self._reading and not self._closed and self._accepting:
             self._reading = True
             self._hub.start_fd_callback(self._fd, True, self._on_acceptable)
 
@@ -512,6 +544,40 @@ class StreamServer:
             sys.stderr.write("%s: %s\n" % (type(self).__name__, text))
         except Exception:
             pass
+
+
+class _BacklogWithSocket(TypeError, ValueError):
+    """``backlog`` given with a ready socket (gevent raises TypeError, earlier loop ValueError)."""
+
+
+_SSL_KEYWORDS = frozenset(("certfile", "keyfile", "ca_certs", "cert_reqs", "ssl_version",
+                           "ciphers", "server_side", "do_handshake_on_connect",
+                           "suppress_ragged_eofs"))
+
+
+def _ssl_context_from(ssl_args):
+    """A server-side SSLContext from gevent's ``ssl.wrap_socket`` keywords."""
+    import ssl
+    unknown = set(ssl_args) - _SSL_KEYWORDS
+    if unknown:
+        raise TypeError("unexpected keyword arguments: %s" % ", ".join(sorted(unknown)))
+    if not ssl_args.get("server_side", True):
+        raise ValueError("a server's TLS is server side")
+    certfile = ssl_args.get("certfile")
+    if certfile is None:
+        raise ValueError("serving TLS needs a certfile")
+    version = ssl_args.get("ssl_version")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if version is None else version)
+    context.load_cert_chain(certfile, ssl_args.get("keyfile"))
+    if ssl_args.get("ca_certs"):
+        context.load_verify_locations(ssl_args["ca_certs"])
+    if ssl_args.get("cert_reqs") is not None:
+        context.verify_mode = ssl_args["cert_reqs"]
+    if ssl_args.get("ciphers"):
+        context.set_ciphers(ssl_args["ciphers"])
+    # do_handshake_on_connect and suppress_ragged_eofs are accepted and left to loop.ssl: the
+    # handshake happens on the first read or write, so accepting never waits for a client.
+    return context
 
 
 def _remove_stale_unix_socket(path):
