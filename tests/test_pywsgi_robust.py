@@ -430,7 +430,7 @@ def test_failed_connections_are_freed_without_the_garbage_collector():
 SLOW_DOWNLOAD_SERVER = PREAMBLE + """
 import tempfile
 from loop.pywsgi import FileWrapper
-SIZE = 6 << 20
+SIZE = 8 << 20
 path = tempfile.mktemp()
 with open(path, "wb") as f:
     f.write(bytes(range(256)) * (SIZE // 256))
@@ -445,7 +445,7 @@ def app(environ, start_response):
     return [data]
 
 try:
-    SERVE(app, timeout=1.0, error_log=sys.stderr)
+    SERVE(app, timeout=2.0, error_log=sys.stderr)
 finally:
     os.unlink(path)
 """
@@ -475,15 +475,15 @@ def _read_slowly(sock, total_expected, rate, limit):
 
 @pytest.mark.parametrize("path", ["/file", "/single", "/chunked"])
 def test_slow_but_steady_reader_gets_the_whole_download(path):
-    # The server's timeout is 1 s; the download takes about 4 s at 1.5 MB/s.  Progress never
+    # The server's timeout is 2 s; the download takes about 5 s at 1.6 MB/s.  Progress never
     # stops for long, so nothing may be cut (the old timeout was one deadline per write).
-    size = 6 << 20
+    size = 8 << 20
     with server_process(SLOW_DOWNLOAD_SERVER) as server:
         with server.connect(timeout=10) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n"
                          b"Connection: close\r\n\r\n")
-            raw = _read_slowly(sock, size + 200, rate=1.5e6, limit=40)
+            raw = _read_slowly(sock, size + 200, rate=1.6e6, limit=40)
     head, _, body = raw.partition(b"\r\n\r\n")
     if path == "/chunked":
         body = _dechunk(body)
@@ -510,12 +510,12 @@ def test_stalled_reader_is_cut_and_logged(path):
         with server.connect(timeout=10) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n\r\n")
-            time.sleep(3.0)     # read nothing: after 1 s without progress the server cuts
+            time.sleep(4.0)     # read nothing: after 2 s without progress the server cuts
             sock.settimeout(10)
             raw = _read_slowly(sock, 1 << 30, rate=1e9, limit=10)
-        assert len(raw) < 6 << 20
+        assert len(raw) < 8 << 20
         http_get(server.address)        # still serving; and its log is written by now
-    assert "took no data for 1.0 s" in server.stderr, server.stderr[-2000:]
+    assert "took no data for 2.0 s" in server.stderr, server.stderr[-2000:]
 
 
 # -- item: bodies and drains have a total time bound --------------------------------------------
