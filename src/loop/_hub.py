@@ -33,7 +33,21 @@ a spawned green thread then leaves one object for the garbage collector to track
 two, which halves the collections that spawning many of them triggers.  Each drain runs only
 the entries that were queued when it started and then yields back to the event loop: a green
 thread that yields again goes to the back of the line, so ``sleep(0)`` is fair to every ready
-green thread and to IO.
+green thread and to IO.  A drain also stops after ``Hub.switch_interval`` (5 ms, gevent's
+switch interval) and leaves the rest to the next one: green threads that each compute for a
+while before their first wait (50 of them building an SSL context) would otherwise hold every
+timer and socket back for the sum of their runs.  It reads the clock between chunks of entries
+that double while they stay quick, so a drain of cheap resumes reads it a few times only.
+
+The running loop
+----------------
+Green threads are not asyncio tasks, and asyncio's "running loop" slot must say so: Django
+refuses to touch its ORM when ``asyncio.get_running_loop()`` answers, ``asyncio.run()`` refuses
+to start.  The hub clears the slot where it switches into green threads (a drain, a direct
+resume, a throw from a hub callback) and sets it back to its loop when control returns to the
+event loop, so only what asyncio runs -- tasks, callbacks, coroutines under ``loop.await_`` --
+sees the loop.  Green threads that run asyncio loops of their own keep their view through
+:mod:`loop._nesting`.
 
 Rule for wakers: anything that may wake *several* green threads (``Event.set``, a green thread
 finishing) queues them; only single-shot hub callbacks (a timer, a readable fd, a thread pool
@@ -159,6 +173,9 @@ def prepare():
     # The thread pool binds _thread.start_new_thread when imported; imported after patching it
     # would start green threads instead of OS threads, and DNS lookups would never return.
     import loop.threadpool  # noqa: F401
+    # The hub class too: importing it when a thread makes its hub, after patching, would take
+    # the (green) import lock, which needs a hub.
+    get_hub_class()
     return _originals
 
 
@@ -1488,7 +1505,7 @@ def get_hub_class():
     """The class get_hub() instantiates: :class:`loop.hub.Hub` (this Hub with gevent's error
     conventions) unless :func:`set_hub_class` chose another."""
     global _hub_class
-    if _hub_class is None:
+    if _hub_class is None:  # resolved by prepare(), before any patch
         try:
             from loop.hub import Hub as _hub_class
         except ModuleNotFoundError as exc:  # a build without the gevent-style facade
