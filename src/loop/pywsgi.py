@@ -1539,6 +1539,10 @@ def main(argv=None):
     parser.add_argument("--max-connections", type=int, default=1000)
     parser.add_argument("--keepalive-timeout", type=float, default=5.0)
     parser.add_argument("--header-timeout", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="cut a client that makes no progress for this long")
+    parser.add_argument("--graceful-timeout", type=float, default=10.0,
+                        help="on SIGTERM or SIGINT, how long requests in flight may take")
     parser.add_argument("--no-access-log", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -1551,7 +1555,7 @@ def main(argv=None):
         context.load_cert_chain(args.certfile, args.keyfile)
     server = WSGIServer(args.bind, app, ssl_context=context, max_connections=args.max_connections,
                         keepalive_timeout=args.keepalive_timeout,
-                        header_timeout=args.header_timeout,
+                        header_timeout=args.header_timeout, timeout=args.timeout,
                         log=False if args.no_access_log else None)
     server.init_socket()
     host, port = server.server_address[:2]
@@ -1561,11 +1565,11 @@ def main(argv=None):
     # SIGINT: stop accepting, let requests in flight finish, close idle connections.
     import signal
     from loop import signal_handler
-    signal_handler(signal.SIGTERM, server.stop, 5)
+    signal_handler(signal.SIGTERM, server.stop, args.graceful_timeout)
     try:
-        server.serve_forever()
+        server.serve_forever(stop_timeout=args.graceful_timeout)
     except KeyboardInterrupt:
-        server.stop(timeout=5)
+        server.stop(timeout=args.graceful_timeout)
     return 0
 
 
