@@ -479,3 +479,18 @@ def test_fileobject_block_and_greenlet_module_helpers():
     h = loop.spawn(loop.sleep, 5)
     loop.greenlet.killall([h])
     assert h.dead
+
+
+def test_greenlet_repr_in_gevents_format():
+    def work(a, b=2):
+        pass
+
+    g = loop.Greenlet(work, 1, b="x")
+    assert repr(g) == "<Greenlet at %#x: work(1, b='x')>" % id(g)
+    g.name = "Foo"
+    assert repr(g).startswith('<Greenlet "Foo" at ')
+
+    class Sub(loop.Greenlet):
+        pass
+
+    assert repr(Sub()).endswith(": _run>")

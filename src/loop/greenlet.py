@@ -207,11 +207,21 @@ class Greenlet(Fiber):
         return self._ident
 
     def __repr__(self):
+        # gevent's format: the name only once it was set or asked for, then the call.
+        name = "" if self._name is None else ' "%s"' % (self._name,)
+        return "<%s%s at %#x: %s>" % (type(self).__name__, name, id(self), self._describe_call())
+
+    def _describe_call(self):
         run = getattr(self, "_run", None)
-        fn = getattr(run, "__qualname__", None) or repr(run)
-        args = ", ".join([repr(a) for a in self.args] +
-                         ["%s=%r" % kv for kv in self.kwargs.items()])
-        return "<%s %r at %#x: %s(%s)>" % (type(self).__name__, self.name, id(self), fn, args)
+        if run is _do_nothing or getattr(run, "__self__", None) is self:
+            described = "_run"  # a subclass's own _run (or none)
+        elif getattr(run, "__self__", None) is not None:
+            described = repr(run)  # a bound method of another object
+        else:
+            described = getattr(run, "__name__", None) or repr(run)
+        args = [repr(a)[:50] for a in self.args]
+        args += ["%s=%s" % (key, repr(value)[:50]) for key, value in self.kwargs.items()]
+        return "%s(%s)" % (described, ", ".join(args)) if args else described
 
     # -- waiting for it -------------------------------------------------------------------
 
