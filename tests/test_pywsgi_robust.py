@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -312,11 +313,26 @@ def test_stop_serves_a_request_whose_head_is_half_read():
     assert ran == ["/first", "/second"]
 
 
-def test_response_survives_closing_with_unread_request_bytes():
+@pytest.fixture(scope="module")
+def tls_contexts(tmp_path_factory):
+    pytest.importorskip("cryptography.x509")
+    from tls_helpers import make_certificate
+    certfile, keyfile = make_certificate(tmp_path_factory.mktemp("tls"))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(certfile, keyfile)
+    return server_context, ssl.create_default_context(cafile=certfile)
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_response_survives_closing_with_unread_request_bytes(tls, request):
     # The server refuses a large body it will not read and closes.  Closing a socket with
     # unread bytes sends a reset, which destroys the part of the response still queued; the
     # server must end with a FIN and let the client read its whole answer.
     answer = b"no uploads here\n" * 131072     # 2 MB: much of it is still queued at close
+    options = {}
+    if tls:
+        server_context, client_context = request.getfixturevalue("tls_contexts")
+        options["ssl_context"] = server_context
 
     def app(environ, start_response):
         start_response("403 Forbidden", [("Content-Type", "text/plain")])
@@ -324,10 +340,11 @@ def test_response_survives_closing_with_unread_request_bytes():
 
     body = b"z" * (4 << 20)
     for _ in range(3):
-        with serving(app) as server, socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-            sock.settimeout(10)
-            sock.connect(server.server_address[:2])
+        with serving(app, **options) as server, socket.socket() as raw:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            raw.settimeout(10)
+            raw.connect(server.server_address[:2])
+            sock = client_context.wrap_socket(raw, server_hostname="localhost") if tls else raw
             client = Client(sock)
             client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
                         % len(body))

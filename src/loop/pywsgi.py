@@ -454,8 +454,9 @@ class _DrainWake(ConnectionAbortedError):
 
 
 def _describe_failure(exc):
-    """A description of a socket error, with the error's traceback dropped (see _ClientGone)."""
-    exc.__traceback__ = None
+    """A description of a socket error, with its tracebacks dropped (see _ClientGone): its
+    own and those of the errors it was raised from (a TLS timeout wraps the socket's)."""
+    _forget_traceback(exc)
     if isinstance(exc, TimeoutError):
         return "timed out"
     return exc.strerror or exc.__class__.__name__
@@ -632,7 +633,7 @@ class WSGIHandler:
         what comes, for at most ``linger_timeout`` seconds and a megabyte, until the client
         closes too.
         """
-        if self._peer_closed or self.upgraded or self.server.ssl_context is not None:
+        if self._peer_closed or self.upgraded:
             return
         request = self.request
         if request is None:
@@ -643,6 +644,8 @@ class WSGIHandler:
             return      # the client said it sends nothing more
         server = self.server
         try:
+            # On a TLS socket this also drops the TLS layer: what we read next is discarded
+            # as raw bytes, and the client sees a plain FIN (no close_notify).
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             return
