@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from load_clients import LedgerLoad
 from tls_helpers import make_certificate
 
 gunicorn = pytest.importorskip("gunicorn")
@@ -27,7 +28,8 @@ gunicorn = pytest.importorskip("gunicorn")
 pytestmark = pytest.mark.timeout(60)
 
 WORKERS = ["loop.worker.GreenWorker", "loop.worker.GreenGunicornWorker"]
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+TESTS = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(os.path.dirname(TESTS), "src")
 GUNICORN_VERSION = tuple(int(part) for part in gunicorn.__version__.split(".")[:2])
 
 APP = textwrap.dedent('''
@@ -52,14 +54,8 @@ APP = textwrap.dedent('''
         elif path == "/hints":
             environ["wsgi.early_hints"]([("Link", "</style.css>; rel=preload; as=style")])
         elif path == "/ledger":
-            # A request with an effect (think: charge a card): recorded when the app runs it,
-            # answered with its id.
-            request_id = environ.get("HTTP_X_ID", "-")
-            with open(os.environ["LEDGER"], "a") as ledger:
-                ledger.write(request_id + "\\n")
-            body = request_id.encode()
-            start_response("200 OK", [("Content-Length", str(len(body)))])
-            return [body]
+            from load_clients import ledger_app       # records the X-Id of each request it runs
+            return ledger_app(environ, start_response)
         if path.startswith("/bytes/"):
             body = b"x" * int(path[7:])
         elif path.endswith("/info"):
@@ -132,7 +128,7 @@ class Gunicorn:
             args += ("--certfile", certfile, "--keyfile", keyfile)
             self.client_context = ssl.create_default_context(cafile=certfile)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([SRC, str(tmp_path), env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([SRC, str(tmp_path), TESTS, env.get("PYTHONPATH", "")])
         command = [sys.executable, "-m", "gunicorn", "-k", worker_class,
                    "-b", "127.0.0.1:%d" % self.port, "--access-logfile", str(self.access_log),
                    "--error-logfile", str(self.error_log), "--log-level", "debug",
@@ -223,151 +219,6 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-
-
-class LedgerLoad:
-    """Keep-alive clients of ``/ledger`` that always have their next request on the wire
-    before the previous response arrives (``depth`` requests outstanding per connection), so a
-    server winding down always finds a next request already sent.
-
-    Every request carries an id; the app records the ids it runs, the client the ids whose
-    response it got.  A response saying ``Connection: close`` ends the sending on that
-    connection: the requests already pipelined behind it must then go unanswered *and* unrun.
-    A connection the server closes is replaced while the load runs.  Runs in a thread, for
-    ``seconds``; then it stops sending and waits (boundedly) for the outstanding responses."""
-
-    def __init__(self, port, connections=20, depth=2):
-        self.port = port
-        self.connections = connections
-        self.depth = depth
-        self.sent = set()
-        self.answered = set()
-        self.cut_with_bytes = 0       # connections closed in the middle of a response
-        self.mismatched = []          # responses that answered another request
-        self.unfinished = 0           # requests still outstanding when the wait gave up
-        self.reconnects = 0
-        self._next_id = 0
-        self._selector = selectors.DefaultSelector()
-        self._thread = None
-        self.error = None
-
-    def start(self, seconds):
-        self._thread = threading.Thread(target=self._run_safely, args=(seconds,), daemon=True)
-        self._thread.start()
-        return self
-
-    def join(self, timeout=30):
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the load did not finish"
-        if self.error is not None:
-            raise self.error
-
-    def lost(self, ledger_path):
-        """Requests the app ran whose response never arrived."""
-        executed = set(ledger_path.read_text().split()) if ledger_path.exists() else set()
-        assert self.answered <= executed, "answered but never run: %r" % (
-            sorted(self.answered - executed)[:5],)
-        return executed - self.answered
-
-    def summary(self, ledger_path):
-        executed = set(ledger_path.read_text().split()) if ledger_path.exists() else set()
-        return ("sent %d, executed %d, answered %d, executed but unanswered %d, cut mid-response "
-                "%d, unfinished %d, reconnects %d" % (
-                    len(self.sent), len(executed), len(self.answered),
-                    len(executed - self.answered), self.cut_with_bytes, self.unfinished,
-                    self.reconnects))
-
-    def _run_safely(self, seconds):
-        try:
-            self._run(seconds)
-        except BaseException as exc:      # handed to join()
-            self.error = exc
-
-    def _connect(self):
-        try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
-        except OSError:
-            return False                  # the server is gone (TERM): fewer connections
-        sock.setblocking(False)
-        conn = {"sock": sock, "buffer": b"", "pending": [], "closing": False}
-        self._selector.register(sock, selectors.EVENT_READ, conn)
-        for _ in range(self.depth):
-            self._send(conn)
-        return True
-
-    def _send(self, conn):
-        self._next_id += 1
-        request_id = str(self._next_id)
-        try:
-            conn["sock"].send(b"GET /ledger HTTP/1.1\r\nHost: x\r\nX-Id: %s\r\n\r\n"
-                              % request_id.encode())
-        except OSError:
-            return                        # the read side will see the close
-        self.sent.add(request_id)
-        conn["pending"].append(request_id)
-
-    def _drop(self, conn):
-        self._selector.unregister(conn["sock"])
-        conn["sock"].close()
-
-    def _receive(self, conn, sending):
-        try:
-            data = conn["sock"].recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            if conn["buffer"]:
-                self.cut_with_bytes += 1
-            self._drop(conn)
-            if sending and self._connect():
-                self.reconnects += 1
-            return
-        conn["buffer"] += data
-        while True:
-            head, found, rest = conn["buffer"].partition(b"\r\n\r\n")
-            if not found:
-                return
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"connection" and value.strip().lower() == b"close":
-                    conn["closing"] = True
-            if len(rest) < length:
-                return
-            body, conn["buffer"] = rest[:length], rest[length:]
-            expected = conn["pending"].pop(0) if conn["pending"] else None
-            if body.decode() != expected or not head.startswith(b"HTTP/1.1 200"):
-                self.mismatched.append((expected, head, body))
-            else:
-                self.answered.add(expected)
-            if sending and not conn["closing"]:
-                self._send(conn)
-
-    def _run(self, seconds):
-        for _ in range(self.connections):
-            self._connect()
-        selector = self._selector
-        deadline = time.monotonic() + seconds
-        give_up = deadline + 10
-        while True:
-            now = time.monotonic()
-            sending = now < deadline
-            if not sending:
-                waiting = [key.data for key in selector.get_map().values()
-                           if key.data["pending"]]
-                if not waiting or now > give_up:
-                    self.unfinished = sum(len(conn["pending"]) for conn in waiting)
-                    break
-            for key, _ in selector.select(0.2):
-                self._receive(key.data, sending)
-        for key in list(selector.get_map().values()):
-            self._drop(key.data)
-        selector.close()
 
 
 @pytest.fixture(params=WORKERS)
@@ -644,6 +495,46 @@ def test_term_with_keepalive_connections(start):
     assert time.monotonic() - started < 5
     idle.close()
     busy.close()
+
+
+def _process_gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"    # exited, not yet reaped
+    except OSError:
+        return True
+
+
+def test_usr2_upgrade_loses_no_request(start, worker_class, tmp_path):
+    # USR2 starts a new arbiter (with its own workers) on the same listeners; TERM to the old
+    # one then stops its workers gracefully while the new ones serve.
+    ledger = tmp_path / "ledger"
+    pidfile = tmp_path / "gunicorn.pid"
+    server = start(worker_class, "-w", "2", "--pid", str(pidfile), "--env", "LEDGER=%s" % ledger)
+    old_master = server.proc.pid
+    old_workers = wait_for_workers(server, 2)
+    load = LedgerLoad(server.port, connections=20).start(4)
+    time.sleep(0.5)
+    server.signal(signal.SIGUSR2)
+    try:
+        # the new arbiter writes its pid next to the old one's (gunicorn.pid.2) while both run
+        new_pidfile = tmp_path / "gunicorn.pid.2"
+        assert wait_for(lambda: new_pidfile.exists() and new_pidfile.read_text().strip(), 15)
+        assert wait_for(lambda: server.pid() not in old_workers, 15)
+        server.signal(signal.SIGTERM)
+        assert server.proc.wait(15) == 0
+        _assert_nothing_lost(load, ledger, server)
+        assert server.pid() not in old_workers          # the new arbiter's workers serve on
+    finally:
+        # The new arbiter is not our child: find it by its pid file (renamed once it is alone).
+        for path in (tmp_path / "gunicorn.pid.2", pidfile):
+            try:
+                pid = int(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if pid != old_master:
+                os.kill(pid, signal.SIGQUIT)
+                assert wait_for(lambda: _process_gone(pid), 15)
 
 
 def test_graceful_timeout_cuts_what_is_left_and_logs_it(start, worker_class):

@@ -34,14 +34,14 @@ app, loop supplies the concurrency; the drop-in for ``-k gevent`` for applicatio
 gunicorn's request handling (``gunicorn.socket``, HTTP/2, the parser's leniency options).
 
 Both run one :class:`loop.server.StreamServer` per listener, whose pool of
-``worker_connections`` green threads serves the connections.  Each readiness report of the
-listener is answered with a batch of accepts, up to the free slots of that pool (and the
-server's ``max_accept``), also with several workers.  Accepting one connection per turn of the
-event loop -- a common way to spread connections over workers -- starves new connections
-behind kept-alive ones: a turn of a busy worker serves every connection that became readable,
-so a burst of a hundred new connections waited a hundred turns (5-15 s in the test against
-0.1 s).  The batch does not take connections from the sibling workers either: the kernel wakes
-every worker waiting on the listener, and a worker that is busy gets to ``accept()`` last.
+``worker_connections`` green threads serves the connections.  With several workers the listener
+is shared (``shared_listener``), and each readiness report is answered with a batch of accepts
+that follows the backlog (see "Accepting fairly" in :mod:`loop.server`).  Both simpler rules
+fail here: one connection per turn of the event loop (gevent's worker does that) starves new
+connections behind kept-alive ones, since a turn of a busy worker serves every connection that
+became readable (a burst of 100 new connections waited 5-15 s in the test); the whole backlog
+at once lets the first worker to wake take a whole burst of kept-alive connections while its
+sibling idles.
 
 Signals and the heartbeat
 -------------------------
