@@ -392,52 +392,92 @@ def app(environ, start_response):
         return [big[:1 << 20]] * 4 + [b"end"]
     return [big]
 
-SERVE(app, handler_class=Handler, timeout=0.5, error_log=False)
+context = None
+if len(sys.argv) > 2:
+    import ssl
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(sys.argv[1], sys.argv[2])
+SERVE(app, handler_class=Handler, timeout=0.5, error_log=False, ssl_context=context)
 """
 
 
-def _report(server):
-    return json.loads(http_get(server.address, "/report").body)
+class _Connector:
+    """Plain or TLS connections to a child server."""
+
+    def __init__(self, server, client_context=None):
+        self.server = server
+        self.context = client_context
+
+    def __call__(self, rcvbuf=None):
+        raw = socket.socket()
+        if rcvbuf:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        raw.settimeout(10)
+        raw.connect(self.server.address)
+        if self.context is None:
+            return raw
+        return self.context.wrap_socket(raw, server_hostname="localhost")
+
+    def get(self, path):
+        with self() as sock:
+            client = Client(sock)
+            client.send(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            return client.read_response()
 
 
-def _slow_readers(server, path, count, reset):
+def _reset(sock):
+    raw = socket.socket(fileno=os.dup(sock.fileno()))
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+    raw.close()
+    sock.close()
+
+
+def _slow_readers(connect_to, path, count, reset):
     socks = []
     for _ in range(count):
-        sock = server.connect()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock = connect_to(rcvbuf=4096)
         sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n")
         socks.append(sock)
     time.sleep(0.2 if reset else 1.5)     # a reset comes mid-write; otherwise the write times out
     for sock in socks:
         if reset:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
-        sock.close()
+            _reset(sock)
+        else:
+            sock.close()
 
 
-def _half_uploads(server, count):
+def _half_uploads(connect_to, count):
     for _ in range(count):
-        sock = server.connect()
+        sock = connect_to()
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 8000000\r\n\r\n")
         sock.sendall(bytes(3 << 20))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
-        sock.close()
+        _reset(sock)
 
 
-def test_failed_connections_are_freed_without_the_garbage_collector():
+@pytest.mark.parametrize("tls", [False, True])
+def test_failed_connections_are_freed_without_the_garbage_collector(tls, request):
     # With the cyclic collector off, everything of a connection whose client timed out or
     # reset must be freed by reference counting alone: the handler, its frames and the body.
-    with server_process(LEAK_SERVER) as server:
+    args, client_context = [], None
+    if tls:
+        from tls_helpers import make_certificate
+        pytest.importorskip("cryptography.x509")
+        certfile, keyfile = make_certificate(request.getfixturevalue("tmp_path"))
+        args = [str(certfile), str(keyfile)]
+        client_context = ssl.create_default_context(cafile=certfile)
+    with server_process(LEAK_SERVER, args=args) as server:
+        connect_to = _Connector(server, client_context)
         for _ in range(3):    # warm up caches and allocator pools
-            http_get(server.address, "/")
-        baseline = _report(server)
+            connect_to.get(b"/")
+        baseline = json.loads(connect_to.get(b"/report").body)
         for round_ in range(3):
-            _slow_readers(server, b"/", 8, reset=False)
-            _slow_readers(server, b"/", 8, reset=True)
-            _slow_readers(server, b"/chunks", 8, reset=False)
-            _half_uploads(server, 4)
+            _slow_readers(connect_to, b"/", 8, reset=False)
+            _slow_readers(connect_to, b"/", 8, reset=True)
+            _slow_readers(connect_to, b"/chunks", 8, reset=False)
+            _half_uploads(connect_to, 4)
         deadline = time.monotonic() + 15
         while True:     # the last handlers notice their clients are gone
-            after = _report(server)
+            after = json.loads(connect_to.get(b"/report").body)
             if after["handlers"] == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
