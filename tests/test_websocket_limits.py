@@ -298,6 +298,50 @@ with serving(app) as server:
     assert all(p[1] == 1_000_000 and p[2] == 1 for p in payloads), payloads
 
 
+def test_sender_killed_in_the_middle_of_a_frame_drops_the_connection():
+    # A frame half written can never be completed: the next sender's frame would become part
+    # of its payload and the client would read garbage.  The connection is dropped instead.
+    verdict, _ = run(r"""
+report = {}
+done = threading.Event()
+
+def app(environ, start_response):
+    ws = websocket.upgrade(environ, send_timeout=30.0, ping_interval=None, idle_timeout=None,
+                           compress=False)
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    big = loop.spawn(ws.send, b"B" * 2_000_000)
+    loop.sleep(0.5)
+    big.kill(block=True)
+    try:
+        ws.send("after")
+        report["after"] = "sent"
+    except websocket.ConnectionClosed as exc:
+        report["after"] = exc.reason
+    report["code"] = ws.close_code
+    done.set()
+    return []
+
+with serving(app) as server:
+    sock, _, data = handshake(server, rcvbuf=4096)
+    assert done.wait(10)
+    sock.settimeout(10)
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    report["received"] = len(data)
+    report["tail_has_after"] = b"after" in data[-20:]
+    finish(report)
+""")
+    assert verdict["after"] == "a send was interrupted in the middle of a frame", verdict
+    assert verdict["code"] == 1006
+    assert 0 < verdict["received"] < 2_000_000 and not verdict["tail_has_after"]
+
+
 def test_green_threads_and_os_threads_share_a_contended_send_lock():
     # Green senders on the server's hub and plain OS threads send to one slow client at once:
     # waiters of both kinds hand the lock to each other (a green waiter woken from another OS

@@ -34,6 +34,8 @@ itself: a green thread waits on its own hub like any other green wait (a wait in
 would let one slow client and a dozen broadcasters occupy every pool thread of the process), a
 plain thread waits on a real lock.  :class:`_SendLock` is that lock; ownership passes from the
 releaser straight to the first waiter, decided under a guard held for a few statements only.
+A sender killed (or timed out by its caller) in the middle of a frame drops the connection: the
+rest of that frame can never be sent, and anything sent after it would be read as its payload.
 
 Timeouts.  After the upgrade the connection's life is the application's, so nothing of the HTTP
 server's timeouts applies; these do instead:
@@ -440,6 +442,12 @@ class WebSocket:
         except OSError as exc:
             self._abort(1006, str(exc) or type(exc).__name__)
             raise ConnectionClosed(1006, self.close_reason) from None
+        except BaseException:
+            # The sender was killed or timed out by its caller.  A frame cut in the middle
+            # leaves the stream unusable: the next frame would land inside this one's payload.
+            if 0 < sent < total:
+                self.abort(1006, "a send was interrupted in the middle of a frame")
+            raise
         if sent < total:
             log.warning("WebSocket %s: no progress sending for %gs (%d of %d bytes sent): "
                         "connection dropped", self.peer, timeout, sent, total)
