@@ -496,6 +496,7 @@ class WSGIHandler:
         self._chunked = False
         self._content_length = None
         self._body_sent = 0
+        self._written = 0               # bytes of the current response that went out
         self._expect_pending = False
         self._body_error = None
         self._body_received = 0
@@ -545,6 +546,7 @@ class WSGIHandler:
             except OSError as exc:
                 failure = _describe_failure(exc)
             else:
+                self._written += sent
                 if sent == len(data):
                     return
                 self._send_rest(memoryview(data)[sent:])
@@ -561,6 +563,7 @@ class WSGIHandler:
         try:
             while view:
                 sent = send(view)
+                self._written += sent
                 view = view[sent:]
             return
         except OSError as exc:
@@ -578,8 +581,8 @@ class WSGIHandler:
                 if request is not None else "a response")
         if failure == "timed out":
             self.server.log_error(
-                "client %s took no data for %s s: %s cut after %d body bytes",
-                self.address, self.server.timeout, what, self._body_sent,
+                "client %s took no data for %s s: %s cut after %d bytes",
+                self.address, self.server.timeout, what, self._written,
                 level=logging.WARNING)
         else:
             self.server.log_error("client %s went away (%s) during %s", self.address, failure,
@@ -923,6 +926,7 @@ class WSGIHandler:
         self._chunked = False
         self._content_length = None
         self._body_sent = 0
+        self._written = 0
         self._expect_pending = request.expect_continue and request.has_body
         self._body_error = None
         self._body_received = 0
@@ -1226,6 +1230,7 @@ class WSGIHandler:
                 offset += sent
                 remaining -= sent
                 self._body_sent += sent
+                self._written += sent
         except OSError as exc:
             failure = _describe_failure(exc)
         finally:
