@@ -17,7 +17,10 @@ no file of real gevent is ever loaded in that mode.
 Each file runs in its own child process with a time limit.  A child streams one JSON line per
 test start and outcome, so a hang or a crash costs only the test that was running: the file is
 restarted with the finished tests and the culprit skipped.  A file without unittest tests (a
-script that asserts at import) counts as one test named after the file.
+script that asserts at import) counts as one test named after the file.  Many of gevent's tests
+assert timings (a wait of 0.1 s must end within 0.12 s); on a busy machine some miss, so a test
+that fails and is not a known failure runs once more on its own (``--retries``) before it
+counts as failed.
 
 Known failures (``gevent_known_failures.py``) are test ids with the reason they fail under loop.
 The closing line is ``N passed, N failed, N skipped``; under ``--impl loop`` the exit status is
@@ -51,9 +54,9 @@ BAD = ("fail", "error", "hang", "crash")
 # ---------------------------------------------------------------------------------------------
 # Parent: run the files, compare with the known failures, print the summary
 
-def run_file(python, impl, name, file_timeout, env):
+def run_file(python, impl, name, file_timeout, env, only=None):
     """Run one test file to completion, restarting after a hang or crash; {test id: outcome}
-    and {test id: detail}."""
+    and {test id: detail}.  ``only``: run just these test ids."""
     outcomes, details = {}, {}
     deadline = time.monotonic() + file_timeout
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +74,11 @@ def run_file(python, impl, name, file_timeout, env):
                 break
             command = [python, os.path.abspath(__file__), "--child", name, "--impl", impl,
                        "--out", out_path, "--skip", skip_path]
+            if only:
+                only_path = os.path.join(tmp, "only.txt")
+                with open(only_path, "w") as f:
+                    f.write("\n".join(only))
+                command += ["--only", only_path]
             try:
                 proc = subprocess.run(command, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, timeout=remaining, env=env,
@@ -139,9 +147,13 @@ def main(argv=None):
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--skip", help=argparse.SUPPRESS)
+    parser.add_argument("--only", help=argparse.SUPPRESS)
+    parser.add_argument("--retries", type=int, default=1,
+                        help="run an unexpected failure again this many times (many of gevent's "
+                             "tests assert timings that a busy machine misses); default 1")
     args = parser.parse_args(argv)
     if args.child:
-        return _child_main(args.child, args.impl, args.out, args.skip)
+        return _child_main(args.child, args.impl, args.out, args.skip, args.only)
 
     sys.path.insert(0, HERE)
     from gevent_known_failures import KNOWN_FAILURES
@@ -162,7 +174,24 @@ def main(argv=None):
         print("%-28s %4d passed %4d failed %4d skipped  %5.1fs" % (
             name, counts["pass"], counts["bad"], counts["skip"], time.monotonic() - t0),
             flush=True)
+    retried = []
+    for _ in range(args.retries if args.impl == "loop" else 0):
+        again = {}
+        for test_id, outcome in all_outcomes.items():
+            if outcome in BAD and test_id not in KNOWN_FAILURES and "." in test_id:
+                again.setdefault(test_id.split(".", 1)[0], []).append(test_id)
+        for name, ids in again.items():
+            outcomes, details = run_file(args.python, args.impl, name, args.file_timeout, env,
+                                         only=ids)
+            for test_id in ids:
+                if outcomes.get(test_id) == "pass":
+                    all_outcomes[test_id] = "pass"
+                    retried.append(test_id)
     elapsed = time.monotonic() - started
+    if retried:
+        print("\nFailed, then passed when run again (timing on a busy machine):")
+        for test_id in retried:
+            print("  " + test_id)
 
     unexpected, known_passing, known_failing = [], [], []
     for test_id, outcome in sorted(all_outcomes.items()):
@@ -214,7 +243,7 @@ def _python_version(python):
 # ---------------------------------------------------------------------------------------------
 # Child: alias gevent to loop, import one test file as __main__, report each test
 
-def _child_main(name, impl, out_path, skip_path):
+def _child_main(name, impl, out_path, skip_path, only_path=None):
     import faulthandler
     import runpy
     import unittest
@@ -222,6 +251,10 @@ def _child_main(name, impl, out_path, skip_path):
     faulthandler.enable()
     with open(skip_path) as f:
         skip = set(line for line in f.read().split("\n") if line)
+    only = None
+    if only_path:
+        with open(only_path) as f:
+            only = set(line for line in f.read().split("\n") if line)
     out = open(out_path, "a", buffering=1)
 
     def emit(**record):
@@ -277,7 +310,7 @@ def _child_main(name, impl, out_path, skip_path):
         suite = unittest.defaultTestLoader.loadTestsFromModule(module)
         kept = unittest.TestSuite()
         for test in _flatten(suite):
-            if test_id(test) not in skip:
+            if test_id(test) not in skip and (only is None or test_id(test) in only):
                 kept.addTest(test)
         reported["tests"] = kept.countTestCases()
         runner = unittest.TextTestRunner(stream=sys.stderr, resultclass=Result, verbosity=2)
