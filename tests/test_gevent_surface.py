@@ -116,7 +116,8 @@ def test_hub_loop_run_callback_and_timer():
 
 def test_waiter_with_gevents_names():
     waiter = loop.hub.Waiter()
-    loop.get_hub().loop.call_later(0.01, waiter.switch, "value")
+    timer = loop.get_hub().loop.timer(0.01)
+    timer.start(waiter.switch, "value")  # switched to from the hub
     assert waiter.get() == "value"
     assert waiter.ready() and waiter.successful()
 
