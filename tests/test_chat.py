@@ -470,7 +470,7 @@ def _wait_for_stats(server, predicate, timeout=20):
 
 def test_idle_websockets_cannot_take_the_page_down_and_are_closed_after_the_idle_timeout():
     with ChatProcess("--per-ip", "1000", "--max-web-clients", "200", "--page-connections", "20",
-                     "--ping-interval", "1", "--idle-timeout", "4") as server:
+                     "--ping-interval", "1", "--idle-timeout", "6") as server:
         sockets = [_raw_websocket(server.http) for _ in range(260)]
         idle, statuses = [], []
         for sock in sockets:
