@@ -495,3 +495,14 @@ def test_greenlet_repr_in_gevents_format():
         pass
 
     assert repr(Sub()).endswith(": _run>")
+
+
+def test_waiter_as_a_link_gets_the_value_or_the_exception():
+    waiter = loop.hub.Waiter()
+    loop.spawn(lambda: 6 * 7).rawlink(waiter)
+    assert waiter.get() == 42
+    waiter = loop.hub.Waiter()
+    failing = loop.spawn(lambda: 1 / 0)
+    failing.rawlink(waiter)
+    with pytest.raises(ZeroDivisionError):
+        waiter.get()

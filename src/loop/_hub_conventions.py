@@ -286,6 +286,16 @@ class Waiter(_hub.Waiter):
         """Wait until switched to; return the value (or raise what was thrown)."""
         return self.wait()
 
+    def __call__(self, source):
+        """As a link (``greenlet.rawlink(waiter)``): wake with the source's value, or raise
+        its exception in the waiting green thread (gevent's meaning; loop's own waiters wake
+        with the source itself)."""
+        exception = getattr(source, "exception", None)
+        if exception is None:
+            self.wake(getattr(source, "value", None))
+        else:
+            self.wake_error(exception)
+
     def ready(self):
         """True once a value or an exception was delivered."""
         return self.woken or self.error is not None
