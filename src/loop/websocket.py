@@ -54,7 +54,7 @@ answered with a Close frame carrying that code before the connection is closed, 
 section 7.1.7 asks; the close is half-close first and a short bounded drain, so that the client
 gets to read the frame instead of a reset.  Compressed messages are inflated piecewise against
 ``max_message_size`` (:class:`_BoundedDeflate`): a small frame that would inflate to gigabytes
-costs at most that many bytes of output before it is refused.
+is refused with 1009 after at most ``max_message_size + 1`` bytes of output.
 """
 
 from __future__ import annotations
