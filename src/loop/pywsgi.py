@@ -117,8 +117,10 @@ __all__ = ["WSGIServer", "WSGIHandler", "FileWrapper", "Input", "main"]
 RECV_SIZE = 65536
 # Body reads ask for more per recv: a large upload then costs fewer calls and parser feeds.
 BODY_RECV_SIZE = 262144
-# A connection reading a body from a fast client lets the others run at least this often.
+# A connection reading a body from a fast client lets the others run at least this often,
+# and one writing a big response to a fast client at least every _YIELD_EVERY_SENT bytes.
 _YIELD_EVERY = 1 << 20
+_YIELD_EVERY_SENT = 4 << 20
 # A closing connection discards at most this much of what the client still sends.
 _LINGER_BYTES = 1 << 20
 # Bodies up to this size go out in one send with their head (one copy is cheaper than two
@@ -560,11 +562,18 @@ class WSGIHandler:
         takes (sendall's timeout would be a deadline for the whole write)."""
         self._settimeout(self.server.timeout)
         send = self.sock.send
+        unyielded = 0
         try:
             while view:
                 sent = send(view)
                 self._written += sent
                 view = view[sent:]
+                # A client that reads as fast as we write never makes send wait: let the
+                # other connections run now and then during a big response.
+                unyielded += sent
+                if unyielded >= _YIELD_EVERY_SENT and view:
+                    unyielded = 0
+                    _sleep(0)
             return
         except OSError as exc:
             failure = _describe_failure(exc)
@@ -1210,6 +1219,7 @@ class WSGIHandler:
         failure = None
         unsupported = False
         remaining = size
+        unyielded = 0
         try:
             # No progress for ``timeout`` seconds cuts the client off; a slow but steady
             # reader gets the whole file (socket.sendfile's timeout is a total deadline).
@@ -1231,6 +1241,10 @@ class WSGIHandler:
                 remaining -= sent
                 self._body_sent += sent
                 self._written += sent
+                unyielded += sent
+                if unyielded >= _YIELD_EVERY_SENT and remaining > 0:
+                    unyielded = 0
+                    _sleep(0)
         except OSError as exc:
             failure = _describe_failure(exc)
         finally:
