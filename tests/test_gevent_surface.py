@@ -12,7 +12,6 @@ import pytest
 import loop
 import loop.hub
 from loop.event import AsyncResult, Event
-from loop.lock import Semaphore
 from loop.pool import Group, Pool, PoolFull
 from loop.queue import Channel, Queue
 from script_helpers import run_python

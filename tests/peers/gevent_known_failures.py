@@ -35,12 +35,12 @@ KNOWN_FAILURES = {
         'difference: spawn_raw(1) fails only when the fiber starts, not at the call (requested for loop._api)',
     'test__greenlet.TestBasic.test_tree_locals':
         'difference: Greenlet.spawn_tree_locals / spawning_greenlet are not kept (a per-spawn cost loop does not pay); contextvars are copied into each green thread instead',
+    'test__greenlet.TestCExt.test_c_extension':
+        "gevent-internal: checks that gevent's Cython-compiled module is the one in use",
     'test__greenlet.TestDeadPropertyDuringSwitch.test_dead_is_false_for_current_greenlet_during_switch':
         "gevent-internal: installs a greenlet.settrace tracer; loop's fibers are not greenlets and have no switch tracer",
     'test__greenlet.TestKillallRawGreenlet.test_killall_raw':
         'difference: killall() of a raw fiber calls .kill on it, which raw fibers lack (requested for loop._api)',
-    'test__greenlet.TestPure.test_pure':
-        "gevent-internal: checks that gevent's Cython-compiled module is the one in use (module name 'gevent.X')",
     'test__greenlet.TestStuff.test_minimal_id':
         "gevent-internal: gevent's hub is a greenlet (g.parent is the Hub object, with a minimal_ident); loop's hub runs in its own fiber, g.parent is that fiber",
     'test__greenlet.TestStuff.test_multiple_listeners_error_unlink_AsyncResult_rawlink':
@@ -59,6 +59,8 @@ KNOWN_FAILURES = {
         'difference: iwait() returns a generator, not also a context manager (requested for loop._api)',
     'test__iwait.Testiwait.test_noiter':
         "difference: loop's Semaphore has no rawlink/unlink, so it cannot be waited for with wait()/iwait() (requested for loop.lock)",
+    'test__local.TestCExt.test_c_extension':
+        "gevent-internal: checks that gevent's Cython-compiled module is the one in use",
     'test__local.TestGeventLocal.test_local_dicts_for_greenlet':
         "gevent-internal: gevent.local.all_local_dicts_for_greenlet, a debugging helper of gevent's local implementation",
     'test__local.TestGeventLocal.test_locals_collected_when_greenlet_dead_but_still_referenced':
@@ -67,8 +69,6 @@ KNOWN_FAILURES = {
         'difference: the values a running green thread set on a local object that became unreferenced are freed one collection later than gevent frees them (the count is off by the last object) [fails on 3.12, 3.13]',
     'test__local.TestGeventLocal.test_slot_and_type_attributes':
         'difference: the values a running green thread set on a local object that became unreferenced are freed one collection later than gevent frees them (the count is off by the last object) [fails on 3.12, 3.13]',
-    'test__local.TestPure.test_extension':
-        "gevent-internal: checks that gevent's Cython-compiled module is the one in use (module name 'gevent.X')",
     'test__lock.TestRLockMultiThread.test_acquire_in_one_then_another':
         "difference: a lock released by one OS thread is acquired by a green thread of another OS thread only when that thread's hub runs again; the test's short fixed wait sees it still blocked",
     'test__lock.TestRLockMultiThread.test_dueling_threads':
@@ -223,8 +223,6 @@ KNOWN_FAILURES = {
         'difference: loop.util has no wrap_errors (gevent.util.wrap_errors; requested for loop.util)',
     'test__queue.TestSimpleQueue.test_get_nowait_simple':
         'difference: loop.util has no wrap_errors (gevent.util.wrap_errors; requested for loop.util)',
-    'test__queue.TestSimpleQueue.test_multiple_waiters':
-        'difference (timing, uvloop backend): a 1 ms Timeout that is already due can fire before the wake-ups queued just before it (uvloop runs due timers before call_soon callbacks); intermittent, passes with LOOP_BACKEND=asyncio [fails on 3.12]',
     'test__queue.TestSimpleQueue.test_put_nowait_simple':
         'difference: loop.util has no wrap_errors (gevent.util.wrap_errors; requested for loop.util)',
     'test__select.TestPossibleCrashes.test_closing_fd_before_selecting':
@@ -243,6 +241,8 @@ KNOWN_FAILURES = {
         "gevent-internal: asserts the lock's private hub binding (sem.hub / sem._block.hub is None); loop's locks bind no hub",
     'test__semaphore.TestBoundedSemaphoreMultiThread.test_dueling_threads_with_hub':
         "gevent-internal: asserts the lock's private hub binding (sem.hub / sem._block.hub is None); loop's locks bind no hub",
+    'test__semaphore.TestCExt.test_c_extension':
+        "gevent-internal: checks that gevent's Cython-compiled module is the one in use",
     'test__semaphore.TestSemaphore.test_rawlink_on_unacquired_runs_notifiers':
         "difference: loop's Semaphore has no rawlink/unlink, so it cannot be waited for with wait()/iwait() (requested for loop.lock)",
     'test__semaphore.TestSemaphore.test_release_twice':

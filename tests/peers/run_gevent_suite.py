@@ -359,6 +359,7 @@ def _install_gevent_alias():
     import importlib
     import importlib.abc
     import importlib.machinery
+    import importlib.util
     import types
 
     import loop
@@ -408,7 +409,6 @@ def _install_gevent_alias():
                     return importlib.import_module(target_name)
             return importlib.machinery.ModuleSpec(fullname, AliasLoader(make))
 
-    import importlib.util  # noqa: F811
     sys.meta_path.insert(0, AliasFinder())
 
 
@@ -438,7 +438,9 @@ def _adapter_compat():
     return _module(
         "gevent._compat", PY3=True, PY2=False, PYPY=platform.python_implementation() == "PyPy",
         WIN=sys.platform.startswith("win"), LINUX=sys.platform.startswith("linux"),
-        OSX=sys.platform == "darwin", PURE_PYTHON=True, perf_counter=_time.perf_counter,
+        OSX=sys.platform == "darwin", perf_counter=_time.perf_counter,
+        # As for the installed (compiled) gevent, so that both runs pick the same tests.
+        PURE_PYTHON=False,
         get_clock_info=_time.get_clock_info, reraise=reraise,
         get_this_psutil_process=get_this_psutil_process, string_types=(str,),
         integer_types=(int,), text_type=str)
@@ -502,8 +504,6 @@ def _adapter_hub_local():
 def _adapter_core():
     # gevent.core names the event loop implementation; gevent.testing reads which one
     # (libev or libuv) and the callback type, which loop has neither of.
-    import loop.hub as hub
-
     class callback:
         pass
 
