@@ -36,7 +36,10 @@ thread that yields again goes to the back of the line, so ``sleep(0)`` is fair t
 green thread and to IO.  A drain also stops after ``Hub.switch_interval`` (5 ms, gevent's
 switch interval) and leaves the rest to the next one: green threads that each compute for a
 while before their first wait (50 of them building an SSL context) would otherwise hold every
-timer and socket back for the sum of their runs.  It reads the clock between chunks of entries
+timer and socket back for the sum of their runs.  The slice is not a fixed 5 ms, though: when
+the event loop's own turn was long (IO callbacks resume green threads directly, and under load
+those run long too), the next drain may run as long, or the ready queue -- new connections'
+handlers, say -- would advance one entry per turn.  It reads the clock between chunks of entries
 that double while they stay quick, so a drain of cheap resumes reads it a few times only.
 
 The running loop
@@ -425,6 +428,7 @@ class Hub:
         #: How long (seconds) one drain runs ready green threads before timers and IO get
         #: their turn (gevent's default switch interval).
         self.switch_interval = 0.005
+        self._busy_since = None  # see _drain
         self._threadpool = None
         self._dying = False
         self._destroyed = False
@@ -516,9 +520,12 @@ class Hub:
 
     def _drain(self):
         # Runs the entries queued when it starts, in steps ("chunks") between which it looks at
-        # the clock: once it has run for switch_interval seconds it returns to the event loop
-        # (timers and IO go first) and the rest runs in the next drain.  A chunk doubles while
-        # chunks stay quick, so a drain of cheap resumes reads the clock a few times only.
+        # the clock: once it has run for its budget it returns to the event loop (timers and IO
+        # go first) and the rest runs in the next drain.  The budget is switch_interval, or as
+        # long as the loop was busy elsewhere since the previous drain left entries behind: the
+        # ready queue and the loop's own callbacks then share the time about evenly.  A chunk
+        # doubles while chunks stay quick, so a drain of cheap resumes reads the clock a few
+        # times only.
         ready = self._ready
         popleft = ready.popleft
         _type = type  # locals: this loop runs once per resume of any green thread
@@ -527,6 +534,11 @@ class Hub:
         chunk = 1
         budget = self.switch_interval
         started = mark = monotonic()
+        busy_since = self._busy_since
+        if busy_since is not None and started - busy_since > budget:
+            # The event loop was busy since the last drain (callbacks resuming green threads
+            # directly on IO): this drain gets as long, so IO cannot starve the ready queue.
+            budget = started - busy_since
         _set_running_loop(None)  # green threads do not run inside the event loop
         try:
             while True:
@@ -563,8 +575,12 @@ class Hub:
         finally:
             _set_running_loop(self.loop)
             if ready and not self._dying:
+                # With a drain pending, the loop polls without waiting: the time until that
+                # drain runs is work, not idle time.
+                self._busy_since = monotonic()
                 self._call_soon(self._drain)
             else:
+                self._busy_since = None
                 self._drain_scheduled = False
                 if not self._timers and not self._sources:
                     self._note_blocking()
