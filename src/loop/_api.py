@@ -38,6 +38,8 @@ def spawn_raw(function, *args, **kwargs):
     """Start ``function`` in a bare fiber: no result, no links, errors go to the hub.
 
     Cheapest way to run something concurrently; returns the fiber."""
+    if not callable(function):
+        raise TypeError("function must be callable, not %r" % (function,))
     hub = get_hub()
     # The hub starts fibers with switch(None); the lambda takes and drops that value.
     fiber = Fiber(lambda _unused=None: function(*args, **kwargs), hub.fiber)
@@ -87,42 +89,82 @@ class _Collector:
 DIRECT_LINK_TYPES.add(_Collector)
 
 
-def iwait(objects, timeout=None, count=None):
-    """Yield ``objects`` (green threads, events, async results: anything with ``rawlink`` and
-    ``unlink``) as they become ready; stop after ``count`` of them or ``timeout`` seconds."""
-    objects = list(objects)
-    if count is None:
-        count = len(objects)
-    else:
-        count = min(count, len(objects))
-    if count <= 0:
-        return
-    collector = _Collector()
-    for obj in objects:
-        obj.rawlink(collector)
-    deadline = None if timeout is None else monotonic() + timeout
-    ready = collector.ready
-    position = 0
-    try:
-        while position < count:
-            if position >= len(ready):
+class _WaitIterator:
+    """What :func:`iwait` returns: an iterator, and a context manager whose exit (like
+    ``close()`` or the end of the iteration) removes its links from every object."""
+    __slots__ = ("objects", "count", "timeout", "deadline", "collector", "position", "closed")
+
+    def __init__(self, objects, timeout, count):
+        self.objects = objects = list(objects)
+        self.count = len(objects) if count is None else min(count, len(objects))
+        self.timeout = timeout
+        self.deadline = None
+        self.collector = None
+        self.position = 0
+        self.closed = False
+
+    def _begin(self):
+        # Linked on first use, as a generator would: an iwait() never iterated links nothing.
+        if self.collector is None and not self.closed:
+            self.collector = collector = _Collector()
+            for obj in self.objects:
+                obj.rawlink(collector)
+            if self.timeout is not None:
+                self.deadline = monotonic() + self.timeout
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.closed or self.position >= self.count:
+            self.close()
+            raise StopIteration
+        self._begin()
+        collector = self.collector
+        ready = collector.ready
+        try:
+            while self.position >= len(ready):
                 waiter = Waiter()
                 collector.waiter = waiter
-                if deadline is None:
+                if self.deadline is None:
                     waiter.wait()
                 else:
-                    remaining = deadline - monotonic()
+                    remaining = self.deadline - monotonic()
                     if remaining <= 0 or waiter.wait(remaining) is _TIMED_OUT:
                         collector.waiter = None
-                        if position >= len(ready):
-                            return
-                continue
-            item = ready[position]
-            position += 1
-            yield item
-    finally:
-        for obj in objects:
-            obj.unlink(collector)
+                        if self.position >= len(ready):
+                            self.close()
+                            raise StopIteration
+        except BaseException:  # killed, a Timeout, or the end above: unlink
+            collector.waiter = None
+            self.close()
+            raise
+        item = ready[self.position]
+        self.position += 1
+        return item
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            collector = self.collector
+            if collector is not None:
+                for obj in self.objects:
+                    obj.unlink(collector)
+
+    def __enter__(self):
+        self._begin()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def iwait(objects, timeout=None, count=None):
+    """Iterate over ``objects`` (green threads, events, async results: anything with
+    ``rawlink`` and ``unlink``) as they become ready; stop after ``count`` of them or
+    ``timeout`` seconds.  Also a context manager (``with iwait(objs) as it:``) that unlinks
+    on exit when the iteration is left early."""
+    return _WaitIterator(objects, timeout, count)
 
 
 def wait(objects=None, timeout=None, count=None):
@@ -155,13 +197,19 @@ def joinall(greenlets, timeout=None, raise_error=False, count=None):
 
 
 def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
-    """Kill every green thread in ``greenlets``; wait for them when ``block``."""
+    """Kill every green thread in ``greenlets`` (Greenlets or raw fibers); with ``block``, wait
+    for them, raising :class:`loop.Timeout` if they are not all dead after ``timeout``."""
     current = getcurrent()
     alive = [g for g in greenlets if not g.dead and g is not current]
     for g in alive:
-        g.kill(exception, block=False)
-    if block and alive and current is not get_hub().fiber:
-        wait(alive, timeout)
+        kill(g, exception, block=False)
+    if not (block and alive) or current is get_hub().fiber:
+        return
+    from loop.timeout import Timeout
+    with Timeout._start_new_or_dummy(timeout):
+        wait([g for g in alive if isinstance(g, Greenlet)])
+        while any(not g.dead for g in alive):  # raw fibers: nothing to link to
+            get_hub().sleep(0.001)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +220,12 @@ class SignalHandler:
 
     Returned by :func:`signal_handler`; :meth:`cancel` removes it."""
 
+    #: A signal handler does not keep the hub from raising LoopExit (gevent's watcher ``ref``).
+    ref = False
+
     def __init__(self, signalnum, handler, args=(), kwargs=None):
+        if not callable(handler):
+            raise TypeError("signal handler must be callable, not %r" % (handler,))
         self.hub = get_hub()
         self.signalnum = signalnum
         self.handler = handler

@@ -396,6 +396,8 @@ class socket(_original_socket):
             socket.connect(self, address)
         except TimeoutError:
             return _errno.EAGAIN  # what the C socket returns on a timeout (SOCK_TIMEOUT_ERR)
+        except _socket.gaierror:
+            raise  # resolving the name failed: the stdlib raises too, it has no errno to give
         except OSError as exc:
             if exc.errno:
                 return exc.errno

@@ -20,7 +20,7 @@ import traceback
 from loop._switch import Fiber, getcurrent, gettrace, settrace
 
 __all__ = ["print_run_info", "format_run_info", "assert_switches", "start_blocking_monitor",
-           "BlockingMonitor"]
+           "BlockingMonitor", "wrap_errors"]
 
 _monotonic = time.monotonic
 _real_sleep = time.sleep
@@ -209,3 +209,22 @@ def start_blocking_monitor(hub, max_blocking_time, stream=None):
     monitor = BlockingMonitor(hub, max_blocking_time, stream)
     hub.blocking_monitor = monitor
     return monitor
+
+
+class wrap_errors:
+    """``wrap_errors(errors, func)``: a callable that calls ``func`` and *returns* an exception
+    of the ``errors`` type(s) instead of raising it (gevent.util's helper, for callbacks whose
+    outcome is inspected afterwards)."""
+
+    def __init__(self, errors, func):
+        self.errors = errors
+        self.func = func
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return self.func(*args, **kwargs)
+        except self.errors as exc:
+            return exc
+
+    def __repr__(self):
+        return "<wrap_errors %r %r>" % (self.errors, self.func)
