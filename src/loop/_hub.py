@@ -94,7 +94,9 @@ Interrupted waits
 A waiting green thread can be resumed early by an exception (``Timeout``, ``kill``).  If its
 regular wake-up was already queued, that stale entry would later switch into it at some unrelated
 point.  Every waiting primitive here therefore removes its own queued entry when it is left by an
-exception.  That path is rare, so its O(n) ``deque.remove`` does not matter.
+exception.  That path is rare, so its O(n) ``deque.remove`` does not matter.  A wake from another
+OS thread reaches the hub later, through the loop's thread-safe call: it queues the green thread
+only if the wait is still the one it woke (``Waiter._wake_in_hub``).
 
 Unpatched stdlib
 ----------------
