@@ -89,74 +89,66 @@ class _Collector:
 DIRECT_LINK_TYPES.add(_Collector)
 
 
-class _WaitIterator:
-    """What :func:`iwait` returns: an iterator, and a context manager whose exit (like
-    ``close()`` or the end of the iteration) removes its links from every object."""
-    __slots__ = ("objects", "count", "timeout", "deadline", "collector", "position", "closed")
-
-    def __init__(self, objects, timeout, count):
-        self.objects = objects = list(objects)
-        self.count = len(objects) if count is None else min(count, len(objects))
-        self.timeout = timeout
-        self.deadline = None
-        self.collector = None
-        self.position = 0
-        self.closed = False
-
-    def _begin(self):
-        # Linked on first use, as a generator would: an iwait() never iterated links nothing.
-        if self.collector is None and not self.closed:
-            self.collector = collector = _Collector()
-            for obj in self.objects:
-                obj.rawlink(collector)
-            if self.timeout is not None:
-                self.deadline = monotonic() + self.timeout
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self.closed or self.position >= self.count:
-            self.close()
-            raise StopIteration
-        self._begin()
-        collector = self.collector
-        ready = collector.ready
-        try:
-            while self.position >= len(ready):
+def _iwait(objects, timeout, count):
+    objects = list(objects)
+    if count is None:
+        count = len(objects)
+    else:
+        count = min(count, len(objects))
+    if count <= 0:
+        return
+    collector = _Collector()
+    for obj in objects:
+        obj.rawlink(collector)
+    deadline = None if timeout is None else monotonic() + timeout
+    ready = collector.ready
+    position = 0
+    try:
+        while position < count:
+            if position >= len(ready):
                 waiter = Waiter()
                 collector.waiter = waiter
-                if self.deadline is None:
+                if deadline is None:
                     waiter.wait()
                 else:
-                    remaining = self.deadline - monotonic()
+                    remaining = deadline - monotonic()
                     if remaining <= 0 or waiter.wait(remaining) is _TIMED_OUT:
                         collector.waiter = None
-                        if self.position >= len(ready):
-                            self.close()
-                            raise StopIteration
-        except BaseException:  # killed, a Timeout, or the end above: unlink
-            collector.waiter = None
-            self.close()
-            raise
-        item = ready[self.position]
-        self.position += 1
-        return item
+                        if position >= len(ready):
+                            return
+                continue
+            item = ready[position]
+            position += 1
+            yield item
+    finally:
+        for obj in objects:
+            obj.unlink(collector)
+
+
+class _WaitIterator:
+    """What :func:`iwait` returns: an iterator, and a context manager whose exit (like
+    ``close()``, or the end of the iteration) removes its links from every object.  The
+    iteration itself is a generator (linking on first use); ``for`` loops get it directly, so
+    they pay nothing for the wrapper."""
+    __slots__ = ("_iterator",)
+
+    def __init__(self, objects, timeout, count):
+        self._iterator = _iwait(objects, timeout, count)
+
+    def __iter__(self):
+        return self._iterator
+
+    def __next__(self):
+        return next(self._iterator)
 
     def close(self):
-        if not self.closed:
-            self.closed = True
-            collector = self.collector
-            if collector is not None:
-                for obj in self.objects:
-                    obj.unlink(collector)
+        self._iterator.close()
 
     def __enter__(self):
-        self._begin()
         return self
 
     def __exit__(self, *exc_info):
-        self.close()
+        self._iterator.close()
 
 
 def iwait(objects, timeout=None, count=None):
@@ -174,7 +166,7 @@ def wait(objects=None, timeout=None, count=None):
     passes (False)."""
     if objects is None:
         return get_hub().join(timeout)
-    return list(iwait(objects, timeout, count))
+    return list(_iwait(objects, timeout, count))
 
 
 def joinall(greenlets, timeout=None, raise_error=False, count=None):
