@@ -33,7 +33,7 @@ care.  The kernel wakes every process waiting on it, and the first to call ``acc
 what is there: a process that takes the whole backlog at once ends up with nearly all of a
 burst of connections (100 of 100 in a test with two workers) while its sibling idles, and
 kept-alive connections stay where they landed.  Taking one connection per turn keeps the
-processes even but starves new connections behind busy turns (a burst of 100 waited 5-15 s).
+processes even but starves new connections behind busy turns (a burst of 100 waited 3-15 s).
 So a shared listener accepts in a batch that follows the backlog: it starts at one, doubles
 while a turn finds more connections waiting than its batch took, and drops to what was waiting
 once a turn empties the backlog.  Idle processes thus take turns at a burst (31-40 of 100 for

@@ -39,7 +39,7 @@ is shared (``shared_listener``), and each readiness report is answered with a ba
 that follows the backlog (see "Accepting fairly" in :mod:`loop.server`).  Both simpler rules
 fail here: one connection per turn of the event loop (gevent's worker does that) starves new
 connections behind kept-alive ones, since a turn of a busy worker serves every connection that
-became readable (a burst of 100 new connections waited 5-15 s in the test); the whole backlog
+became readable (a burst of 100 new connections waited 3-15 s in the tests); the whole backlog
 at once lets the first worker to wake take a whole burst of kept-alive connections while its
 sibling idles.
 
