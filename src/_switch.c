@@ -114,6 +114,11 @@ static int stack_cold_len;
 static char *stack_fresh[STACK_BATCH];       /* mapped by a batch, never used, no guard yet */
 static int stack_fresh_len;
 static size_t stacks_mapped;                 /* stacks currently mapped: in use, pooled, fresh */
+/* Why the last fiber_stack_alloc() failed. The allocator sets no Python error itself: the
+ * finishing path allocates the stack of a never-started parent where no Python code may run
+ * (creating an exception can start a collection), so callers raise (stack_alloc_raise). */
+static const char *stack_alloc_failed_step;
+static int stack_alloc_failed_errno;
 
 /* Where things sit inside a mapping of `size` bytes starting at `base`:
  *   [base, base+page)                guard page
@@ -190,8 +195,8 @@ stack_map_batch(void)
         base = mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
         if (base == MAP_FAILED) {
-            PyErr_Format(PyExc_MemoryError, "cannot map a %zu-byte fiber stack: %s", stack_size,
-                         strerror(errno));
+            stack_alloc_failed_step = "map a fiber stack";
+            stack_alloc_failed_errno = errno;
             return -1;
         }
     }
@@ -224,11 +229,10 @@ fiber_stack_alloc(FiberStack *st)
     }
     char *base = stack_fresh[--stack_fresh_len];
     if (stack_install_guard(base) < 0) {
-        int saved = errno;
+        stack_alloc_failed_step = "install a fiber stack guard page";
+        stack_alloc_failed_errno = errno;
         munmap(base, stack_size);
         stacks_mapped--;
-        PyErr_Format(PyExc_MemoryError, "cannot install a fiber stack guard page: %s",
-                     strerror(saved));
         return -1;
     }
 #ifdef LOOP_HAVE_VALGRIND
@@ -237,6 +241,13 @@ fiber_stack_alloc(FiberStack *st)
     st->base = base;
     stack_set_tripwires(st->base, st->size);
     return 0;
+}
+
+static void
+stack_alloc_raise(void)
+{
+    PyErr_Format(PyExc_MemoryError, "cannot %s (%zu bytes): %s", stack_alloc_failed_step,
+                 stack_size, strerror(stack_alloc_failed_errno));
 }
 
 /* Tripwires for stack_trim. A fiber that used more than its hot page wrote across one of the hot
@@ -431,6 +442,7 @@ static PyTypeObject Fiber_Type;
 static PyTypeObject ThreadHandle_Type;
 static PyObject *FiberExit;
 static PyObject *FiberError;
+static PyObject *parent_start_error;  /* made at import: raised where no Python code may run */
 static PyObject *thread_key;          /* key of our ThreadHandle in the thread-state dict */
 static PyObject *str_run;
 static PyObject *str_switch;
@@ -743,6 +755,21 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
     loop_stack_switch(origin_dead ? &dummy : &origin->sp, target->sp, NULL);
 }
 
+/* Give a never-started fiber its stack. Runs no Python code and sets no Python error: the
+ * finishing path calls it on a stack that is about to be released. */
+static int
+fiber_give_stack(Fiber *target)
+{
+    if (target->stack.base == NULL) {
+        if (fiber_stack_alloc(&target->stack) < 0) {
+            return -1;
+        }
+        target->sp = loop_stack_prepare(stack_top_of(target->stack.base, target->stack.size),
+                                        fiber_main, NULL);
+    }
+    return 0;
+}
+
 /* Check that `target` can run now and, if it never ran, give it a stack. May run Python code
  * (looking up a subclass's run method), so it happens before anything is committed (T13). */
 static int
@@ -782,12 +809,9 @@ prepare_target(FiberThread *ft, Fiber *target)
                 return -1;
             }
         }
-        if (target->stack.base == NULL) {
-            if (fiber_stack_alloc(&target->stack) < 0) {
-                return -1;
-            }
-            target->sp = loop_stack_prepare(stack_top_of(target->stack.base, target->stack.size),
-                                            fiber_main, NULL);
+        if (fiber_give_stack(target) < 0) {
+            stack_alloc_raise();
+            return -1;
         }
     }
     return 0;
@@ -852,6 +876,36 @@ fiber_switch_with(Fiber *target, Transfer *t)
     return transfer_result(&got);
 }
 
+/* A fiber that a finishing child started (the end of fiber_main) has had no chance to look up
+ * its run or to make its context: both can run Python code, which must not run on the finished
+ * child's stack (its frames would outlive the stack). It does both here, on its own stack. */
+static int
+fiber_complete_start(Fiber *self, PyObject **run)
+{
+    if (self->context_vars != NULL) {
+        if (fiber_make_context(self) < 0) {
+            return -1;
+        }
+        PyObject *ctx = self->ps.context;
+        self->ps.context = NULL;
+        PyThreadState *tstate = PyThreadState_Get();
+        if (ctx != NULL && tstate->context == NULL) {
+            tstate->context = ctx;
+            tstate->context_ver++;
+        }
+        else {
+            Py_XDECREF(ctx);     /* .context was set meanwhile: that one wins */
+        }
+    }
+    if (*run == NULL) {
+        *run = PyObject_GetAttr((PyObject *)self, str_run);
+        if (*run == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The bottom C frame of every fiber. */
 static void
 fiber_main(void *unused)
@@ -870,6 +924,9 @@ fiber_main(void *unused)
         if (t.exc != NULL) {
             /* Thrown into before it ran: the run callable is never called. */
             result = transfer_result(&t);
+        }
+        else if (fiber_complete_start(self, &run) < 0) {
+            transfer_clear(&t);
         }
         else if (t.packed) {
             result = PyObject_CallOneArg(run, t.value);
@@ -922,10 +979,17 @@ fiber_main(void *unused)
         if (parent == NULL) {
             parent = ft->main;
         }
-        if (parent->state == FIBER_NEW && prepare_target(ft, parent) < 0) {
-            /* Cannot start that parent; deliver the error to the main fiber instead. */
-            transfer_clear(&out);
-            out.exc = exception_take();
+        /* Only C work here: any Python code (a subclass's run property, making a context,
+         * even creating an exception) would run on this stack, which is released as soon as
+         * we leave it. A never-started parent looks those up itself (fiber_complete_start). */
+        if (parent->state == FIBER_NEW && (loop_is_finalizing() || fiber_give_stack(parent) < 0)) {
+            /* Cannot start that parent: the main fiber gets a ready-made error instead, and
+             * drops the outcome (out.value is cleared on the far side when out.exc is set). */
+            if (out.exc != NULL) {
+                out.value = out.exc;
+            }
+            out.exc = parent_start_error;
+            Py_INCREF(out.exc);
             parent = ft->main;
         }
         ft->xfer = out;
@@ -1201,16 +1265,31 @@ fiber_finalize(Fiber *self)
     fiber_kill_in_thread(owner, self);
 }
 
+/* The last reference to a suspended fiber went away: kill it (fiber_finalize), resurrecting
+ * it for the time being as PyObject_CallFinalizerFromDealloc does. That is not left to
+ * tp_finalize alone: a subclass's __del__ takes over that slot, and CPython runs a finalizer
+ * once per object, but a fiber must be killed whenever it is dropped suspended, whatever its
+ * class defines (greenlet does the same). Returns -1 if the fiber was resurrected. */
+static int
+fiber_kill_from_dealloc(Fiber *self)
+{
+    PyObject_GC_Track(self);
+    Py_SET_REFCNT(self, 1);
+    fiber_finalize(self);
+    Py_SET_REFCNT(self, Py_REFCNT(self) - 1);
+    if (Py_REFCNT(self) != 0) {
+        return -1;
+    }
+    PyObject_GC_UnTrack(self);
+    return 0;
+}
+
 static void
 fiber_dealloc(Fiber *self)
 {
     PyObject_GC_UnTrack(self);
-    if (self->state == FIBER_ACTIVE && !self->is_main && Py_TYPE(self)->tp_finalize != NULL) {
-        PyObject_GC_Track(self);
-        if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
-            return;   /* resurrected */
-        }
-        PyObject_GC_UnTrack(self);
+    if (self->state == FIBER_ACTIVE && !self->is_main && fiber_kill_from_dealloc(self) < 0) {
+        return;   /* resurrected */
     }
     if (self->state == FIBER_ACTIVE && !self->is_main) {
         /* Its thread is gone, the interpreter is finalizing, or it ignored FiberExit. */
@@ -1341,6 +1420,13 @@ fiber_throw(Fiber *self, PyObject *args)
     t.exc = make_exception(typ, val, tb);
     if (t.exc == NULL) {
         return NULL;
+    }
+    if (target != self && PyErr_GivenExceptionMatches(t.exc, FiberExit)) {
+        /* Forwarded past a finished fiber (greenlet's rule): the exit exception is what a fiber
+         * that dies of it returns, so the live parent receives it as a value, not raised. */
+        t.value = t.exc;
+        t.exc = NULL;
+        t.packed = 1;
     }
     return fiber_switch_with(target, &t);
 }
@@ -1735,12 +1821,15 @@ PyInit__switch(void)
     FiberError = PyErr_NewExceptionWithDoc(
         "loop._switch.FiberError", "Misuse of a fiber: a switch that cannot happen.",
         PyExc_RuntimeError, NULL);
+    parent_start_error = FiberError == NULL ? NULL : PyObject_CallFunction(
+        FiberError, "s", "cannot start the parent of a finished fiber (no stack could be "
+        "mapped, or the interpreter is finalizing)");
     thread_key = PyUnicode_InternFromString("loop._switch.thread");
     str_run = PyUnicode_InternFromString("run");
     str_switch = PyUnicode_InternFromString("switch");
     str_throw = PyUnicode_InternFromString("throw");
     str_dead_goes_to_parent = PyUnicode_InternFromString("_dead_switch_goes_to_parent");
-    if (!FiberExit || !FiberError || !thread_key || !str_run || !str_switch || !str_throw ||
+    if (!FiberExit || !FiberError || !parent_start_error || !thread_key || !str_run || !str_switch || !str_throw ||
         !str_dead_goes_to_parent) {
         Py_DECREF(m);
         return NULL;

@@ -38,7 +38,13 @@
 
 /* Fields every supported version stores the same way: the frame data stack, the handled-exception
  * stack and the contextvars context. The version headers call these for their shared part. */
+/* recursion_headroom and tracing are depths of the running call stack -- "inside exception
+ * normalization", "inside a trace function" -- so they belong to the fiber whose code raised
+ * them; left per thread, a fiber that switches away inside an exception's __init__ or inside a
+ * trace function would leave every other fiber without RecursionError or without tracing. */
 #define INTERP_COMMON_FIELDS \
+    int recursion_headroom; \
+    int tracing; \
     _PyStackChunk *datastack_chunk; \
     PyObject **datastack_top; \
     PyObject **datastack_limit; \
@@ -47,6 +53,8 @@
     PyObject *context;              /* strong reference while the fiber is not running */
 
 #define INTERP_COMMON_SAVE(s, ts) do { \
+    (s)->recursion_headroom = (ts)->recursion_headroom; \
+    (s)->tracing = (ts)->tracing; \
     (s)->datastack_chunk = (ts)->datastack_chunk; \
     (s)->datastack_top = (ts)->datastack_top; \
     (s)->datastack_limit = (ts)->datastack_limit; \
@@ -57,6 +65,8 @@
 } while (0)
 
 #define INTERP_COMMON_RESTORE(s, ts) do { \
+    (ts)->recursion_headroom = (s)->recursion_headroom; \
+    (ts)->tracing = (s)->tracing; \
     (ts)->datastack_chunk = (s)->datastack_chunk; \
     (ts)->datastack_top = (s)->datastack_top; \
     (ts)->datastack_limit = (s)->datastack_limit; \
@@ -70,6 +80,8 @@
 /* A never-run fiber: our own root data-stack chunk, set up exactly as CPython's push_chunk()
  * leaves a root chunk (data[0] reserved, so CPython never pops it); clean exception state. */
 #define INTERP_COMMON_START(s, ts, chunk, chunk_size) do { \
+    (ts)->recursion_headroom = 0; \
+    (ts)->tracing = 0; \
     (chunk)->previous = NULL; \
     (chunk)->size = (chunk_size); \
     (chunk)->top = 0; \

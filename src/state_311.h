@@ -7,6 +7,7 @@ typedef struct {
     _PyCFrame *cframe;              /* points into the fiber's own C stack: stays valid */
     INTERP_COMMON_FIELDS
     int recursion_depth;            /* limit - remaining, so setrecursionlimit() is honoured */
+    int tracing_what;
     int trash_delete_nesting;
     PyObject *trash_delete_later;
 } InterpState;
@@ -17,6 +18,7 @@ interp_state_save(InterpState *s, PyThreadState *ts)
     s->cframe = ts->cframe;
     INTERP_COMMON_SAVE(s, ts);
     s->recursion_depth = ts->recursion_limit - ts->recursion_remaining;
+    s->tracing_what = ts->tracing_what;
     s->trash_delete_nesting = ts->trash_delete_nesting;
     s->trash_delete_later = ts->trash_delete_later;
 }
@@ -24,11 +26,22 @@ interp_state_save(InterpState *s, PyThreadState *ts)
 static inline void
 interp_state_restore(InterpState *s, PyThreadState *ts)
 {
-    /* Tracing is a property of the thread: the resumed fiber inherits the flag (greenlet#256). */
-    uint8_t use_tracing = ts->cframe->use_tracing;
     ts->cframe = s->cframe;
-    ts->cframe->use_tracing = use_tracing;
     INTERP_COMMON_RESTORE(s, ts);
+    ts->tracing_what = s->tracing_what;
+    /* Trace and profile functions belong to the thread, so the resumed fiber traces if the
+     * thread does (greenlet#256) -- unless it is itself inside a trace function. The formula is
+     * CPython's _PyThreadState_UpdateTracing. */
+    ts->cframe->use_tracing =
+        (ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) ? 255 : 0;
+    /* One counter covers Python and C calls here, and CPython aborts ("Cannot recover from stack
+     * overflow") when it has to build a RecursionError more than 50 calls past the limit. A
+     * fiber suspended deeper than a limit lowered meanwhile would be that far past it, so the
+     * thread's limit is lifted to just above the fiber's depth: its next deeper call raises
+     * RecursionError. Until it switches again it may come back to the depth it was parked at
+     * (its stack held that much already), never deeper; the next restore applies the limit. */
+    int limit = Py_GetRecursionLimit();
+    ts->recursion_limit = s->recursion_depth < limit ? limit : s->recursion_depth + 1;
     ts->recursion_remaining = ts->recursion_limit - s->recursion_depth;
     ts->trash_delete_nesting = s->trash_delete_nesting;
     ts->trash_delete_later = s->trash_delete_later;
@@ -41,7 +54,9 @@ interp_state_start(InterpState *s, PyThreadState *ts, _PyStackChunk *chunk, int 
     /* ts->cframe keeps pointing at the origin's (still mapped) cframe until the new fiber's
      * bottom C frame installs its own base cframe in interp_state_enter_base(). */
     INTERP_COMMON_START(s, ts, chunk, chunk_size);
+    ts->recursion_limit = Py_GetRecursionLimit();
     ts->recursion_remaining = ts->recursion_limit;
+    ts->tracing_what = 0;
     ts->trash_delete_nesting = 0;
     ts->trash_delete_later = NULL;
     (void)c_budget;
@@ -51,7 +66,7 @@ interp_state_start(InterpState *s, PyThreadState *ts, _PyStackChunk *chunk, int 
 static inline void
 interp_state_enter_base(PyThreadState *ts, _PyCFrame *base)
 {
-    base->use_tracing = ts->cframe->use_tracing;
+    base->use_tracing = (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL) ? 255 : 0;
     base->current_frame = NULL;
     base->previous = &ts->root_cframe;
     ts->cframe = base;
