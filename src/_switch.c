@@ -1009,8 +1009,9 @@ fiber_kill_in_thread(FiberThread *ft, Fiber *self)
 {
     PyObject *saved = exception_take();
     Fiber *old_parent = self->parent;
-    self->parent = ft->current;
-    Py_INCREF(self->parent);
+    Fiber *killer = ft->current;
+    self->parent = killer;
+    Py_INCREF(killer);
     Transfer t = {0};
     t.exc = PyObject_CallNoArgs(FiberExit);
     PyObject *res = NULL;
@@ -1021,6 +1022,16 @@ fiber_kill_in_thread(FiberThread *ft, Fiber *self)
         PyErr_WriteUnraisable((PyObject *)self);
     }
     Py_XDECREF(res);
+    int cyclic = 0;
+    for (Fiber *p = old_parent; p != NULL && !cyclic; p = p->parent) {
+        cyclic = p == self;
+    }
+    if (self->parent == killer && old_parent != NULL && !cyclic) {
+        /* The parent was borrowed for the kill only (greenlet does the same): a fiber that
+         * survives it keeps its own, and dropping that one here could kill it too. */
+        self->parent = old_parent;
+        old_parent = killer;
+    }
     Py_XDECREF(old_parent);
     if (saved != NULL) {
         exception_restore(saved);
@@ -1232,18 +1243,19 @@ fiber_clear(Fiber *self)
     return 0;
 }
 
-/* PEP 442 finalizer: a suspended fiber that lost its last reference gets FiberExit thrown in,
- * in its own thread, so its finally blocks and __exit__ methods run. From another thread it is
- * queued for the owner (the queue's reference resurrects it). */
-static void
+/* A suspended fiber that lost its last reference gets FiberExit thrown in, in its own thread, so
+ * its finally blocks and __exit__ methods run. From another thread it is queued for the owner
+ * (the queue's reference resurrects it). Called by fiber_dealloc, once per deallocation.
+ * Returns 1 if FiberExit was thrown in, else 0. */
+static int
 fiber_finalize(Fiber *self)
 {
     if (self->state != FIBER_ACTIVE || self->is_main || self->thread == NULL) {
-        return;
+        return 0;
     }
     FiberThread *owner = self->thread;
     if (!owner->alive || loop_is_finalizing()) {
-        return;
+        return 0;
     }
     if (owner != tls_thread) {
         PyObject *saved = exception_take();
@@ -1257,31 +1269,48 @@ fiber_finalize(Fiber *self)
         if (saved != NULL) {
             exception_restore(saved);
         }
-        return;
+        return 0;
     }
     if (owner->current == self) {
-        return;
+        return 0;
     }
     fiber_kill_in_thread(owner, self);
+    return 1;
 }
 
 /* The last reference to a suspended fiber went away: kill it (fiber_finalize), resurrecting
- * it for the time being as PyObject_CallFinalizerFromDealloc does. That is not left to
- * tp_finalize alone: a subclass's __del__ takes over that slot, and CPython runs a finalizer
- * once per object, but a fiber must be killed whenever it is dropped suspended, whatever its
- * class defines (greenlet does the same). Returns -1 if the fiber was resurrected. */
+ * it for the time being as PyObject_CallFinalizerFromDealloc does. This is not a tp_finalize:
+ * a subclass's __del__ would take over that slot, and CPython runs a finalizer once per object,
+ * but a fiber must be killed whenever it is dropped suspended, whatever its class defines, and
+ * exactly once per drop (greenlet does the same; a subclass's __del__ runs first). Returns -1
+ * if the fiber was resurrected. Active fibers are never collected as garbage (fiber_is_gc), so
+ * deallocation is the only way in. */
 static int
 fiber_kill_from_dealloc(Fiber *self)
 {
     PyObject_GC_Track(self);
     Py_SET_REFCNT(self, 1);
-    fiber_finalize(self);
-    Py_SET_REFCNT(self, Py_REFCNT(self) - 1);
-    if (Py_REFCNT(self) != 0) {
-        return -1;
+    if (fiber_finalize(self) && self->state == FIBER_ACTIVE && Py_REFCNT(self) == 1) {
+        /* It caught FiberExit and is suspended again, and nothing took a new reference.
+         * Freeing it would strand its frames and stack, so it keeps the reference it has now
+         * (greenlet does the same), and can still be killed by whoever reaches it (a weak
+         * reference, the thread's end). */
+        PySys_FormatStderr("loop._switch: FiberExit did not end %R; it is kept alive\n", self);
     }
-    PyObject_GC_UnTrack(self);
-    return 0;
+    else {
+        Py_SET_REFCNT(self, Py_REFCNT(self) - 1);
+        if (Py_REFCNT(self) == 0) {
+            PyObject_GC_UnTrack(self);
+            return 0;
+        }
+    }
+    /* Resurrected. A subclass instance is being freed by CPython's subtype_dealloc, which
+     * drops the instance's reference to its class once we return: the object lives on, so it
+     * needs that reference back. */
+    if (PyType_HasFeature(Py_TYPE(self), Py_TPFLAGS_HEAPTYPE)) {
+        Py_INCREF(Py_TYPE(self));
+    }
+    return -1;
 }
 
 static void
@@ -1666,7 +1695,6 @@ static PyTypeObject Fiber_Type = {
     .tp_traverse = (traverseproc)fiber_traverse,
     .tp_clear = (inquiry)fiber_clear,
     .tp_is_gc = (inquiry)fiber_is_gc,
-    .tp_finalize = (destructor)fiber_finalize,
     .tp_methods = fiber_methods,
     .tp_getset = fiber_getset,
     .tp_as_number = &fiber_as_number,

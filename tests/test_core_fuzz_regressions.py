@@ -335,3 +335,69 @@ def test_every_stack_size_raises_recursion_error_on_deep_recursion(size):
         print(get_stack_size(), got)
         print("ok")
     """ % (STACK_SIZE_CASES,), env={"LOOP_STACK_SIZE": size})
+
+
+STUBBORN = """
+    import gc, sys, weakref
+    {imports}
+    main = getcurrent()
+    log = []
+    class Stubborn(greenlet):
+        pass
+    def parent_run():
+        try:
+            main.switch()
+        finally:
+            log.append("parent finally")
+    parent = greenlet(parent_run)
+    parent.switch()
+    def stubborn():
+        while True:
+            try:
+                main.switch()
+            except GreenletExit:
+                log.append("exit")
+                if log.count("exit") > 1:
+                    raise
+    type_refs = sys.getrefcount(Stubborn)
+    g = Stubborn(stubborn, parent=parent)
+    g.switch()
+    ref = weakref.ref(g)
+    del g                          # thrown into once; it parks again and is kept alive
+    kept = ref()
+    assert kept is not None and not kept.dead
+    print(log, kept.parent is parent)   # its own parent back, and that parent alive
+    del kept
+    gc.collect()
+    print(sys.getrefcount(Stubborn) - type_refs)    # the kept instance holds its class
+    ref().throw()                  # dies now; its parent gets the exit and finishes
+    print(log, ref().dead)
+    parent.throw()                 # finished: the exit comes back as a value
+    print(log)
+    gc.collect()
+    print("ok")
+"""
+
+
+def test_fiber_that_survives_being_dropped_is_kept_with_its_parent_and_class():
+    """Fuzzer finds: a fiber that catches the exit exception when its last reference goes
+    was thrown into twice, its borrowed parent was dropped (killing the parent too), it was then
+    freed with its frames and stack stranded, and a subclass instance kept alive lost the
+    reference to its class (a crash at the next full collection)."""
+    outs = []
+    impls = ["from loop.compat.greenlet import greenlet, getcurrent, GreenletExit"]
+    try:
+        import greenlet  # noqa: F401
+        impls.append("from greenlet import greenlet, getcurrent, GreenletExit")
+    except ImportError:
+        pass
+    for imports in impls:
+        proc = run_python(STUBBORN.format(imports=imports), None, 120,
+                          interpreter_args=("-X", "faulthandler"))
+        assert proc.returncode == 0, proc.stderr
+        assert "did not" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        outs.append(proc.stdout)
+    assert outs[0].split("\n")[:4] == [
+        "['exit'] True", "1", "['exit', 'exit', 'parent finally'] True",
+        "['exit', 'exit', 'parent finally']"], outs[0]
+    assert len(set(outs)) == 1, outs
