@@ -86,7 +86,11 @@ PyInit__switch(void)
 
 #define DATA_CHUNK_SIZE (16 * 1024)      /* CPython's DATA_STACK_CHUNK_SIZE */
 #define DEFAULT_STACK_SIZE (8u << 20)
-#define MIN_STACK_SIZE (64u << 10)
+/* Below this, compiling pathologically nested source overflows the stack: CPython's parser has
+ * a fixed depth limit of its own (6,000 levels, ~800 KB of C stack measured on 3.11-3.13),
+ * which no recursion budget bounds. Every other deep recursion measured is bounded by the
+ * budget (fiber_recursion_budget) at any size. */
+#define MIN_STACK_SIZE (1u << 20)
 /* New stacks are mapped this many at a time: one mmap instead of sixteen. */
 #define STACK_BATCH 16
 /* Finished stacks kept for reuse, hot page resident and guard installed; beyond this they are
@@ -373,21 +377,30 @@ stack_pool_flush(void)
     }
 }
 
-/* The C recursion budget a fiber gets on 3.12+: CPython's per-thread default assumes an 8 MiB
- * stack; smaller fiber stacks get a proportionally smaller budget. */
+/* Bytes of a fiber's stack kept out of the recursion budget: the fiber's own bottom frames, a
+ * C signal handler, and the C code between CPython's last recursion check and the next. */
+#define STACK_RESERVE (16u << 10)
+
+/* How many of CPython's recursion units (interp_state.h) a fiber's stack holds. CPython sizes
+ * its budget for an 8 MiB thread stack and for typical code; a fiber's stack may be smaller,
+ * and the worst measured pattern (a sort key function that sorts again: the sort's merge state
+ * is ~5 KB of C stack per level) needs INTERP_STACK_BYTES_PER_UNIT per unit. Giving every
+ * fiber exactly what its stack holds at that rate, never more than CPython gives a thread,
+ * makes deep C recursion raise RecursionError at every stack size instead of reaching the
+ * guard page. The numbers per size are in docs/design.md. */
 static int
-fiber_c_budget(size_t size)
+fiber_recursion_budget(size_t size)
 {
-#if INTERP_DEFAULT_C_BUDGET > 0
-    if (size >= DEFAULT_STACK_SIZE) {
-        return INTERP_DEFAULT_C_BUDGET;
+    size_t overhead = page_size + (DATA_CHUNK_SIZE + page_size - SHARED_PAGE_SPLIT) + 64 +
+                      STACK_RESERVE;
+    size_t units = size > overhead ? (size - overhead) / INTERP_STACK_BYTES_PER_UNIT : 0;
+    if (INTERP_DEFAULT_C_BUDGET > 0 && units > (size_t)INTERP_DEFAULT_C_BUDGET) {
+        units = INTERP_DEFAULT_C_BUDGET;
     }
-    long long budget = (long long)INTERP_DEFAULT_C_BUDGET * (long long)size / DEFAULT_STACK_SIZE;
-    return budget < 50 ? 50 : (int)budget;
-#else
-    (void)size;
-    return 0;
-#endif
+    if (units > INT_MAX / 2) {
+        units = INT_MAX / 2;
+    }
+    return units < 1 ? 1 : (int)units;
 }
 
 /* ========================================================================================== */
@@ -746,7 +759,7 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
         target->state = FIBER_ACTIVE;
         interp_state_start(&target->ps, tstate,
                            (_PyStackChunk *)stack_chunk_of(target->stack.base, target->stack.size),
-                           DATA_CHUNK_SIZE, fiber_c_budget(target->stack.size));
+                           DATA_CHUNK_SIZE, fiber_recursion_budget(target->stack.size));
     }
     else {
         interp_state_restore(&target->ps, tstate);

@@ -22,8 +22,13 @@
  *                                        which must live on the fiber's own C stack
  *   interp_state_top_frame_swap(tstate, s, save)
  *                                        expose a suspended fiber's frame chain for introspection
- *   INTERP_DEFAULT_C_BUDGET              the per-thread C recursion budget CPython assumes for
- *                                        an 8 MiB stack (0 where C and Python share one counter)
+ *   interp_state_start(..., budget)      budget: the recursion units the fiber's stack holds
+ *                                        (_switch.c, fiber_recursion_budget)
+ *   INTERP_DEFAULT_C_BUDGET              CPython's per-thread C recursion budget (0 where C and
+ *                                        Python calls share one counter)
+ *   INTERP_STACK_BYTES_PER_UNIT          C stack one recursion unit may use: the worst pattern
+ *                                        measured (sorted() whose key function sorts again, ~5 KB
+ *                                        of C stack per level) plus a quarter for what was not
  *
  * None of these functions may call into Python, allocate, or DECREF: they run between "save" and
  * "jump", where a garbage collection or a finalizer would see a half-switched thread (trap T5).

@@ -2,6 +2,8 @@
  * (GH-108035; greenlet's first 3.13 port forgot to swap it, trap T1). The trashcan keeps only
  * delete_later; its nesting is derived from c_recursion_remaining. */
 #define INTERP_DEFAULT_C_BUDGET Py_C_RECURSION_LIMIT
+/* measured: 5,151 bytes and 4 units of c_recursion_remaining per level of sorted(key=...) */
+#define INTERP_STACK_BYTES_PER_UNIT 1600
 
 typedef struct {
     struct _PyInterpreterFrame *current_frame;

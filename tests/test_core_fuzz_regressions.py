@@ -306,14 +306,32 @@ STACK_SIZE_CASES = {
     "map": """
         def f(x): return list(map(f, [x]))
         f(0)""",
+    "reduce": """
+        def f(a, b): return functools.reduce(f, [a, b])
+        functools.reduce(f, [1, 0])""",
+    "isinstance": """
+        class M(type):
+            def __instancecheck__(cls, obj): return isinstance(obj, cls)
+        class X(metaclass=M): pass
+        isinstance(1, X)""",
+    "init": """
+        class C:
+            def __init__(self): C()
+        C()""",
+    "compile": "compile('-' * 50_000 + '1', 's', 'eval')",
 }
 
 
-@pytest.mark.parametrize("size", ["64k", "128k", "256k", "1m", "3m", "8m"])
-def test_every_stack_size_raises_recursion_error_on_deep_recursion(size):
+@pytest.mark.parametrize("limit", [None, 100_000])
+@pytest.mark.parametrize("size", ["1m", "1536k", "3m", "8m", "16m"])
+def test_every_stack_size_raises_recursion_error_on_deep_recursion(size, limit):
+    """Deep C recursion in a fiber raises RecursionError at every stack size, whatever the
+    recursion limit (the main thread's own stack may still overflow with a raised limit)."""
     run_script("""
-        import json, pickle, sys, textwrap
+        import functools, json, pickle, sys, textwrap
         from loop._switch import Fiber, get_stack_size
+        if %r:
+            sys.setrecursionlimit(%r)
         deep = []
         deep2 = []
         for _ in range(100_000):
@@ -324,17 +342,19 @@ def test_every_stack_size_raises_recursion_error_on_deep_recursion(size):
             results = {}
             for name, body in sorted(cases.items()):
                 try:
-                    exec(textwrap.dedent(body), {"json": json, "pickle": pickle,
-                                                 "deep": deep, "deep2": deep2})
+                    exec(textwrap.dedent(body), {"json": json, "pickle": pickle, "deep": deep,
+                                                 "deep2": deep2, "functools": functools})
                     results[name] = "worked"
                 except RecursionError:
                     results[name] = "RecursionError"
+                except MemoryError:          # the parser's own nesting limit
+                    results[name] = "MemoryError"
             return results
         got = Fiber(run).switch()
         assert len(got) == len(cases), got
         print(get_stack_size(), got)
         print("ok")
-    """ % (STACK_SIZE_CASES,), env={"LOOP_STACK_SIZE": size})
+    """ % (limit, limit, STACK_SIZE_CASES), env={"LOOP_STACK_SIZE": size})
 
 
 STUBBORN = """
@@ -401,3 +421,29 @@ def test_fiber_that_survives_being_dropped_is_kept_with_its_parent_and_class():
         "['exit'] True", "1", "['exit', 'exit', 'parent finally'] True",
         "['exit', 'exit', 'parent finally']"], outs[0]
     assert len(set(outs)) == 1, outs
+
+
+def test_stack_sizes_below_the_parsers_need_are_refused():
+    """CPython's parser recurses up to a fixed depth of its own (~800 KB of C stack), which no
+    recursion budget bounds; smaller stacks are refused rather than left to crash."""
+    proc = run_python("import loop._switch", {"LOOP_STACK_SIZE": "256k"}, 60)
+    assert proc.returncode != 0 and "below the minimum" in proc.stderr, proc.stderr
+    run_script("""
+        from loop._switch import Fiber, set_stack_size
+        try:
+            set_stack_size(512 * 1024)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("accepted")
+        set_stack_size(1 << 20)
+        nested = "1 if 1 else " * 50_000 + "1"
+        def run():
+            try:
+                compile(nested, "s", "eval")
+            except (RecursionError, MemoryError, SyntaxError) as e:
+                return type(e).__name__
+            return "compiled"
+        print(Fiber(run).switch())
+        print("ok")
+    """)
