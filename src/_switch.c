@@ -42,11 +42,28 @@
 #include "interp_state.h"
 #include "stack_switch.h"
 
+/* Memory checkers (.ci/memcheck). Both track stacks: valgrind marks what lies below the stack
+ * pointer as inaccessible when a stack shrinks, AddressSanitizer poisons the redzones of the
+ * frames on it. A pooled fiber stack keeps those marks from its last fiber (whose bottom frames
+ * never return), so reusing it, and reading its tripwires, must first clear them; and ASan must
+ * be told about every switch between stacks. None of this is compiled into normal builds. */
 #if defined(__has_include)
-#  if __has_include(<valgrind/valgrind.h>)
+#  if __has_include(<valgrind/valgrind.h>) && __has_include(<valgrind/memcheck.h>)
 #    include <valgrind/valgrind.h>
+#    include <valgrind/memcheck.h>
 #    define LOOP_HAVE_VALGRIND 1
 #  endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#  define LOOP_HAVE_ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define LOOP_HAVE_ASAN 1
+#  endif
+#endif
+#ifdef LOOP_HAVE_ASAN
+#  include <sanitizer/asan_interface.h>
+#  include <sanitizer/common_interface_defs.h>
 #endif
 
 #if defined(LOOP_STACK_SWITCH_UNSUPPORTED) && !defined(LOOP_UNSUPPORTED_REASON)
@@ -214,17 +231,33 @@ stack_map_batch(void)
 
 static void stack_set_tripwires(char *base, size_t size);
 
+/* Let the memory checkers forget what they recorded about `len` bytes of a pooled stack. */
+static inline void
+stack_checkers_forget(char *start, size_t len)
+{
+#ifdef LOOP_HAVE_VALGRIND
+    VALGRIND_MAKE_MEM_UNDEFINED(start, len);
+#endif
+#ifdef LOOP_HAVE_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(start, len);
+#endif
+    (void)start;
+    (void)len;
+}
+
 static int
 fiber_stack_alloc(FiberStack *st)
 {
     st->size = stack_size;
     if (stack_pool_len > 0) {
         st->base = stack_pool[--stack_pool_len];
+        stack_checkers_forget(st->base + page_size, st->size - page_size);
         stack_set_tripwires(st->base, st->size);
         return 0;
     }
     if (stack_cold_len > 0) {
         st->base = stack_cold[--stack_cold_len];
+        stack_checkers_forget(st->base + page_size, st->size - page_size);
         stack_set_tripwires(st->base, st->size);
         return 0;
     }
@@ -287,6 +320,15 @@ stack_tripwires_intact(char *base, size_t size)
 {
     const uint64_t *c = (const uint64_t *)stack_hot_page_of(base, size);
     const uint64_t *d = (const uint64_t *)((const char *)c + page_size - TRIPWIRE_DATA_BYTES);
+#ifdef LOOP_HAVE_VALGRIND
+    /* Whatever the last fiber left there is what we want to look at. */
+    VALGRIND_MAKE_MEM_DEFINED(c, TRIPWIRE_C_BYTES);
+    VALGRIND_MAKE_MEM_DEFINED(d, TRIPWIRE_DATA_BYTES);
+#endif
+#ifdef LOOP_HAVE_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(c, TRIPWIRE_C_BYTES);
+    ASAN_UNPOISON_MEMORY_REGION(d, TRIPWIRE_DATA_BYTES);
+#endif
     uint64_t diff = 0;
     for (size_t i = 0; i < TRIPWIRE_C_BYTES / sizeof(uint64_t); i++) {
         diff |= c[i] ^ TRIPWIRE_WORD;
@@ -449,6 +491,10 @@ struct FiberThread {
     Py_ssize_t refs;             /* fibers pointing here + the ThreadHandle */
     int alive;
     PyThreadState *tstate;
+#ifdef LOOP_HAVE_ASAN
+    const void *asan_main_bottom;    /* the thread's own stack, learnt at its first switch */
+    size_t asan_main_size;
+#endif
 };
 
 static PyTypeObject Fiber_Type;
@@ -737,6 +783,22 @@ after_switch(FiberThread *ft, Fiber *self, Transfer *t)
     return rc;
 }
 
+#ifdef LOOP_HAVE_ASAN
+/* First thing on the stack we switched to: complete ASan's switch, and learn the bounds of the
+ * thread's own stack the first time its main fiber leaves it. */
+static void
+asan_landed(FiberThread *ft, void *fake_stack)
+{
+    const void *from_bottom = NULL;
+    size_t from_size = 0;
+    __sanitizer_finish_switch_fiber(fake_stack, &from_bottom, &from_size);
+    if (ft->asan_main_bottom == NULL && ft->origin != NULL && ft->origin->is_main) {
+        ft->asan_main_bottom = from_bottom;
+        ft->asan_main_size = from_size;
+    }
+}
+#endif
+
 /* Everything from "this is now the current fiber" to the jump. `origin` is the running fiber;
  * when it has finished (origin_dead), its state is not saved and it is never resumed. The caller
  * has already put the transfer into ft->xfer and prepared target's stack if it is new. */
@@ -765,7 +827,22 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
         interp_state_restore(&target->ps, tstate);
     }
     void *dummy;
+#ifdef LOOP_HAVE_ASAN
+    void *fake_stack = NULL;
+    if (target->is_main) {
+        __sanitizer_start_switch_fiber(origin_dead ? NULL : &fake_stack, ft->asan_main_bottom,
+                                       ft->asan_main_size);
+    }
+    else {
+        __sanitizer_start_switch_fiber(origin_dead ? NULL : &fake_stack,
+                                       target->stack.base + page_size,
+                                       target->stack.size - page_size);
+    }
+#endif
     loop_stack_switch(origin_dead ? &dummy : &origin->sp, target->sp, NULL);
+#ifdef LOOP_HAVE_ASAN
+    asan_landed(ft, fake_stack);
+#endif
 }
 
 /* Give a never-started fiber its stack. Runs no Python code and sets no Python error: the
@@ -927,6 +1004,9 @@ fiber_main(void *unused)
     INTERP_BASE_CFRAME_DECL base_cframe;
     FiberThread *ft = tls_thread;
     Fiber *self = ft->current;
+#ifdef LOOP_HAVE_ASAN
+    asan_landed(ft, NULL);
+#endif
     interp_state_enter_base(ft->tstate, &base_cframe);
 
     Transfer t;
