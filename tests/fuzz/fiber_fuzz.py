@@ -521,6 +521,8 @@ def worker(impl, seeds):
 def run_worker(python, impl, seeds, timeout):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.abspath(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    if impl == "greenlet":
+        env.pop("LD_PRELOAD", None)     # a checker preloaded for loop's build has no business here
     env.setdefault("PYTHONFAULTHANDLER", "1")
     args = [python, os.path.abspath(__file__), "--worker", impl, "--list",
             ",".join(map(str, seeds))]
@@ -589,9 +591,13 @@ def main(argv=None):
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--no-greenlet", action="store_true", help="invariants only")
     ap.add_argument("--show", action="store_true", help="print the traces of the seeds")
+    ap.add_argument("--src", help="import loop from this directory (default: this checkout's src)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--list", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.src:
+        global SRC
+        SRC = a.src
     if a.worker:
         worker(a.worker, [int(s) for s in a.list.split(",")])
         return 0
