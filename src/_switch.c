@@ -1102,9 +1102,8 @@ fiber_kill_in_thread(FiberThread *ft, Fiber *self)
 {
     PyObject *saved = exception_take();
     Fiber *old_parent = self->parent;
-    Fiber *killer = ft->current;
-    self->parent = killer;
-    Py_INCREF(killer);
+    self->parent = ft->current;
+    Py_INCREF(self->parent);
     Transfer t = {0};
     t.exc = PyObject_CallNoArgs(FiberExit);
     PyObject *res = NULL;
@@ -1119,11 +1118,13 @@ fiber_kill_in_thread(FiberThread *ft, Fiber *self)
     for (Fiber *p = old_parent; p != NULL && !cyclic; p = p->parent) {
         cyclic = p == self;
     }
-    if (self->parent == killer && old_parent != NULL && !cyclic) {
-        /* The parent was borrowed for the kill only (greenlet does the same): a fiber that
-         * survives it keeps its own, and dropping that one here could kill it too. */
+    if (old_parent != NULL && !cyclic) {
+        /* The parent was lent for the kill only (greenlet does the same, even if the fiber
+         * set another meanwhile): a fiber that survives it keeps its own, and dropping that one
+         * here could kill it too. Never into a cycle, which would make parent walks endless. */
+        Fiber *lent = self->parent;
         self->parent = old_parent;
-        old_parent = killer;
+        old_parent = lent;
     }
     Py_XDECREF(old_parent);
     if (saved != NULL) {
@@ -1147,12 +1148,14 @@ kill_deferred(FiberThread *ft)
 {
     PyObject *list = ft->deferred_kills;
     ft->deferred_kills = NULL;
+    /* The queue holds what was the last reference to each: dropping it, in order, here in the
+     * owner's thread, is the deallocation that kills the fiber (once; fiber_dealloc). */
     Py_ssize_t n = PyList_GET_SIZE(list);
     for (Py_ssize_t i = 0; i < n; i++) {
-        Fiber *f = (Fiber *)PyList_GET_ITEM(list, i);
-        if (f->state == FIBER_ACTIVE && f != ft->current) {
-            fiber_kill_in_thread(ft, f);
-        }
+        PyObject *f = PyList_GET_ITEM(list, i);
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(list, i, Py_None);
+        Py_DECREF(f);
     }
     Py_DECREF(list);
 }

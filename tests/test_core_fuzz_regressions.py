@@ -447,3 +447,84 @@ def test_stack_sizes_below_the_parsers_need_are_refused():
         print(Fiber(run).switch())
         print("ok")
     """)
+
+
+DEFERRED_STUBBORN = """
+    import threading
+    {imports}
+    main = getcurrent()
+    log = []
+    def stubborn():
+        while True:
+            try:
+                main.switch()
+            except GreenletExit:
+                log.append("exit")
+    box = [greenlet(stubborn)]
+    box[0].switch()
+    threading.Thread(target=box.clear).start()   # the last reference goes in another thread
+    import time; time.sleep(0.2)
+    getcurrent()                                  # the owner kills it now: once
+    print(log)
+    print("ok")
+"""
+
+
+def test_fiber_released_in_another_thread_is_thrown_into_once():
+    """Fuzzer find: the owner's queue of fibers released by other threads killed each one while
+    still holding it, so one that survived was killed a second time when the queue let go."""
+    outs = []
+    impls = ["from loop.compat.greenlet import greenlet, getcurrent, GreenletExit"]
+    try:
+        import greenlet  # noqa: F401
+        impls.append("from greenlet import greenlet, getcurrent, GreenletExit")
+    except ImportError:
+        pass
+    for imports in impls:
+        proc = run_python(DEFERRED_STUBBORN.format(imports=imports), None, 120,
+                          interpreter_args=("-X", "faulthandler"))
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout)
+    assert outs[0].split() == ["['exit']", "ok"], outs
+    assert len(set(outs)) == 1, outs
+
+
+def test_survivor_gets_its_parent_back_even_if_it_set_another():
+    run_script("""
+        from loop._switch import Fiber, FiberExit, getcurrent
+        main = getcurrent()
+        parent = Fiber(lambda: main.switch())
+        parent.switch()
+        other = Fiber(lambda: main.switch())
+        other.switch()
+        def stubborn():
+            me = None
+            while True:
+                try:
+                    main.switch()
+                except FiberExit:
+                    getcurrent().parent = other    # changed while being killed
+                    holder.append(getcurrent())    # resurrected
+        holder = []
+        f = Fiber(stubborn, parent=parent)
+        f.switch()
+        del f
+        survivor = holder.pop()
+        assert survivor.parent is parent, survivor.parent
+        # a parent that would close a cycle is not given back
+        a = Fiber(lambda: main.switch())
+        a.switch()
+        def stubborn2():
+            while True:
+                try:
+                    main.switch()
+                except FiberExit:
+                    a.parent = getcurrent()        # a -> me, while my parent is the killer
+                    holder.append(getcurrent())
+        g = Fiber(stubborn2, parent=a)
+        g.switch()
+        del g
+        survivor2 = holder.pop()
+        assert survivor2.parent is main and a.parent is survivor2
+        print("ok")
+    """)
