@@ -567,7 +567,7 @@ def run_worker(python, impl, seeds, timeout):
     return results, running, rc, stderr
 
 
-def check_seeds(python, seeds, compare, per_seed_timeout=30):
+def check_seeds(python, seeds, compare, per_seed_timeout=30, progress=False):
     """Returns (number of seeds checked, list of failure descriptions)."""
     failures = []
     todo = list(seeds)
@@ -601,6 +601,9 @@ def check_seeds(python, seeds, compare, per_seed_timeout=30):
                 i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
                 failures.append("seed %d: differs from greenlet at entry %d: loop %s, greenlet %s"
                                 % (seed, i, a[i:i + 3], b[i:i + 3]))
+        if progress:
+            print("progress: %d seeds checked in this job, %d failures" % (checked, len(failures)),
+                  file=sys.stderr, flush=True)
     return checked, failures
 
 
@@ -615,6 +618,7 @@ def main(argv=None):
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--no-greenlet", action="store_true", help="invariants only")
     ap.add_argument("--show", action="store_true", help="print the traces of the seeds")
+    ap.add_argument("--progress", action="store_true", help="report after every batch (stderr)")
     ap.add_argument("--src", help="import loop from this directory (default: this checkout's src)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--list", help=argparse.SUPPRESS)
@@ -638,7 +642,7 @@ def main(argv=None):
     slices = [seeds[i::a.jobs] for i in range(a.jobs)]
     results = [None] * a.jobs
     threads = [threading.Thread(target=lambda i=i: results.__setitem__(
-        i, check_seeds(a.python, slices[i], compare))) for i in range(a.jobs)]
+        i, check_seeds(a.python, slices[i], compare, progress=a.progress))) for i in range(a.jobs)]
     for t in threads:
         t.start()
     for t in threads:
