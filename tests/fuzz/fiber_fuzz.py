@@ -195,6 +195,7 @@ class Program:
                     return ("raise", e)       # being killed: let finally run
             del target
             self.rec("got", me, got)
+            del got                  # no cycle through this frame: lifetimes stay refcounted
         elif op == "throw":
             k, target = self.pick()
             if k == me:
@@ -210,6 +211,7 @@ class Program:
                     return ("raise", e)
             del target
             self.rec("got", me, got)
+            del got                  # no cycle through this frame: lifetimes stay refcounted
         elif op == "reparent":
             k, target = self.pick(include_main=False)
             pk, parent = self.pick()
@@ -221,7 +223,7 @@ class Program:
             except BaseException as e:
                 outcome = e
             self.rec("reparent", me, k, pk, outcome)
-            del target, parent
+            del target, parent, outcome
         elif op == "drop":
             k, _ = self.pick(include_main=False)
             if k is None or k == me:
@@ -346,7 +348,7 @@ class Program:
                 except BaseException as e:
                     out = e
                 self.rec("same-thread-switch", me, out)
-                del target
+                del target, out
                 return None
             sub_trace = []
             sub = Program(api, random.Random(rng.random()), [rng.randrange(5, 40)], sub_trace,
@@ -368,6 +370,7 @@ class Program:
                     except BaseException as e:
                         out = e
                     self.rec("cross-thread", me, out)
+                    del out
                 return None
             self.rec("raise-signal", me)
             signal.raise_signal(signal.SIGUSR1)
