@@ -62,7 +62,13 @@ TOLERATED = {
     "not-generated": "operations whose greenlet behaviour differs on purpose or is being aligned "
                      "elsewhere are not generated: setting a main fiber's parent, gr_context of "
                      "finished fibers, the switch hook's events, .dead of fibers of ended threads, "
-                     "dropping a fiber in a thread other than its own",
+                     "dropping a fiber in a thread other than its own on purpose (the fibers "
+                     "another thread is handed are let go in their own thread)",
+    "deferred-kill-args": "a fiber released in another thread (its last reference held by garbage "
+                          "that thread collected) is killed by its owner at the owner's next "
+                          "switch; greenlet then loses that switch's value and raises 'cannot "
+                          "switch with no pending arguments', loop delivers it: a seed whose first "
+                          "difference is that is compared up to it",
 }
 
 MAX_FIBERS = 12
@@ -433,7 +439,6 @@ class Program:
                 self.rec("gen-close-exc", e)
         self.gens.clear()
         self.fibers.clear()
-        self.foreign = []
         gc.collect()
 
     def problems(self):
@@ -602,6 +607,9 @@ def check_seeds(python, seeds, compare, per_seed_timeout=30, progress=False):
             if seed in ref and ref[seed]["trace"][:upto] != r["trace"][:upto]:
                 a, b = r["trace"][:upto], ref[seed]["trace"][:upto]
                 i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+                if (0 < i < min(len(a), len(b)) and a[i][0] == b[i][0] == "got" and
+                        b[i][2:] == ["<error>"] and a[i - 1][0].endswith("finally")):
+                    continue                          # TOLERATED["deferred-kill-args"]
                 failures.append("seed %d: differs from greenlet at entry %d: loop %s, greenlet %s"
                                 % (seed, i, a[i:i + 3], b[i:i + 3]))
         if progress:
