@@ -42,11 +42,28 @@
 #include "interp_state.h"
 #include "stack_switch.h"
 
+/* Memory checkers (.ci/memcheck). Both track stacks: valgrind marks what lies below the stack
+ * pointer as inaccessible when a stack shrinks, AddressSanitizer poisons the redzones of the
+ * frames on it. A pooled fiber stack keeps those marks from its last fiber (whose bottom frames
+ * never return), so reusing it, and reading its tripwires, must first clear them; and ASan must
+ * be told about every switch between stacks. None of this is compiled into normal builds. */
 #if defined(__has_include)
-#  if __has_include(<valgrind/valgrind.h>)
+#  if __has_include(<valgrind/valgrind.h>) && __has_include(<valgrind/memcheck.h>)
 #    include <valgrind/valgrind.h>
+#    include <valgrind/memcheck.h>
 #    define LOOP_HAVE_VALGRIND 1
 #  endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#  define LOOP_HAVE_ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define LOOP_HAVE_ASAN 1
+#  endif
+#endif
+#ifdef LOOP_HAVE_ASAN
+#  include <sanitizer/asan_interface.h>
+#  include <sanitizer/common_interface_defs.h>
 #endif
 
 #if defined(LOOP_STACK_SWITCH_UNSUPPORTED) && !defined(LOOP_UNSUPPORTED_REASON)
@@ -86,7 +103,11 @@ PyInit__switch(void)
 
 #define DATA_CHUNK_SIZE (16 * 1024)      /* CPython's DATA_STACK_CHUNK_SIZE */
 #define DEFAULT_STACK_SIZE (8u << 20)
-#define MIN_STACK_SIZE (64u << 10)
+/* Below this, compiling pathologically nested source overflows the stack: CPython's parser has
+ * a fixed depth limit of its own (6,000 levels, ~800 KB of C stack measured on 3.11-3.13),
+ * which no recursion budget bounds. Every other deep recursion measured is bounded by the
+ * budget (fiber_recursion_budget) at any size. */
+#define MIN_STACK_SIZE (1u << 20)
 /* New stacks are mapped this many at a time: one mmap instead of sixteen. */
 #define STACK_BATCH 16
 /* Finished stacks kept for reuse, hot page resident and guard installed; beyond this they are
@@ -114,6 +135,11 @@ static int stack_cold_len;
 static char *stack_fresh[STACK_BATCH];       /* mapped by a batch, never used, no guard yet */
 static int stack_fresh_len;
 static size_t stacks_mapped;                 /* stacks currently mapped: in use, pooled, fresh */
+/* Why the last fiber_stack_alloc() failed. The allocator sets no Python error itself: the
+ * finishing path allocates the stack of a never-started parent where no Python code may run
+ * (creating an exception can start a collection), so callers raise (stack_alloc_raise). */
+static const char *stack_alloc_failed_step;
+static int stack_alloc_failed_errno;
 
 /* Where things sit inside a mapping of `size` bytes starting at `base`:
  *   [base, base+page)                guard page
@@ -190,8 +216,8 @@ stack_map_batch(void)
         base = mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
         if (base == MAP_FAILED) {
-            PyErr_Format(PyExc_MemoryError, "cannot map a %zu-byte fiber stack: %s", stack_size,
-                         strerror(errno));
+            stack_alloc_failed_step = "map a fiber stack";
+            stack_alloc_failed_errno = errno;
             return -1;
         }
     }
@@ -205,17 +231,33 @@ stack_map_batch(void)
 
 static void stack_set_tripwires(char *base, size_t size);
 
+/* Let the memory checkers forget what they recorded about `len` bytes of a pooled stack. */
+static inline void
+stack_checkers_forget(char *start, size_t len)
+{
+#ifdef LOOP_HAVE_VALGRIND
+    VALGRIND_MAKE_MEM_UNDEFINED(start, len);
+#endif
+#ifdef LOOP_HAVE_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(start, len);
+#endif
+    (void)start;
+    (void)len;
+}
+
 static int
 fiber_stack_alloc(FiberStack *st)
 {
     st->size = stack_size;
     if (stack_pool_len > 0) {
         st->base = stack_pool[--stack_pool_len];
+        stack_checkers_forget(st->base + page_size, st->size - page_size);
         stack_set_tripwires(st->base, st->size);
         return 0;
     }
     if (stack_cold_len > 0) {
         st->base = stack_cold[--stack_cold_len];
+        stack_checkers_forget(st->base + page_size, st->size - page_size);
         stack_set_tripwires(st->base, st->size);
         return 0;
     }
@@ -224,11 +266,10 @@ fiber_stack_alloc(FiberStack *st)
     }
     char *base = stack_fresh[--stack_fresh_len];
     if (stack_install_guard(base) < 0) {
-        int saved = errno;
+        stack_alloc_failed_step = "install a fiber stack guard page";
+        stack_alloc_failed_errno = errno;
         munmap(base, stack_size);
         stacks_mapped--;
-        PyErr_Format(PyExc_MemoryError, "cannot install a fiber stack guard page: %s",
-                     strerror(saved));
         return -1;
     }
 #ifdef LOOP_HAVE_VALGRIND
@@ -237,6 +278,13 @@ fiber_stack_alloc(FiberStack *st)
     st->base = base;
     stack_set_tripwires(st->base, st->size);
     return 0;
+}
+
+static void
+stack_alloc_raise(void)
+{
+    PyErr_Format(PyExc_MemoryError, "cannot %s (%zu bytes): %s", stack_alloc_failed_step,
+                 stack_size, strerror(stack_alloc_failed_errno));
 }
 
 /* Tripwires for stack_trim. A fiber that used more than its hot page wrote across one of the hot
@@ -272,6 +320,15 @@ stack_tripwires_intact(char *base, size_t size)
 {
     const uint64_t *c = (const uint64_t *)stack_hot_page_of(base, size);
     const uint64_t *d = (const uint64_t *)((const char *)c + page_size - TRIPWIRE_DATA_BYTES);
+#ifdef LOOP_HAVE_VALGRIND
+    /* Whatever the last fiber left there is what we want to look at. */
+    VALGRIND_MAKE_MEM_DEFINED(c, TRIPWIRE_C_BYTES);
+    VALGRIND_MAKE_MEM_DEFINED(d, TRIPWIRE_DATA_BYTES);
+#endif
+#ifdef LOOP_HAVE_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(c, TRIPWIRE_C_BYTES);
+    ASAN_UNPOISON_MEMORY_REGION(d, TRIPWIRE_DATA_BYTES);
+#endif
     uint64_t diff = 0;
     for (size_t i = 0; i < TRIPWIRE_C_BYTES / sizeof(uint64_t); i++) {
         diff |= c[i] ^ TRIPWIRE_WORD;
@@ -362,21 +419,30 @@ stack_pool_flush(void)
     }
 }
 
-/* The C recursion budget a fiber gets on 3.12+: CPython's per-thread default assumes an 8 MiB
- * stack; smaller fiber stacks get a proportionally smaller budget. */
+/* Bytes of a fiber's stack kept out of the recursion budget: the fiber's own bottom frames, a
+ * C signal handler, and the C code between CPython's last recursion check and the next. */
+#define STACK_RESERVE (16u << 10)
+
+/* How many of CPython's recursion units (interp_state.h) a fiber's stack holds. CPython sizes
+ * its budget for an 8 MiB thread stack and for typical code; a fiber's stack may be smaller,
+ * and the worst measured pattern (a sort key function that sorts again: the sort's merge state
+ * is ~5 KB of C stack per level) needs INTERP_STACK_BYTES_PER_UNIT per unit. Giving every
+ * fiber exactly what its stack holds at that rate, never more than CPython gives a thread,
+ * makes deep C recursion raise RecursionError at every stack size instead of reaching the
+ * guard page. The numbers per size are in docs/design.md. */
 static int
-fiber_c_budget(size_t size)
+fiber_recursion_budget(size_t size)
 {
-#if INTERP_DEFAULT_C_BUDGET > 0
-    if (size >= DEFAULT_STACK_SIZE) {
-        return INTERP_DEFAULT_C_BUDGET;
+    size_t overhead = page_size + (DATA_CHUNK_SIZE + page_size - SHARED_PAGE_SPLIT) + 64 +
+                      STACK_RESERVE;
+    size_t units = size > overhead ? (size - overhead) / INTERP_STACK_BYTES_PER_UNIT : 0;
+    if (INTERP_DEFAULT_C_BUDGET > 0 && units > (size_t)INTERP_DEFAULT_C_BUDGET) {
+        units = INTERP_DEFAULT_C_BUDGET;
     }
-    long long budget = (long long)INTERP_DEFAULT_C_BUDGET * (long long)size / DEFAULT_STACK_SIZE;
-    return budget < 50 ? 50 : (int)budget;
-#else
-    (void)size;
-    return 0;
-#endif
+    if (units > INT_MAX / 2) {
+        units = INT_MAX / 2;
+    }
+    return units < 1 ? 1 : (int)units;
 }
 
 /* ========================================================================================== */
@@ -425,12 +491,17 @@ struct FiberThread {
     Py_ssize_t refs;             /* fibers pointing here + the ThreadHandle */
     int alive;
     PyThreadState *tstate;
+#ifdef LOOP_HAVE_ASAN
+    const void *asan_main_bottom;    /* the thread's own stack, learnt at its first switch */
+    size_t asan_main_size;
+#endif
 };
 
 static PyTypeObject Fiber_Type;
 static PyTypeObject ThreadHandle_Type;
 static PyObject *FiberExit;
 static PyObject *FiberError;
+static PyObject *parent_start_error;  /* made at import: raised where no Python code may run */
 static PyObject *thread_key;          /* key of our ThreadHandle in the thread-state dict */
 static PyObject *str_run;
 static PyObject *str_switch;
@@ -712,6 +783,22 @@ after_switch(FiberThread *ft, Fiber *self, Transfer *t)
     return rc;
 }
 
+#ifdef LOOP_HAVE_ASAN
+/* First thing on the stack we switched to: complete ASan's switch, and learn the bounds of the
+ * thread's own stack the first time its main fiber leaves it. */
+static void
+asan_landed(FiberThread *ft, void *fake_stack)
+{
+    const void *from_bottom = NULL;
+    size_t from_size = 0;
+    __sanitizer_finish_switch_fiber(fake_stack, &from_bottom, &from_size);
+    if (ft->asan_main_bottom == NULL && ft->origin != NULL && ft->origin->is_main) {
+        ft->asan_main_bottom = from_bottom;
+        ft->asan_main_size = from_size;
+    }
+}
+#endif
+
 /* Everything from "this is now the current fiber" to the jump. `origin` is the running fiber;
  * when it has finished (origin_dead), its state is not saved and it is never resumed. The caller
  * has already put the transfer into ft->xfer and prepared target's stack if it is new. */
@@ -734,13 +821,43 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
         target->state = FIBER_ACTIVE;
         interp_state_start(&target->ps, tstate,
                            (_PyStackChunk *)stack_chunk_of(target->stack.base, target->stack.size),
-                           DATA_CHUNK_SIZE, fiber_c_budget(target->stack.size));
+                           DATA_CHUNK_SIZE, fiber_recursion_budget(target->stack.size));
     }
     else {
         interp_state_restore(&target->ps, tstate);
     }
     void *dummy;
+#ifdef LOOP_HAVE_ASAN
+    void *fake_stack = NULL;
+    if (target->is_main) {
+        __sanitizer_start_switch_fiber(origin_dead ? NULL : &fake_stack, ft->asan_main_bottom,
+                                       ft->asan_main_size);
+    }
+    else {
+        __sanitizer_start_switch_fiber(origin_dead ? NULL : &fake_stack,
+                                       target->stack.base + page_size,
+                                       target->stack.size - page_size);
+    }
+#endif
     loop_stack_switch(origin_dead ? &dummy : &origin->sp, target->sp, NULL);
+#ifdef LOOP_HAVE_ASAN
+    asan_landed(ft, fake_stack);
+#endif
+}
+
+/* Give a never-started fiber its stack. Runs no Python code and sets no Python error: the
+ * finishing path calls it on a stack that is about to be released. */
+static int
+fiber_give_stack(Fiber *target)
+{
+    if (target->stack.base == NULL) {
+        if (fiber_stack_alloc(&target->stack) < 0) {
+            return -1;
+        }
+        target->sp = loop_stack_prepare(stack_top_of(target->stack.base, target->stack.size),
+                                        fiber_main, NULL);
+    }
+    return 0;
 }
 
 /* Check that `target` can run now and, if it never ran, give it a stack. May run Python code
@@ -782,12 +899,9 @@ prepare_target(FiberThread *ft, Fiber *target)
                 return -1;
             }
         }
-        if (target->stack.base == NULL) {
-            if (fiber_stack_alloc(&target->stack) < 0) {
-                return -1;
-            }
-            target->sp = loop_stack_prepare(stack_top_of(target->stack.base, target->stack.size),
-                                            fiber_main, NULL);
+        if (fiber_give_stack(target) < 0) {
+            stack_alloc_raise();
+            return -1;
         }
     }
     return 0;
@@ -852,6 +966,36 @@ fiber_switch_with(Fiber *target, Transfer *t)
     return transfer_result(&got);
 }
 
+/* A fiber that a finishing child started (the end of fiber_main) has had no chance to look up
+ * its run or to make its context: both can run Python code, which must not run on the finished
+ * child's stack (its frames would outlive the stack). It does both here, on its own stack. */
+static int
+fiber_complete_start(Fiber *self, PyObject **run)
+{
+    if (self->context_vars != NULL) {
+        if (fiber_make_context(self) < 0) {
+            return -1;
+        }
+        PyObject *ctx = self->ps.context;
+        self->ps.context = NULL;
+        PyThreadState *tstate = PyThreadState_Get();
+        if (ctx != NULL && tstate->context == NULL) {
+            tstate->context = ctx;
+            tstate->context_ver++;
+        }
+        else {
+            Py_XDECREF(ctx);     /* .context was set meanwhile: that one wins */
+        }
+    }
+    if (*run == NULL) {
+        *run = PyObject_GetAttr((PyObject *)self, str_run);
+        if (*run == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The bottom C frame of every fiber. */
 static void
 fiber_main(void *unused)
@@ -860,6 +1004,9 @@ fiber_main(void *unused)
     INTERP_BASE_CFRAME_DECL base_cframe;
     FiberThread *ft = tls_thread;
     Fiber *self = ft->current;
+#ifdef LOOP_HAVE_ASAN
+    asan_landed(ft, NULL);
+#endif
     interp_state_enter_base(ft->tstate, &base_cframe);
 
     Transfer t;
@@ -870,6 +1017,9 @@ fiber_main(void *unused)
         if (t.exc != NULL) {
             /* Thrown into before it ran: the run callable is never called. */
             result = transfer_result(&t);
+        }
+        else if (fiber_complete_start(self, &run) < 0) {
+            transfer_clear(&t);
         }
         else if (t.packed) {
             result = PyObject_CallOneArg(run, t.value);
@@ -922,10 +1072,17 @@ fiber_main(void *unused)
         if (parent == NULL) {
             parent = ft->main;
         }
-        if (parent->state == FIBER_NEW && prepare_target(ft, parent) < 0) {
-            /* Cannot start that parent; deliver the error to the main fiber instead. */
-            transfer_clear(&out);
-            out.exc = exception_take();
+        /* Only C work here: any Python code (a subclass's run property, making a context,
+         * even creating an exception) would run on this stack, which is released as soon as
+         * we leave it. A never-started parent looks those up itself (fiber_complete_start). */
+        if (parent->state == FIBER_NEW && (loop_is_finalizing() || fiber_give_stack(parent) < 0)) {
+            /* Cannot start that parent: the main fiber gets a ready-made error instead, and
+             * drops the outcome (out.value is cleared on the far side when out.exc is set). */
+            if (out.exc != NULL) {
+                out.value = out.exc;
+            }
+            out.exc = parent_start_error;
+            Py_INCREF(out.exc);
             parent = ft->main;
         }
         ft->xfer = out;
@@ -957,6 +1114,18 @@ fiber_kill_in_thread(FiberThread *ft, Fiber *self)
         PyErr_WriteUnraisable((PyObject *)self);
     }
     Py_XDECREF(res);
+    int cyclic = 0;
+    for (Fiber *p = old_parent; p != NULL && !cyclic; p = p->parent) {
+        cyclic = p == self;
+    }
+    if (old_parent != NULL && !cyclic) {
+        /* The parent was lent for the kill only (greenlet does the same, even if the fiber
+         * set another meanwhile): a fiber that survives it keeps its own, and dropping that one
+         * here could kill it too. Never into a cycle, which would make parent walks endless. */
+        Fiber *lent = self->parent;
+        self->parent = old_parent;
+        old_parent = lent;
+    }
     Py_XDECREF(old_parent);
     if (saved != NULL) {
         exception_restore(saved);
@@ -979,12 +1148,14 @@ kill_deferred(FiberThread *ft)
 {
     PyObject *list = ft->deferred_kills;
     ft->deferred_kills = NULL;
+    /* The queue holds what was the last reference to each: dropping it, in order, here in the
+     * owner's thread, is the deallocation that kills the fiber (once; fiber_dealloc). */
     Py_ssize_t n = PyList_GET_SIZE(list);
     for (Py_ssize_t i = 0; i < n; i++) {
-        Fiber *f = (Fiber *)PyList_GET_ITEM(list, i);
-        if (f->state == FIBER_ACTIVE && f != ft->current) {
-            fiber_kill_in_thread(ft, f);
-        }
+        PyObject *f = PyList_GET_ITEM(list, i);
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(list, i, Py_None);
+        Py_DECREF(f);
     }
     Py_DECREF(list);
 }
@@ -1168,18 +1339,19 @@ fiber_clear(Fiber *self)
     return 0;
 }
 
-/* PEP 442 finalizer: a suspended fiber that lost its last reference gets FiberExit thrown in,
- * in its own thread, so its finally blocks and __exit__ methods run. From another thread it is
- * queued for the owner (the queue's reference resurrects it). */
-static void
+/* A suspended fiber that lost its last reference gets FiberExit thrown in, in its own thread, so
+ * its finally blocks and __exit__ methods run. From another thread it is queued for the owner
+ * (the queue's reference resurrects it). Called by fiber_dealloc, once per deallocation.
+ * Returns 1 if FiberExit was thrown in, else 0. */
+static int
 fiber_finalize(Fiber *self)
 {
     if (self->state != FIBER_ACTIVE || self->is_main || self->thread == NULL) {
-        return;
+        return 0;
     }
     FiberThread *owner = self->thread;
     if (!owner->alive || loop_is_finalizing()) {
-        return;
+        return 0;
     }
     if (owner != tls_thread) {
         PyObject *saved = exception_take();
@@ -1193,24 +1365,56 @@ fiber_finalize(Fiber *self)
         if (saved != NULL) {
             exception_restore(saved);
         }
-        return;
+        return 0;
     }
     if (owner->current == self) {
-        return;
+        return 0;
     }
     fiber_kill_in_thread(owner, self);
+    return 1;
+}
+
+/* The last reference to a suspended fiber went away: kill it (fiber_finalize), resurrecting
+ * it for the time being as PyObject_CallFinalizerFromDealloc does. This is not a tp_finalize:
+ * a subclass's __del__ would take over that slot, and CPython runs a finalizer once per object,
+ * but a fiber must be killed whenever it is dropped suspended, whatever its class defines, and
+ * exactly once per drop (greenlet does the same; a subclass's __del__ runs first). Returns -1
+ * if the fiber was resurrected. Active fibers are never collected as garbage (fiber_is_gc), so
+ * deallocation is the only way in. */
+static int
+fiber_kill_from_dealloc(Fiber *self)
+{
+    PyObject_GC_Track(self);
+    Py_SET_REFCNT(self, 1);
+    if (fiber_finalize(self) && self->state == FIBER_ACTIVE && Py_REFCNT(self) == 1) {
+        /* It caught FiberExit and is suspended again, and nothing took a new reference.
+         * Freeing it would strand its frames and stack, so it keeps the reference it has now
+         * (greenlet does the same), and can still be killed by whoever reaches it (a weak
+         * reference, the thread's end). */
+        PySys_FormatStderr("loop._switch: FiberExit did not end %R; it is kept alive\n", self);
+    }
+    else {
+        Py_SET_REFCNT(self, Py_REFCNT(self) - 1);
+        if (Py_REFCNT(self) == 0) {
+            PyObject_GC_UnTrack(self);
+            return 0;
+        }
+    }
+    /* Resurrected. A subclass instance is being freed by CPython's subtype_dealloc, which
+     * drops the instance's reference to its class once we return: the object lives on, so it
+     * needs that reference back. */
+    if (PyType_HasFeature(Py_TYPE(self), Py_TPFLAGS_HEAPTYPE)) {
+        Py_INCREF(Py_TYPE(self));
+    }
+    return -1;
 }
 
 static void
 fiber_dealloc(Fiber *self)
 {
     PyObject_GC_UnTrack(self);
-    if (self->state == FIBER_ACTIVE && !self->is_main && Py_TYPE(self)->tp_finalize != NULL) {
-        PyObject_GC_Track(self);
-        if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
-            return;   /* resurrected */
-        }
-        PyObject_GC_UnTrack(self);
+    if (self->state == FIBER_ACTIVE && !self->is_main && fiber_kill_from_dealloc(self) < 0) {
+        return;   /* resurrected */
     }
     if (self->state == FIBER_ACTIVE && !self->is_main) {
         /* Its thread is gone, the interpreter is finalizing, or it ignored FiberExit. */
@@ -1341,6 +1545,13 @@ fiber_throw(Fiber *self, PyObject *args)
     t.exc = make_exception(typ, val, tb);
     if (t.exc == NULL) {
         return NULL;
+    }
+    if (target != self && PyErr_GivenExceptionMatches(t.exc, FiberExit)) {
+        /* Forwarded past a finished fiber (greenlet's rule): the exit exception is what a fiber
+         * that dies of it returns, so the live parent receives it as a value, not raised. */
+        t.value = t.exc;
+        t.exc = NULL;
+        t.packed = 1;
     }
     return fiber_switch_with(target, &t);
 }
@@ -1580,7 +1791,6 @@ static PyTypeObject Fiber_Type = {
     .tp_traverse = (traverseproc)fiber_traverse,
     .tp_clear = (inquiry)fiber_clear,
     .tp_is_gc = (inquiry)fiber_is_gc,
-    .tp_finalize = (destructor)fiber_finalize,
     .tp_methods = fiber_methods,
     .tp_getset = fiber_getset,
     .tp_as_number = &fiber_as_number,
@@ -1735,12 +1945,15 @@ PyInit__switch(void)
     FiberError = PyErr_NewExceptionWithDoc(
         "loop._switch.FiberError", "Misuse of a fiber: a switch that cannot happen.",
         PyExc_RuntimeError, NULL);
+    parent_start_error = FiberError == NULL ? NULL : PyObject_CallFunction(
+        FiberError, "s", "cannot start the parent of a finished fiber (no stack could be "
+        "mapped, or the interpreter is finalizing)");
     thread_key = PyUnicode_InternFromString("loop._switch.thread");
     str_run = PyUnicode_InternFromString("run");
     str_switch = PyUnicode_InternFromString("switch");
     str_throw = PyUnicode_InternFromString("throw");
     str_dead_goes_to_parent = PyUnicode_InternFromString("_dead_switch_goes_to_parent");
-    if (!FiberExit || !FiberError || !thread_key || !str_run || !str_switch || !str_throw ||
+    if (!FiberExit || !FiberError || !parent_start_error || !thread_key || !str_run || !str_switch || !str_throw ||
         !str_dead_goes_to_parent) {
         Py_DECREF(m);
         return NULL;

@@ -22,8 +22,13 @@
  *                                        which must live on the fiber's own C stack
  *   interp_state_top_frame_swap(tstate, s, save)
  *                                        expose a suspended fiber's frame chain for introspection
- *   INTERP_DEFAULT_C_BUDGET              the per-thread C recursion budget CPython assumes for
- *                                        an 8 MiB stack (0 where C and Python share one counter)
+ *   interp_state_start(..., budget)      budget: the recursion units the fiber's stack holds
+ *                                        (_switch.c, fiber_recursion_budget)
+ *   INTERP_DEFAULT_C_BUDGET              CPython's per-thread C recursion budget (0 where C and
+ *                                        Python calls share one counter)
+ *   INTERP_STACK_BYTES_PER_UNIT          C stack one recursion unit may use: the worst pattern
+ *                                        measured (sorted() whose key function sorts again, ~5 KB
+ *                                        of C stack per level) plus a quarter for what was not
  *
  * None of these functions may call into Python, allocate, or DECREF: they run between "save" and
  * "jump", where a garbage collection or a finalizer would see a half-switched thread (trap T5).
@@ -38,7 +43,13 @@
 
 /* Fields every supported version stores the same way: the frame data stack, the handled-exception
  * stack and the contextvars context. The version headers call these for their shared part. */
+/* recursion_headroom and tracing are depths of the running call stack -- "inside exception
+ * normalization", "inside a trace function" -- so they belong to the fiber whose code raised
+ * them; left per thread, a fiber that switches away inside an exception's __init__ or inside a
+ * trace function would leave every other fiber without RecursionError or without tracing. */
 #define INTERP_COMMON_FIELDS \
+    int recursion_headroom; \
+    int tracing; \
     _PyStackChunk *datastack_chunk; \
     PyObject **datastack_top; \
     PyObject **datastack_limit; \
@@ -47,6 +58,8 @@
     PyObject *context;              /* strong reference while the fiber is not running */
 
 #define INTERP_COMMON_SAVE(s, ts) do { \
+    (s)->recursion_headroom = (ts)->recursion_headroom; \
+    (s)->tracing = (ts)->tracing; \
     (s)->datastack_chunk = (ts)->datastack_chunk; \
     (s)->datastack_top = (ts)->datastack_top; \
     (s)->datastack_limit = (ts)->datastack_limit; \
@@ -57,6 +70,8 @@
 } while (0)
 
 #define INTERP_COMMON_RESTORE(s, ts) do { \
+    (ts)->recursion_headroom = (s)->recursion_headroom; \
+    (ts)->tracing = (s)->tracing; \
     (ts)->datastack_chunk = (s)->datastack_chunk; \
     (ts)->datastack_top = (s)->datastack_top; \
     (ts)->datastack_limit = (s)->datastack_limit; \
@@ -70,6 +85,8 @@
 /* A never-run fiber: our own root data-stack chunk, set up exactly as CPython's push_chunk()
  * leaves a root chunk (data[0] reserved, so CPython never pops it); clean exception state. */
 #define INTERP_COMMON_START(s, ts, chunk, chunk_size) do { \
+    (ts)->recursion_headroom = 0; \
+    (ts)->tracing = 0; \
     (chunk)->previous = NULL; \
     (chunk)->size = (chunk_size); \
     (chunk)->top = 0; \

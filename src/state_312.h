@@ -3,11 +3,14 @@
  * (FRAME_OWNED_BY_CSTACK) live on the C stack, which is fine for us: a suspended fiber's C stack
  * stays mapped and untouched. */
 #define INTERP_DEFAULT_C_BUDGET C_RECURSION_LIMIT
+/* measured: 4,989 bytes and 3 units of c_recursion_remaining per level of sorted(key=...) */
+#define INTERP_STACK_BYTES_PER_UNIT 2100
 
 typedef struct {
     _PyCFrame *cframe;
     INTERP_COMMON_FIELDS
     int py_recursion_depth;         /* py_recursion_limit - py_recursion_remaining */
+    int what_event;                 /* the monitoring event being delivered, if any */
     int c_recursion_remaining;      /* the C limit is a constant, so the raw value is kept */
     int trash_delete_nesting;
     PyObject *trash_delete_later;
@@ -20,6 +23,7 @@ interp_state_save(InterpState *s, PyThreadState *ts)
     INTERP_COMMON_SAVE(s, ts);
     s->py_recursion_depth = ts->py_recursion_limit - ts->py_recursion_remaining;
     s->c_recursion_remaining = ts->c_recursion_remaining;
+    s->what_event = ts->what_event;
     s->trash_delete_nesting = ts->trash.delete_nesting;
     s->trash_delete_later = ts->trash.delete_later;
 }
@@ -31,6 +35,7 @@ interp_state_restore(InterpState *s, PyThreadState *ts)
     INTERP_COMMON_RESTORE(s, ts);
     ts->py_recursion_remaining = ts->py_recursion_limit - s->py_recursion_depth;
     ts->c_recursion_remaining = s->c_recursion_remaining;
+    ts->what_event = s->what_event;
     ts->trash.delete_nesting = s->trash_delete_nesting;
     ts->trash.delete_later = s->trash_delete_later;
 }
@@ -42,6 +47,7 @@ interp_state_start(InterpState *s, PyThreadState *ts, _PyStackChunk *chunk, int 
     INTERP_COMMON_START(s, ts, chunk, chunk_size);
     ts->py_recursion_remaining = ts->py_recursion_limit;
     ts->c_recursion_remaining = c_budget;
+    ts->what_event = -1;            /* as a new thread state starts */
     ts->trash.delete_nesting = 0;
     ts->trash.delete_later = NULL;
 }
