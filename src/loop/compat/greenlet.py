@@ -20,6 +20,11 @@ __all__ = ["greenlet", "getcurrent", "GreenletExit", "error", "settrace", "gettr
 # greenlet exposes its version; code sometimes checks it.
 __version__ = "3.1.0"
 
+# Feature flags greenlet has exported since 0.4; code written for old greenlets still tests them.
+GREENLET_USE_GC = True
+GREENLET_USE_TRACING = True
+GREENLET_USE_CONTEXT_VARS = True
+
 
 class _GreenletMeta(type):
     # Every fiber is a greenlet to this facade, including the main one that getcurrent() returns.
