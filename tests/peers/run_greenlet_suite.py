@@ -65,6 +65,32 @@ def _private_hooks_module(facade):
         setattr(mod, name, getattr(facade, name))
     mod.get_pending_cleanup_count = lambda: 0
     mod.get_total_main_greenlets = lambda: 0
+
+    # greenlet can spend time in its GC hooks on "optional cleanup" of greenlets of dead threads
+    # and reports the clock ticks it used (None when switched off). loop has no such optional
+    # work (a thread's fibers are dealt with when the thread ends), so it uses none.
+    optional_cleanup = {"enabled": True}
+
+    def enable_optional_cleanup(flag):
+        optional_cleanup["enabled"] = bool(flag)
+
+    mod.enable_optional_cleanup = enable_optional_cleanup
+    mod.get_clocks_used_doing_optional_cleanup = (
+        lambda: 0 if optional_cleanup["enabled"] else None)
+    mod.CLOCKS_PER_SEC = 1000000   # POSIX's value of the C constant
+
+    def set_thread_local(key, value):
+        # greenlet's hook stores into CPython's per-thread-state dict, which dies with the thread.
+        import ctypes
+
+        api = ctypes.pythonapi
+        api.PyThreadState_GetDict.restype = ctypes.py_object
+        tsdict = api.PyThreadState_GetDict()
+        # ctypes takes a py_object result for a new reference; this one is borrowed.
+        api.Py_IncRef(ctypes.py_object(tsdict))
+        tsdict[key] = value
+
+    mod.set_thread_local = set_thread_local
     return mod
 
 
@@ -107,6 +133,7 @@ def child_main(module, out_path, skip_ids, real, known):
     if not real and module in known.EXCLUDED:
         # Not even imported (it would load a greenlet C extension): its tests, read from the
         # source, are reported as skipped.
+        emit(kind="list", ids=static_test_ids(module))
         for tid in static_test_ids(module):
             emit(kind="result", id=tid, outcome="skip", detail=known.EXCLUDED[module])
         return
@@ -139,6 +166,12 @@ def child_main(module, out_path, skip_ids, real, known):
             self.outcome = ("pass", "")
 
         def addFailure(self, test, err):
+            if type(err[1]).__name__ == "LeakCheckError" and "to leak but it did not" in str(
+                    err[1]):
+                # greenlet marks some tests as leaking in greenlet (fails_leakcheck) and then
+                # fails them when nothing leaks: the test's own checks all passed.
+                self.outcome = ("pass", "passes, and does not leak where greenlet does")
+                return
             self.outcome = ("fail", self._exc_info_to_string(err, test))
 
         def addError(self, test, err):
@@ -160,6 +193,10 @@ def child_main(module, out_path, skip_ids, real, known):
             continue
         if not real and tid in known.EXCLUDED:
             emit(kind="result", id=tid, outcome="skip", detail=known.EXCLUDED[tid])
+            continue
+        if not real and tid in known.NOT_RUN:
+            # A known failure too costly to run (it is counted as failed).
+            emit(kind="result", id=tid, outcome="fail", detail="not run: " + known.NOT_RUN[tid])
             continue
         emit(kind="start", id=tid)
         result = Result()
