@@ -542,6 +542,21 @@ current_thread(void)
     return fiber_thread_create();
 }
 
+static int fiber_has_greenlet_rules(Fiber *self);
+
+/* The error for a switch into a fiber that belongs to another OS thread (greenlet's words). */
+static void
+raise_other_thread(FiberThread *ft, Fiber *target)
+{
+    if (target->thread == NULL || !target->thread->alive) {
+        PyErr_SetString(FiberError,
+                        "cannot switch to a different thread (which happens to have exited)");
+        return;
+    }
+    PyErr_Format(FiberError, "Cannot switch to a different thread\n\tCurrent:  %R\n\tExpected: %R",
+                 (PyObject *)ft->current, (PyObject *)target->thread->main);
+}
+
 /* ========================================================================================== */
 /* Transfers                                                                                   */
 /* ========================================================================================== */
@@ -757,21 +772,6 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
     }
     void *dummy;
     loop_stack_switch(origin_dead ? &dummy : &origin->sp, target->sp, NULL);
-}
-
-static int fiber_has_greenlet_rules(Fiber *self);
-
-/* The error for a switch into a fiber that belongs to another OS thread (greenlet's words). */
-static void
-raise_other_thread(FiberThread *ft, Fiber *target)
-{
-    if (target->thread == NULL || !target->thread->alive) {
-        PyErr_SetString(FiberError,
-                        "cannot switch to a different thread (which happens to have exited)");
-        return;
-    }
-    PyErr_Format(FiberError, "Cannot switch to a different thread\n\tCurrent:  %R\n\tExpected: %R",
-                 (PyObject *)ft->current, (PyObject *)target->thread->main);
 }
 
 /* Check that `target` can run now and, if it never ran, give it a stack. May run Python code
@@ -1029,18 +1029,7 @@ fiber_kill_in_thread(FiberThread *ft, Fiber *self)
         PyErr_WriteUnraisable((PyObject *)self);
     }
     Py_XDECREF(res);
-    /* The killer was its parent only for the kill: a fiber that survived it (caught FiberExit
-     * and switched away) keeps its own parent, as in greenlet. */
-    Fiber *p = old_parent;
-    while (p != NULL && p != self) {
-        p = p->parent;
-    }
-    if (old_parent != NULL && p == NULL) {
-        Py_XSETREF(self->parent, old_parent);
-    }
-    else {
-        Py_XDECREF(old_parent);      /* re-parented meanwhile so that it would close a cycle */
-    }
+    Py_XDECREF(old_parent);
     if (saved != NULL) {
         exception_restore(saved);
     }

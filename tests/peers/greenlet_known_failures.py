@@ -46,10 +46,10 @@ if sys.version_info < (3, 13):
 
 KNOWN_FAILURES = {
     "test_greenlet.TestGreenlet.test_parent_restored_on_kill":
-        "a greenlet that survived being killed on its last reference (it caught GreenletExit) "
-        "is not killed again when dropped a second time: CPython runs tp_finalize once per "
-        "object, and a suspended fiber is killed from there; its frames leak (fixed on the "
-        "core branch for issue 14 item 2: remove this entry once merged)",
+        "a greenlet killed on its last reference keeps the killer as its parent if it survives "
+        "the kill, and is not killed again when dropped a second time (CPython runs "
+        "tp_finalize once per object); fixed on the core branch for issue 14 (items 2 and "
+        "8): remove this entry once merged",
     "test_throw.ThrowTests.test_kill":
         "throw() of GreenletExit into a finished greenlet must reach the live parent as a "
         "value; the C core raises it there (fixed on the core branch for issue 14 item 3: "
