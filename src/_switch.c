@@ -1717,7 +1717,9 @@ static PyTypeObject Fiber_Type = {
     .tp_name = "loop._switch.Fiber",
     .tp_doc = "Fiber(run=None, parent=None, copy_context=False)\n--\n\n"
               "A green thread with its own C stack. Semantics follow greenlet.greenlet, except "
-              "that switching or throwing into a finished fiber raises FiberError. It runs in "
+              "that switching or throwing into a finished fiber raises FiberError, and so does "
+              "a start that the lookup of run already made; a finished fiber's context is final; "
+              "a parent from another thread is refused at once. It runs in "
               "an empty context, or with copy_context=True in a copy of the current context "
               "as of this call (as an asyncio task does).",
     .tp_basicsize = sizeof(Fiber),
