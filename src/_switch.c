@@ -1865,6 +1865,21 @@ mod_set_main_fiber_type(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* The calling thread's trashcan nesting depth (None on 3.13+, which has no such counter). It is
+ * one of the fields every switch saves and restores per fiber; tests read it to check that a
+ * switch in the middle of a deferred deallocation leaves it balanced. */
+static PyObject *
+mod_trash_delete_nesting(PyObject *module, PyObject *unused)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_RETURN_NONE;
+#elif PY_VERSION_HEX >= 0x030C0000
+    return PyLong_FromLong(PyThreadState_Get()->trash.delete_nesting);
+#else
+    return PyLong_FromLong(PyThreadState_Get()->trash_delete_nesting);
+#endif
+}
+
 static PyMethodDef module_methods[] = {
     {"getcurrent", mod_getcurrent, METH_NOARGS, "getcurrent()\n--\n\nThe running fiber."},
     {"settrace", mod_settrace, METH_O,
@@ -1875,6 +1890,8 @@ static PyMethodDef module_methods[] = {
      "get_stack_size()\n--\n\nBytes reserved for each new fiber's C stack."},
     {"set_stack_size", mod_set_stack_size, METH_O,
      "set_stack_size(n)\n--\n\nReserve n bytes for stacks of fibers started from now on."},
+    {"_trash_delete_nesting", mod_trash_delete_nesting, METH_NOARGS,
+     "_trash_delete_nesting()\n--\n\nThis thread's trashcan nesting depth (None on 3.13+)."},
     {"_set_main_fiber_type", mod_set_main_fiber_type, METH_O,
      "_set_main_fiber_type(type)\n--\n\nMake a layout-compatible Fiber subclass the type of main "
      "fibers (for loop.compat.greenlet)."},

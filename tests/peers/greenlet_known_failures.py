@@ -12,15 +12,12 @@ much (they are counted as failed).
 Keys are test ids relative to ``greenlet.tests`` (``module.Class.test``), or a module name for
 a module that cannot be imported at all.
 """
-import sys
 
 C_EXTENSION = ("needs greenlet's compiled test extension (built against greenlet's C API, "
                "which loop does not provide)")
 
-
 def _private(hook):
     return "needs the greenlet-private hook greenlet._greenlet.%s" % hook
-
 
 EXCLUDED = {
     "test_cpp": C_EXTENSION + ": _test_extension_cpp",
@@ -38,11 +35,6 @@ EXCLUDED = {
     "test_greenlet.TestBrokenGreenlets.test_failed_to_slp_switch_into_running":
         _private("UnswitchableGreenlet") + " (via fail_slp_switch.py)",
 }
-
-if sys.version_info < (3, 13):
-    # On 3.13 the test does without the hook (CPython dropped the counter it reads).
-    EXCLUDED["test_greenlet_trash.TestTrashCanReEnter.test_it"] = _private(
-        "get_tstate_trash_delete_nesting") + " (reads CPython's trashcan nesting counter)"
 
 KNOWN_FAILURES = {
     "test_greenlet.TestGreenlet.test_parent_restored_on_kill":

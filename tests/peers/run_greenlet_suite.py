@@ -91,6 +91,13 @@ def _private_hooks_module(facade):
         tsdict[key] = value
 
     mod.set_thread_local = set_thread_local
+
+    # CPython's trashcan nesting counter of this thread (3.11/3.12; gone in 3.13, where the
+    # suite does without the hook), which loop's core saves per fiber too.
+    from loop import _switch
+
+    if _switch._trash_delete_nesting() is not None:
+        mod.get_tstate_trash_delete_nesting = _switch._trash_delete_nesting
     return mod
 
 
