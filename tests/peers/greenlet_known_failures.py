@@ -16,8 +16,10 @@ a module that cannot be imported at all.
 C_EXTENSION = ("needs greenlet's compiled test extension (built against greenlet's C API, "
                "which loop does not provide)")
 
+
 def _private(hook):
     return "needs the greenlet-private hook greenlet._greenlet.%s" % hook
+
 
 EXCLUDED = {
     "test_cpp": C_EXTENSION + ": _test_extension_cpp",
@@ -40,8 +42,8 @@ KNOWN_FAILURES = {
     "test_greenlet.TestGreenlet.test_parent_restored_on_kill":
         "a greenlet killed on its last reference keeps the killer as its parent if it survives "
         "the kill, and is not killed again when dropped a second time (CPython runs "
-        "tp_finalize once per object); fixed on the core branch for issue 14 (items 2 and "
-        "8): remove this entry once merged",
+        "tp_finalize once per object); fixed on the core branch for issue 14 (item 2 and "
+        "its parent rule): remove this entry once merged",
     "test_throw.ThrowTests.test_kill":
         "throw() of GreenletExit into a finished greenlet must reach the live parent as a "
         "value; the C core raises it there (fixed on the core branch for issue 14 item 3: "
