@@ -35,6 +35,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -459,6 +460,7 @@ typedef struct Fiber {
     FiberThread *thread;         /* owner; a counted reference */
     struct Fiber *parent;        /* strong; NULL only for a thread's main fiber */
     PyObject *run;               /* strong until started */
+    PyObject *run_replaced;      /* strong: a run that a lookup of run replaced, until started */
     PyObject *dict;
     PyObject *weakreflist;
     FiberStack stack;            /* base NULL for main fibers and for fibers not started */
@@ -478,6 +480,7 @@ typedef struct {
     PyObject *kwargs;            /* owned or NULL */
     PyObject *exc;               /* owned exception instance to raise instead, or NULL */
     int packed;
+    int from_exit;               /* value is the FiberExit its sender died of */
 } Transfer;
 
 struct FiberThread {
@@ -507,6 +510,9 @@ static PyObject *str_run;
 static PyObject *str_switch;
 static PyObject *str_throw;
 static PyObject *str_dead_goes_to_parent;
+/* The type of main fibers; a facade can make it its own subclass (_set_main_fiber_type), so that
+ * greenlet code sees its main greenlet as an instance of greenlet.greenlet. Strong, or NULL. */
+static PyTypeObject *main_fiber_type;
 
 static __thread FiberThread *tls_thread __attribute__((tls_model("initial-exec")));
 
@@ -525,7 +531,7 @@ static void fiber_thread_decref(FiberThread *ft)
 static Fiber *
 fiber_alloc_main(FiberThread *ft)
 {
-    Fiber *main = PyObject_GC_New(Fiber, &Fiber_Type);
+    Fiber *main = PyObject_GC_New(Fiber, main_fiber_type ? main_fiber_type : &Fiber_Type);
     if (main == NULL) {
         return NULL;
     }
@@ -534,6 +540,7 @@ fiber_alloc_main(FiberThread *ft)
     ft->refs++;
     main->parent = NULL;
     main->run = NULL;
+    main->run_replaced = NULL;
     main->dict = NULL;
     main->weakreflist = NULL;
     main->stack.base = NULL;
@@ -604,6 +611,21 @@ current_thread(void)
         tls_thread = NULL;
     }
     return fiber_thread_create();
+}
+
+static int fiber_has_greenlet_rules(Fiber *self);
+
+/* The error for a switch into a fiber that belongs to another OS thread (greenlet's words). */
+static void
+raise_other_thread(FiberThread *ft, Fiber *target)
+{
+    if (target->thread == NULL || !target->thread->alive) {
+        PyErr_SetString(FiberError,
+                        "cannot switch to a different thread (which happens to have exited)");
+        return;
+    }
+    PyErr_Format(FiberError, "Cannot switch to a different thread\n\tCurrent:  %R\n\tExpected: %R",
+                 (PyObject *)ft->current, (PyObject *)target->thread->main);
 }
 
 /* ========================================================================================== */
@@ -738,6 +760,36 @@ fiber_shelve_context(Fiber *self)
     Py_DECREF(ctx);      /* frees only the Context: its variables are referenced above */
 }
 
+/* Call the thread's switch hook (ft->trace set) for a switch from origin to self carrying t. */
+static int
+call_switch_hook(FiberThread *ft, Fiber *origin, Fiber *self, Transfer *t)
+{
+    int rc = 0;
+    PyObject *trace = ft->trace;
+    Py_INCREF(trace);
+    PyThreadState *tstate = PyThreadState_Get();
+    PyObject *event = t->exc != NULL ? str_throw : str_switch;
+    PyObject *pair = PyTuple_Pack(2, (PyObject *)origin, (PyObject *)self);
+    PyObject *res = NULL;
+    if (pair != NULL) {
+        PyThreadState_EnterTracing(tstate);
+        res = PyObject_CallFunctionObjArgs(trace, event, pair, NULL);
+        PyThreadState_LeaveTracing(tstate);
+        Py_DECREF(pair);
+    }
+    if (res == NULL) {
+        /* A failing hook is removed, and its error replaces what was being sent. */
+        if (ft->trace == trace) {
+            Py_CLEAR(ft->trace);
+        }
+        transfer_clear(t);
+        rc = -1;
+    }
+    Py_XDECREF(res);
+    Py_DECREF(trace);
+    return rc;
+}
+
 /* Work left behind by the fiber we came from; runs first thing after every landing, on the
  * resumed fiber's stack. May run Python code (trace hook, finalizers). */
 static int
@@ -755,28 +807,7 @@ after_switch(FiberThread *ft, Fiber *self, Transfer *t)
     }
     int rc = 0;
     if (UNLIKELY(ft->trace != NULL) && origin != NULL) {
-        PyObject *trace = ft->trace;
-        Py_INCREF(trace);
-        PyThreadState *tstate = PyThreadState_Get();
-        PyObject *event = t->exc != NULL ? str_throw : str_switch;
-        PyObject *pair = PyTuple_Pack(2, (PyObject *)origin, (PyObject *)self);
-        PyObject *res = NULL;
-        if (pair != NULL) {
-            PyThreadState_EnterTracing(tstate);
-            res = PyObject_CallFunctionObjArgs(trace, event, pair, NULL);
-            PyThreadState_LeaveTracing(tstate);
-            Py_DECREF(pair);
-        }
-        if (res == NULL) {
-            /* A failing hook is removed, and its error replaces what was being sent. */
-            if (ft->trace == trace) {
-                Py_CLEAR(ft->trace);
-            }
-            transfer_clear(t);
-            rc = -1;
-        }
-        Py_XDECREF(res);
-        Py_DECREF(trace);
+        rc = call_switch_hook(ft, origin, self, t);
     }
     Py_XDECREF(finished);
     Py_XDECREF(origin);
@@ -866,7 +897,7 @@ static int
 prepare_target(FiberThread *ft, Fiber *target)
 {
     if (UNLIKELY(target->thread != ft)) {
-        PyErr_SetString(FiberError, "cannot switch to a fiber of a different thread");
+        raise_other_thread(ft, target);
         return -1;
     }
     if (UNLIKELY(target->state == FIBER_DEAD)) {
@@ -878,16 +909,27 @@ prepare_target(FiberThread *ft, Fiber *target)
             PyErr_SetString(FiberError, "cannot start a fiber while the interpreter is finalizing");
             return -1;
         }
-        if (target->run == NULL) {
+        /* A class that customizes attribute lookup is asked for run even if one was given, as
+         * greenlet asks every greenlet. */
+        if (target->run == NULL || Py_TYPE(target)->tp_getattro != PyObject_GenericGetAttr) {
             PyObject *run = PyObject_GetAttr((PyObject *)target, str_run);
             if (run == NULL) {
                 return -1;
             }
-            if (target->state != FIBER_NEW || target->run != NULL) {
+            if (target->state != FIBER_NEW && !fiber_has_greenlet_rules(target)) {
                 Py_DECREF(run);
                 PyErr_SetString(FiberError, "fiber was started while its run was looked up");
                 return -1;
             }
+            if (target->state != FIBER_NEW || target->thread != ft) {
+                /* The lookup started the greenlet (greenlet makes this switch an ordinary one
+                 * then) or moved it to another thread: check again. */
+                Py_DECREF(run);
+                return prepare_target(ft, target);
+            }
+            /* A run given before is dropped once the fiber runs, on its own stack (dropping
+             * it can run code), as greenlet does. */
+            Py_XSETREF(target->run_replaced, target->run);
             target->run = run;
         }
         if (target->context_vars != NULL) {
@@ -907,29 +949,48 @@ prepare_target(FiberThread *ft, Fiber *target)
     return 0;
 }
 
+/* Does the fiber's class (loop.compat.greenlet's) ask for greenlet's rules where loop's differ:
+ * a switch into a finished fiber goes to its nearest live parent, and a fiber that has not
+ * started moves to the thread of a parent assigned from another thread? */
+static int
+fiber_has_greenlet_rules(Fiber *self)
+{
+    PyObject *flag = PyObject_GetAttr((PyObject *)Py_TYPE(self), str_dead_goes_to_parent);
+    if (flag == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int yes = PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    if (yes < 0) {
+        PyErr_Clear();
+    }
+    return yes > 0;
+}
+
 /* Resolve greenlet-compat targets: a finished fiber whose type asks for it forwards to its
  * nearest live parent, as greenlet does. Returns a borrowed reference. */
 static Fiber *
 resolve_dead_target(Fiber *target)
 {
-    if (target->state != FIBER_DEAD) {
-        return target;
-    }
-    PyObject *flag = PyObject_GetAttr((PyObject *)Py_TYPE(target), str_dead_goes_to_parent);
-    if (flag == NULL) {
-        PyErr_Clear();
-        return target;
-    }
-    int yes = PyObject_IsTrue(flag);
-    Py_DECREF(flag);
-    if (yes <= 0) {
-        PyErr_Clear();
+    if (target->state != FIBER_DEAD || !fiber_has_greenlet_rules(target)) {
         return target;
     }
     while (target->state == FIBER_DEAD && target->parent != NULL) {
         target = target->parent;
     }
     return target;
+}
+
+/* A switch to the running fiber returns what it sends; the switch hook is told of it like of any
+ * other switch, as greenlet does. */
+static PyObject *
+switch_to_self(FiberThread *ft, Fiber *self, Transfer *t)
+{
+    if (UNLIKELY(ft->trace != NULL) && call_switch_hook(ft, self, self, t) < 0) {
+        return NULL;
+    }
+    return transfer_result(t);
 }
 
 /* switch() and throw(): consumes the transfer in all cases. */
@@ -944,7 +1005,7 @@ fiber_switch_with(Fiber *target, Transfer *t)
     target = resolve_dead_target(target);
     Fiber *origin = ft->current;
     if (target == origin) {
-        return transfer_result(t);
+        return switch_to_self(ft, origin, t);
     }
     if (prepare_target(ft, target) < 0) {
         transfer_clear(t);
@@ -953,7 +1014,7 @@ fiber_switch_with(Fiber *target, Transfer *t)
     /* prepare_target may have run Python code that switched around: re-read who we are. */
     origin = ft->current;
     if (target == origin) {
-        return transfer_result(t);
+        return switch_to_self(ft, origin, t);
     }
     ft->xfer = *t;
     memset(t, 0, sizeof(*t));
@@ -1014,6 +1075,16 @@ fiber_main(void *unused)
     PyObject *run = self->run;
     self->run = NULL;
     if (after_switch(ft, self, &t) == 0) {
+        Py_CLEAR(self->run_replaced);     /* may run code: on this fiber's own stack now */
+        if (t.from_exit) {
+            /* Started by a child that died of FiberExit: greenlet calls run() with no
+             * arguments then, not with the exception. */
+            Py_SETREF(t.value, PyTuple_New(0));
+            t.packed = 0;
+            if (t.value == NULL) {
+                t.exc = exception_take();
+            }
+        }
         if (t.exc != NULL) {
             /* Thrown into before it ran: the run callable is never called. */
             result = transfer_result(&t);
@@ -1041,6 +1112,7 @@ fiber_main(void *unused)
     else if (PyErr_ExceptionMatches(FiberExit)) {
         out.value = exception_take();
         out.packed = 1;
+        out.from_exit = 1;
     }
     else {
         out.exc = exception_take();
@@ -1164,6 +1236,13 @@ kill_deferred(FiberThread *ft)
 static void
 fiber_thread_retire(FiberThread *ft)
 {
+    /* Fibers that other threads dropped while this one was busy are still killed here, in
+     * this thread, as it ends (CPython runs finalizers while it clears the thread state, so
+     * this is no different), rather than abandoned with their frames: greenlet does the same. */
+    if (ft->deferred_kills != NULL && tls_thread == ft && ft->current == ft->main &&
+        _PyThreadState_UncheckedGet() == ft->tstate && !loop_is_finalizing()) {
+        kill_deferred(ft);
+    }
     ft->alive = 0;
     if (tls_thread == ft) {
         tls_thread = NULL;
@@ -1222,6 +1301,14 @@ static PyTypeObject ThreadHandle_Type = {
 static PyObject *
 fiber_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
+    if (UNLIKELY(type->tp_flags & Py_TPFLAGS_IS_ABSTRACT)) {
+        /* object.__new__ raises the usual "Can't instantiate abstract class" error. */
+        PyObject *empty = PyTuple_New(0);
+        PyObject *none = empty ? PyBaseObject_Type.tp_new(type, empty, NULL) : NULL;
+        Py_XDECREF(empty);
+        Py_XDECREF(none);
+        return NULL;
+    }
     FiberThread *ft = current_thread();
     if (ft == NULL) {
         return NULL;
@@ -1312,6 +1399,7 @@ fiber_traverse(Fiber *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->parent);
     Py_VISIT(self->run);
+    Py_VISIT(self->run_replaced);
     Py_VISIT(self->dict);
     Py_VISIT(self->ps.context);
     Py_VISIT(self->context_vars);
@@ -1330,6 +1418,7 @@ static int
 fiber_clear(Fiber *self)
 {
     Py_CLEAR(self->run);
+    Py_CLEAR(self->run_replaced);
     Py_CLEAR(self->dict);
     if (self->state != FIBER_ACTIVE) {
         Py_CLEAR(self->ps.context);
@@ -1537,6 +1626,13 @@ fiber_throw(Fiber *self, PyObject *args)
         return NULL;
     }
     Fiber *target = resolve_dead_target(self);
+    if (target->state == FIBER_DEAD && target->thread != tls_thread) {
+        FiberThread *ft = current_thread();
+        if (ft != NULL) {
+            raise_other_thread(ft, target);   /* the thread is the first thing wrong */
+        }
+        return NULL;
+    }
     if (target->state == FIBER_DEAD) {
         PyErr_SetString(FiberError, "cannot throw into a fiber that has finished");
         return NULL;
@@ -1562,10 +1658,26 @@ fiber_bool(Fiber *self)
     return self->state == FIBER_ACTIVE && self->thread != NULL && self->thread->alive;
 }
 
+static inline int
+fiber_thread_alive(Fiber *self)
+{
+    return self->thread != NULL && self->thread->alive;
+}
+
+/* Is `self` the running fiber of some other thread (whose state must not be touched)? */
+static inline int
+fiber_running_elsewhere(Fiber *self, FiberThread *ft)
+{
+    return self->thread != ft && fiber_thread_alive(self) && self->thread->current == self;
+}
+
 static PyObject *
 fiber_get_dead(Fiber *self, void *closure)
 {
-    return PyBool_FromLong(self->state == FIBER_DEAD);
+    /* A fiber left suspended by a thread that exited can never run again: greenlet calls it
+     * dead too. */
+    return PyBool_FromLong(self->state == FIBER_DEAD ||
+                           (self->state == FIBER_ACTIVE && !fiber_thread_alive(self)));
 }
 
 static PyObject *
@@ -1582,11 +1694,15 @@ static int
 fiber_set_parent(Fiber *self, PyObject *value, void *closure)
 {
     if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "can't delete parent");
+        PyErr_SetString(PyExc_AttributeError, "can't delete attribute");
         return -1;
     }
     if (!PyObject_TypeCheck(value, &Fiber_Type)) {
-        PyErr_SetString(PyExc_TypeError, "parent must be a Fiber");
+        PyErr_Format(PyExc_TypeError, "parent must be a Fiber, not %s", Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    if (self->is_main) {
+        PyErr_SetString(PyExc_AttributeError, "cannot set the parent of a main fiber");
         return -1;
     }
     Fiber *parent = (Fiber *)value;
@@ -1596,10 +1712,20 @@ fiber_set_parent(Fiber *self, PyObject *value, void *closure)
             return -1;
         }
     }
-    if (parent->thread != self->thread) {
+    if (parent->thread != self->thread && self->state == FIBER_NEW &&
+        fiber_has_greenlet_rules(self)) {
+        /* greenlet's rule: a greenlet that has not started moves to its new parent's thread
+         * (and can only be started there). A plain fiber is refused at once, below. */
+        FiberThread *old = self->thread;
+        self->thread = parent->thread;
+        self->thread->refs++;
+        fiber_thread_decref(old);
+    }
+    else if (parent->thread != self->thread && fiber_thread_alive(self)) {
         PyErr_SetString(PyExc_ValueError, "parent cannot be on a different thread");
         return -1;
     }
+    /* A fiber whose thread exited never runs again; any parent will do (greenlet allows it). */
     Py_INCREF(parent);
     Py_XSETREF(self->parent, parent);
     return 0;
@@ -1632,12 +1758,14 @@ static PyObject *
 fiber_get_frame(Fiber *self, void *closure)
 {
     FiberThread *ft = tls_thread;
-    if (self->state != FIBER_ACTIVE || ft == NULL || self->thread != ft || ft->current == self) {
+    if (self->state != FIBER_ACTIVE || (self->thread != ft && fiber_thread_alive(self)) ||
+        (ft != NULL && ft->current == self)) {
         Py_RETURN_NONE;
     }
     /* Make the suspended chain current for a moment and let CPython build the frame object;
-     * with the collector off, nothing can run Python code in between (T5). */
-    PyThreadState *tstate = ft->tstate;
+     * with the collector off, nothing can run Python code in between (T5). A fiber left
+     * suspended by a thread that exited is shown the same way: its stack is never unmapped. */
+    PyThreadState *tstate = PyThreadState_Get();
     int gc_was_enabled = PyGC_Disable();
     InterpTopFrame saved = NULL;
     interp_state_top_frame_swap(tstate, &self->ps, &saved);
@@ -1663,8 +1791,9 @@ fiber_get_context(Fiber *self, void *closure)
     if (ft != NULL && ft->current == self) {
         ctx = ft->tstate->context;
     }
-    else if (self->thread != ft && self->state == FIBER_ACTIVE) {
-        PyErr_SetString(PyExc_ValueError, "cannot read the context of a fiber of another thread");
+    else if (fiber_running_elsewhere(self, ft)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "cannot read the context of a fiber running in a different thread");
         return NULL;
     }
     else {
@@ -1695,16 +1824,18 @@ fiber_set_context(Fiber *self, PyObject *value, void *closure)
         return -1;
     }
     FiberThread *ft = tls_thread;
-    if (self->state == FIBER_DEAD) {
+    if (fiber_running_elsewhere(self, ft)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "cannot set the context of a fiber running in a different thread");
+        return -1;
+    }
+    if (self->state == FIBER_DEAD && !fiber_has_greenlet_rules(self)) {
         PyErr_SetString(PyExc_ValueError, "cannot set the context of a finished fiber");
         return -1;
     }
-    if (self->thread != ft) {
-        PyErr_SetString(PyExc_ValueError, "cannot set the context of a fiber of another thread");
-        return -1;
-    }
+    /* (greenlet lets a finished greenlet's context be replaced: it is what .context shows.) */
     Py_XINCREF(value);
-    if (ft->current == self) {
+    if (ft != NULL && ft->current == self) {
         PyThreadState *tstate = ft->tstate;
         PyObject *old = tstate->context;
         tstate->context = value;
@@ -1731,6 +1862,23 @@ fiber_repr(Fiber *self)
 static PyObject *
 fiber_stack_usage(Fiber *self, PyObject *unused)
 {
+    if (self->is_main && self->state == FIBER_ACTIVE && self->sp != NULL &&
+        tls_thread == self->thread && tls_thread->current != self) {
+        /* A suspended main fiber holds the part of its thread's stack above where it left. */
+        pthread_attr_t attr;
+        void *low;
+        size_t size;
+        if (pthread_getattr_np(pthread_self(), &attr) != 0) {
+            Py_RETURN_NONE;
+        }
+        int rc = pthread_attr_getstack(&attr, &low, &size);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) {
+            Py_RETURN_NONE;
+        }
+        return Py_BuildValue("{s:n,s:n}", "c_stack_bytes", (Py_ssize_t)((char *)low + size -
+                             (char *)self->sp), "data_stack_bytes", (Py_ssize_t)-1);
+    }
     if (self->stack.base == NULL || self->state != FIBER_ACTIVE || self->sp == NULL ||
         (tls_thread != NULL && tls_thread->current == self)) {
         Py_RETURN_NONE;
@@ -1780,7 +1928,9 @@ static PyTypeObject Fiber_Type = {
     .tp_name = "loop._switch.Fiber",
     .tp_doc = "Fiber(run=None, parent=None, copy_context=False)\n--\n\n"
               "A green thread with its own C stack. Semantics follow greenlet.greenlet, except "
-              "that switching or throwing into a finished fiber raises FiberError. It runs in "
+              "that switching or throwing into a finished fiber raises FiberError, and so does "
+              "a start that the lookup of run already made; a finished fiber's context is final; "
+              "a parent from another thread is refused at once. It runs in "
               "an empty context, or with copy_context=True in a copy of the current context "
               "as of this call (as an asyncio task does).",
     .tp_basicsize = sizeof(Fiber),
@@ -1886,6 +2036,60 @@ mod_stack_stats(PyObject *module, PyObject *unused)
                          "arch", LOOP_STACK_SWITCH_ARCH);
 }
 
+/* Make `type` (a subclass of Fiber that adds no storage) the type of main fibers: of threads that
+ * start using fibers from now on, and of the calling thread's, which is re-typed in place (both
+ * types share one layout and one deallocator). loop.compat.greenlet uses it so that greenlet
+ * code finds its main greenlet to be a greenlet.greenlet, as in greenlet. Main fibers of other
+ * threads that already exist keep their type. */
+static PyObject *
+mod_set_main_fiber_type(PyObject *module, PyObject *arg)
+{
+    if (!PyType_Check(arg) || !PyType_IsSubtype((PyTypeObject *)arg, &Fiber_Type)) {
+        PyErr_SetString(PyExc_TypeError, "_set_main_fiber_type() needs a subclass of Fiber");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)arg;
+    if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_basicsize != Fiber_Type.tp_basicsize ||
+        type->tp_itemsize != 0 || type->tp_dictoffset != Fiber_Type.tp_dictoffset ||
+        type->tp_weaklistoffset != Fiber_Type.tp_weaklistoffset ||
+        (type->tp_flags & (Py_TPFLAGS_MANAGED_DICT | Py_TPFLAGS_IS_ABSTRACT))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_set_main_fiber_type() needs a class with Fiber's layout (no __slots__)");
+        return NULL;
+    }
+    FiberThread *ft = current_thread();
+    if (ft == NULL) {
+        return NULL;
+    }
+    Fiber *main = ft->main;
+    if (Py_TYPE(main) != type) {
+        PyTypeObject *old = Py_TYPE(main);
+        Py_INCREF(type);
+        Py_SET_TYPE(main, type);
+        if (old->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+            Py_DECREF(old);
+        }
+    }
+    Py_INCREF(type);
+    Py_XSETREF(main_fiber_type, type);
+    Py_RETURN_NONE;
+}
+
+/* The calling thread's trashcan nesting depth (None on 3.13+, which has no such counter). It is
+ * one of the fields every switch saves and restores per fiber; tests read it to check that a
+ * switch in the middle of a deferred deallocation leaves it balanced. */
+static PyObject *
+mod_trash_delete_nesting(PyObject *module, PyObject *unused)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_RETURN_NONE;
+#elif PY_VERSION_HEX >= 0x030C0000
+    return PyLong_FromLong(PyThreadState_Get()->trash.delete_nesting);
+#else
+    return PyLong_FromLong(PyThreadState_Get()->trash_delete_nesting);
+#endif
+}
+
 static PyMethodDef module_methods[] = {
     {"getcurrent", mod_getcurrent, METH_NOARGS, "getcurrent()\n--\n\nThe running fiber."},
     {"settrace", mod_settrace, METH_O,
@@ -1896,6 +2100,11 @@ static PyMethodDef module_methods[] = {
      "get_stack_size()\n--\n\nBytes reserved for each new fiber's C stack."},
     {"set_stack_size", mod_set_stack_size, METH_O,
      "set_stack_size(n)\n--\n\nReserve n bytes for stacks of fibers started from now on."},
+    {"_trash_delete_nesting", mod_trash_delete_nesting, METH_NOARGS,
+     "_trash_delete_nesting()\n--\n\nThis thread's trashcan nesting depth (None on 3.13+)."},
+    {"_set_main_fiber_type", mod_set_main_fiber_type, METH_O,
+     "_set_main_fiber_type(type)\n--\n\nMake a layout-compatible Fiber subclass the type of main "
+     "fibers (for loop.compat.greenlet)."},
     {"stack_stats", mod_stack_stats, METH_NOARGS,
      "stack_stats()\n--\n\nCounters about fiber stacks, for tests and benchmarks."},
     {NULL}
