@@ -47,7 +47,7 @@ ROOT = os.path.dirname(HERE)
 _OUTBOX = ["--outbox", "10000", "--max-drops", "1000000000"]
 SERVERS = {
     "loop": [os.path.join(ROOT, "examples", "chat_server.py"), "--port", "0", "--http-port", "0",
-             "--rate", "1e9", "--burst", "1000000000", *_OUTBOX],
+             "--rate", "1e9", "--burst", "1000000000", "--per-ip", "1000000", *_OUTBOX],
     "gevent": [os.path.join(HERE, "chat_gevent.py"), "--port", "0", *_OUTBOX],
     "asyncio+uvloop": [os.path.join(HERE, "chat_asyncio.py"), "--port", "0", *_OUTBOX],
 }
