@@ -1625,6 +1625,16 @@ fiber_throw(Fiber *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "|OOO:throw", &typ, &val, &tb)) {
         return NULL;
     }
+    /* greenlet checks the kind of its first argument before anything else, in its own words.
+       Done here rather than in the Python facade: a Python-level throw() would leave a frame
+       holding the target in the traceback of every exception raised through it, keeping a
+       dropped greenlet alive (and unkilled) as long as that exception is kept. */
+    if (fiber_has_greenlet_rules(self) && !PyExceptionInstance_Check(typ)
+            && !PyExceptionClass_Check(typ)) {
+        PyErr_Format(PyExc_TypeError, "exceptions must be classes, or instances, not %s",
+                     Py_TYPE(typ)->tp_name);
+        return NULL;
+    }
     Fiber *target = resolve_dead_target(self);
     if (target->state == FIBER_DEAD && target->thread != tls_thread) {
         FiberThread *ft = current_thread();

@@ -46,7 +46,6 @@ GREENLET_USE_CONTEXT_VARS = True
 _current_fiber = _switch.getcurrent
 _is_finalizing = _sys.is_finalizing
 _fiber_init = _Fiber.__init__
-_fiber_throw = _Fiber.throw
 _fiber_parent = _Fiber.parent
 _fiber_context = _Fiber.gr_context
 _fiber_run = _Fiber.run
@@ -125,14 +124,6 @@ class greenlet(_Fiber, metaclass=_GreenletMeta):
 
     gr_context = property(_get_context, _set_context, _del_context,
                           "The contextvars.Context the greenlet runs in (None: empty).")
-
-    def throw(self, typ=GreenletExit, val=None, tb=None):
-        """Raise an exception inside this greenlet (see greenlet.greenlet.throw)."""
-        if not (isinstance(typ, BaseException)
-                or (isinstance(typ, type) and issubclass(typ, BaseException))):
-            raise TypeError("exceptions must be classes, or instances, not "
-                            + type(typ).__name__)
-        return _fiber_throw(self, typ, val, tb)
 
     @property
     def _stack_saved(self):
