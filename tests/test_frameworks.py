@@ -17,15 +17,15 @@ import contextlib
 import http.client
 import itertools
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
+
+import pg_helpers
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -77,56 +77,12 @@ def slow_service():
             proc.wait(5)
 
 
-def _pg_binary(name):
-    found = shutil.which(name)
-    if found:
-        return found
-    for version in ("17", "16", "15", "14", "13"):
-        candidate = "/usr/lib/postgresql/%s/bin/%s" % (version, name)
-        if os.path.exists(candidate):
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="module")
 def postgres():
     """A throw-away PostgreSQL server on 127.0.0.1 (trust auth); yields its port."""
     pytest.importorskip("psycopg")
-    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries are not installed (Debian package postgresql)")
-    prefix = []
-    if os.geteuid() == 0:
-        # initdb refuses to run as root: run the server as the postgres system account.
-        import pwd
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user for initdb")
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            pytest.skip("running as root without runuser")
-        prefix = [runuser, "-u", "postgres", "--"]
-    base = tempfile.mkdtemp(prefix="loop-fw-pg-")
-    os.chmod(base, 0o777)
-    datadir = os.path.join(base, "data")
-    port = free_port()
-    try:
-        subprocess.run(prefix + [initdb, "-D", datadir, "-U", "postgres", "--auth=trust",
-                                 "-E", "UTF8"], check=True, capture_output=True, timeout=120)
-        subprocess.run(prefix + [pg_ctl, "-D", datadir, "-l", os.path.join(base, "log"), "-w",
-                                 "-o", "-p %d -k %s -c listen_addresses=127.0.0.1 "
-                                 "-c max_connections=200" % (port, base),
-                                 "start"], check=True, capture_output=True, timeout=120)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip("could not start PostgreSQL: %s" % (getattr(exc, "stderr", b"") or exc,))
-    try:
+    with pg_helpers.postgres_server(max_connections=200) as port:
         yield port
-    finally:
-        subprocess.run(prefix + [pg_ctl, "-D", datadir, "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 # -- serving -------------------------------------------------------------------------------------
