@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import h11  # noqa: E402
 import httptools  # noqa: E402
 
-from loop._http import END_OF_MESSAGE, NEED_DATA, RequestReader  # noqa: E402
+from loop._protocols.http import END_OF_MESSAGE, NEED_DATA, RequestReader  # noqa: E402
 
 REQUESTS = {
     "curl GET": (

@@ -56,7 +56,7 @@ def _clean_up(hub, state):
     """End what the test left behind, so that the next test starts from an empty hub: the
     green threads that wait get GreenletExit, hub timers are cancelled, fds forgotten."""
     import loop
-    from loop._hub import HubTimer, Waiter
+    from loop._core.hub import HubTimer, Waiter
     from loop._switch import Fiber
     for key in state["wakeup sources"]:
         if isinstance(key, HubTimer):
@@ -74,7 +74,7 @@ def _clean_up(hub, state):
 @pytest.fixture(autouse=True)
 def hub_is_left_empty(request):
     yield
-    from loop._hub import get_hub_if_exists
+    from loop._core.hub import get_hub_if_exists
     hub = get_hub_if_exists()
     if hub is None or hub.adopted or hub._destroyed:
         return

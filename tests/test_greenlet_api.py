@@ -165,7 +165,7 @@ def test_link_to_finished_greenlet_fires():
 
 @pytest.mark.parametrize("kind", ["greenlet", "event", "async_result"])
 def test_rawlinks_run_in_the_hub_once_with_errors_reported(kind, monkeypatch):
-    """Greenlet and Event/AsyncResult share link notification (loop._links): direct links
+    """Greenlet and Event/AsyncResult share link notification (loop._core.links): direct links
     (Waiters) fire at once, others later in one hub callback, a failing one is reported and
     does not stop the rest."""
     hub = loop.get_hub()

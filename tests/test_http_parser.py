@@ -3,7 +3,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loop._http import (CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, ProtocolError, Request,
+from loop._protocols.http import (CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, ProtocolError, Request,
                         RequestReader, split_target)
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,7 +7,7 @@ import pytest
 from script_helpers import run_python
 
 import loop
-from loop import _hub
+from loop._core import hub as _hub
 from loop.event import Event
 from loop.exceptions import (BlockingSwitchOutError, ConcurrentObjectUseError,
                              InvalidSwitchError, LoopExit)
@@ -265,7 +265,7 @@ def test_fork_child_gets_working_hub(backend):
 def test_hub_keeps_original_selector_and_self_pipe():
     r = run_script("""
         import socket, selectors, loop
-        from loop import _hub
+        from loop._core import hub as _hub
         class Broken:
             def __init__(self, *a, **k):
                 raise AssertionError("patched object used by the hub")

@@ -7,7 +7,7 @@ import socket as stdlib_socket
 import pytest
 
 import loop
-from loop import _api
+from loop._core import api as _api
 from loop.event import Event
 
 

@@ -9,7 +9,7 @@ import pytest
 from script_helpers import SRC, run_python
 
 import loop
-from loop import _hub
+from loop._core import hub as _hub
 
 BACKENDS = ["asyncio", "uvloop"]
 
@@ -126,7 +126,7 @@ def test_foreign_wake_of_a_waiter_left_by_an_exception_does_not_switch_into_it(b
     # the hub's thread-safe call, must then be dropped, not switch into the green thread later.
     out = run("""
         import threading, time, loop
-        from loop._hub import Waiter
+        from loop._core.hub import Waiter
         hub = loop.get_hub()
         for _ in range(3):
             waiter = Waiter(hub)

@@ -154,7 +154,7 @@ def test_asyncio_program_adopts_loop(backend):
     assert "[1, 2, 3, 4, 5]" in r.stdout
 
 
-# -- asyncio loops run by green code (loop._nesting) -----------------------------------------
+# -- asyncio loops run by green code (loop._core.nesting) -----------------------------------------
 
 @pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
 def test_patched_program_may_call_asyncio_run_before_the_hub_starts(backend):

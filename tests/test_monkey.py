@@ -120,10 +120,10 @@ def test_originals_and_idempotence():
         assert monkey.is_module_patched("socket") and monkey.is_object_patched("time", "sleep")
         assert time.sleep is not real_sleep
         assert not hasattr(select, "epoll") and not hasattr(selectors, "EpollSelector")
-        assert selectors.DefaultSelector.__module__ == "loop._selectors"
+        assert selectors.DefaultSelector.__module__ == "loop._green.selectors"
         assert threading.Lock is _thread.allocate_lock
-        import loop._hub
-        hub = loop._hub.get_hub()
+        import loop._core.hub
+        hub = loop._core.hub.get_hub()
         time.sleep(0.01)   # the hub runs on the real selector: sleeping works
         print("ok")
     """)
@@ -225,7 +225,7 @@ def test_run_module_with_dash_m(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "loop.monkey", "-m", "demo_mod", "a", "b"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "args ['a', 'b'] loop._socket" in proc.stdout
+    assert "args ['a', 'b'] loop._green.socket" in proc.stdout
 
 
 def test_patched_http_stack_is_concurrent():

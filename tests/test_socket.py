@@ -635,7 +635,7 @@ def test_dns_functions_match_stdlib():
 
 
 def test_dns_runs_in_threads_many_at_once():
-    from loop import _dns
+    from loop._green import dns as _dns
     release = threading.Event()
     started = []
     original = _dns._original_getaddrinfo

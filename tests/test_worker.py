@@ -268,7 +268,7 @@ def wait_for(predicate, timeout=10):
 # -- the arbiter's side ------------------------------------------------------------------------
 
 def test_import_is_side_effect_free():
-    code = ("import sys, socket, time; import loop.worker, loop._hub as h; "
+    code = ("import sys, socket, time; import loop.worker, loop._core.hub as h; "
             "assert h.get_hub_if_exists() is None; "
             "assert socket.socket.__module__ == 'socket', socket.socket; "
             "assert time.sleep.__module__ is None or 'loop' not in str(time.sleep.__module__); "

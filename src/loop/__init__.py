@@ -18,13 +18,39 @@ the monkey patches or the servers.  Events, locks, queues and pools live in ``lo
 """
 import sys as _sys
 
-from loop._api import (fork, get_hub, getcurrent, idle, iwait, joinall, kill, killall, reinit,
-                       signal_handler, sleep, spawn, spawn_later, spawn_raw, wait)
-from loop._interop import await_, run_green
-from loop.exceptions import (BlockingSwitchOutError, ConcurrentObjectUseError, GreenletExit,
-                             InvalidSwitchError, LoopExit)
-from loop.greenlet import Greenlet
-from loop.timeout import Timeout, with_timeout
+# The names below are loaded on first use (PEP 562), so that importing a module of the package
+# that does not need the C core -- the sans-IO HTTP reader in loop._protocols.http, say -- does
+# not build a hub or even need the compiled extension.
+_LAZY = {
+    "loop._core.api": ("fork", "get_hub", "getcurrent", "idle", "iwait", "joinall", "kill",
+                       "killall", "reinit", "signal_handler", "sleep", "spawn", "spawn_later",
+                       "spawn_raw", "wait"),
+    "loop._core.interop": ("await_", "run_green"),
+    "loop._core.exceptions": ("BlockingSwitchOutError", "ConcurrentObjectUseError",
+                              "GreenletExit", "InvalidSwitchError", "LoopExit"),
+    "loop._core.greenlet": ("Greenlet",),
+    "loop._core.timeout": ("Timeout", "with_timeout"),
+}
+_ORIGIN = {name: module for module, names in _LAZY.items() for name in names}
+# Submodules that ``import loop`` used to bring in with the names above; code that reaches them
+# as ``loop.event`` after a bare ``import loop`` still finds them.
+_ORIGIN.update((name, "loop." + name) for name in ("event", "exceptions", "greenlet", "timeout"))
+
+
+def __getattr__(name):
+    module = _ORIGIN.get(name)
+    if module is None:
+        raise AttributeError("module 'loop' has no attribute %r" % (name,))
+    import importlib
+    imported = importlib.import_module(module)
+    value = imported if module == "loop." + name else getattr(imported, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_ORIGIN))
+
 
 #: The interpreter's thread switch interval (gevent exports these two under its own name).
 getswitchinterval = _sys.getswitchinterval

@@ -78,7 +78,7 @@ def init(max_threads=DEFAULT_MAX_THREADS):
         return
     if not isinstance(max_threads, int) or isinstance(max_threads, bool) or max_threads < 1:
         raise ValueError("max_threads must be a positive integer, not %r" % (max_threads,))
-    from loop._patch_registry import is_module_patched
+    from loop.monkey._registry import is_module_patched
     if not is_module_patched("threading"):
         raise RuntimeError("loop.grpc.init() needs threading patched: call "
                            "loop.monkey.patch_all() first")
@@ -89,7 +89,7 @@ def init(max_threads=DEFAULT_MAX_THREADS):
                            "event loops")
 
     from loop.pool import Group
-    from loop.threadpool import ThreadPool
+    from loop._core.threadpool import ThreadPool
 
     pool = ThreadPool(max_threads)
     hub_view = types.SimpleNamespace(threadpool=pool)

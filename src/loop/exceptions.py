@@ -1,55 +1,9 @@
 """Exceptions of the hub and the green API, with gevent's names.
 
-Misuse of green threads usually shows up as a hang; these exceptions turn the common misuses into
-immediate, named errors instead.
+The implementation lives in :mod:`loop._core.exceptions` (the core: the one package that switches
+green threads); this module is its public name, as in gevent.
 """
-from loop._switch import FiberError, FiberExit
+from loop._core.exceptions import (  # noqa: F401
+    LoopExit, BlockingSwitchOutError, InvalidSwitchError, ConcurrentObjectUseError, GreenletExit, FiberExit, FiberError, HubDestroyed)
 
-__all__ = [
-    "LoopExit",
-    "BlockingSwitchOutError",
-    "InvalidSwitchError",
-    "ConcurrentObjectUseError",
-    "GreenletExit",
-    "FiberExit",
-    "FiberError",
-    "HubDestroyed",
-]
-
-#: Raised inside a green thread to end it quietly; ``Greenlet.kill()`` throws it by default.
-GreenletExit = FiberExit
-
-
-class LoopExit(Exception):
-    """This operation would block forever.
-
-    Raised in the thread's main green thread when it waits while every other green thread waits
-    too and nothing -- no timer, no file descriptor, no thread pool job, no asyncio task -- can
-    wake any of them.
-    """
-
-
-class BlockingSwitchOutError(AssertionError):
-    """A blocking call was made from the hub itself (an asyncio callback or coroutine).
-
-    The hub runs the event loop; if it blocked, nothing could ever wake it.  From asyncio code use
-    ``await`` (and ``await loop.run_green(fn)`` to run blocking green code).
-    """
-
-
-class InvalidSwitchError(AssertionError):
-    """A waiting green thread was resumed by something other than the hub event it waits for."""
-
-
-class ConcurrentObjectUseError(AssertionError):
-    """Two green threads wait on the same object in the same direction (e.g. one socket's reads)."""
-
-
-class HubDestroyed(FiberExit):
-    """Thrown into a hub's own fiber by ``hub.destroy()`` so that its event loop stops at once.
-
-    A kind of ``GreenletExit``: the hub ends quietly.  Not for application code to raise."""
-
-    def __init__(self, destroy_loop=True):
-        FiberExit.__init__(self, destroy_loop)
-        self.destroy_loop = destroy_loop
+__all__ = ['LoopExit', 'BlockingSwitchOutError', 'InvalidSwitchError', 'ConcurrentObjectUseError', 'GreenletExit', 'FiberExit', 'FiberError', 'HubDestroyed']

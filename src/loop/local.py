@@ -10,7 +10,7 @@ swap, because green threads of several OS threads may share one ``local``.
 """
 from weakref import ref
 
-from loop._patch_registry import get_original
+from loop.monkey._registry import get_original
 from loop._switch import getcurrent
 
 # The real RLock, even if ``_thread`` was patched before this import: the lock must exclude

@@ -20,7 +20,7 @@ a wakeup source of its hub, which otherwise would see nothing that could end it.
 """
 from collections import deque
 
-from loop._hub import _TIMED_OUT, Waiter, _allocate_lock
+from loop._core.hub import _TIMED_OUT, Waiter, _allocate_lock
 from loop._switch import getcurrent
 
 #: Serialises the queueing paths of every green lock (see "Several OS threads"); held only for

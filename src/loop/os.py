@@ -8,7 +8,7 @@ with ``WNOHANG``.  ``waitpid(-1)``/``waitpid(0)``/process groups, or systems wit
 result and the errors (``ChildProcessError``...) are the real ``waitpid``'s.
 
 ``fork`` is the real ``os.fork``: the hub registers an ``os.register_at_fork`` hook that
-re-creates its event loop and thread pool in the child (see :func:`loop._hub.reinit`), so
+re-creates its event loop and thread pool in the child (see :func:`loop._core.hub.reinit`), so
 ``os.fork`` needs no wrapper; it is exported here for gevent's API.
 """
 import os as _stdlib_os
@@ -18,7 +18,7 @@ import os as _stdlib_os
 globals().update({name: value for name, value in vars(_stdlib_os).items()
                   if not name.startswith("__")})
 
-from loop._hub import get_hub_if_exists, sleep as _hub_sleep, wait_readable  # noqa: E402
+from loop._core.hub import get_hub_if_exists, sleep as _hub_sleep, wait_readable  # noqa: E402
 
 __implements__ = ["waitpid", "wait"]
 __extensions__ = ["fork", "forkpty"]

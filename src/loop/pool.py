@@ -3,15 +3,15 @@ limit), with the ``map``/``imap``/``imap_unordered``/``apply`` family.
 
 A green thread leaves its group when it finishes, so ``len(group)`` is the number still running.
 The link that removes it is a direct one (called by the finishing green thread itself, not in a
-later hub callback, see :mod:`loop._links`): by the time anybody waiting for the green thread
+later hub callback, see :mod:`loop._core.links`): by the time anybody waiting for the green thread
 resumes -- ``apply()`` returning, a ``join()`` -- its slot is free again, as in gevent.  A ``Pool`` takes a :class:`loop.lock.Semaphore` permit per member:
 ``spawn`` waits while the pool is full, which is what gives ``imap`` its back-pressure.
 """
-from loop._api import iwait, killall
-from loop._hub import monotonic
+from loop._core.api import iwait, killall
+from loop._core.hub import monotonic
 from loop._switch import getcurrent
-from loop.event import Event
-from loop.greenlet import DIRECT_LINK_TYPES, Greenlet, GreenletExit
+from loop._core.event import Event
+from loop._core.greenlet import DIRECT_LINK_TYPES, Greenlet, GreenletExit
 from loop.lock import DummySemaphore, Semaphore
 from loop.queue import Queue
 

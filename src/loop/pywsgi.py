@@ -20,9 +20,9 @@ not care who called it; the gunicorn worker (:mod:`loop.worker`) reuses it.
 
 Parsing and strictness
 ----------------------
-Bytes become requests in :mod:`loop._http`, a sans-IO reader on top of httptools (llhttp) with
+Bytes become requests in :mod:`loop._protocols.http`, a sans-IO reader on top of httptools (llhttp) with
 our own checks added; its header explains the choice and the policy.  This module only moves
-bytes between the socket and that reader.  Any :class:`~loop._http.ProtocolError` -- bad framing,
+bytes between the socket and that reader.  Any :class:`~loop._protocols.http.ProtocolError` -- bad framing,
 oversize line, headers or body, unsupported version or coding -- is answered with its status
 code and ``Connection: close``, and the connection is closed: once framing is in doubt, reading
 on could mean executing a request smuggled inside another.  The same rule covers two subtler
@@ -105,9 +105,9 @@ import traceback
 from email.utils import formatdate
 from urllib.parse import unquote_to_bytes
 
-from loop._hub import cancel_wait, sleep as _sleep, wait_writable
+from loop._core.hub import cancel_wait, sleep as _sleep, wait_writable
 from loop.server import StreamServer
-from loop._http import (
+from loop._protocols.http import (
     CONNECTION_CLOSED, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_MAX_REQUEST_LINE,
     END_OF_MESSAGE, NEED_DATA, ProtocolError, RequestReader, split_target,
 )

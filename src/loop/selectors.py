@@ -8,7 +8,7 @@ import selectors as _stdlib_selectors
 globals().update({name: value for name, value in vars(_stdlib_selectors).items()
                   if not name.startswith("__")})
 
-from loop._selectors import DefaultSelector, GreenSelector  # noqa: E402
+from loop._green.selectors import DefaultSelector, GreenSelector  # noqa: E402
 
 #: gevent's name for the cooperative selector.
 GeventSelector = GreenSelector

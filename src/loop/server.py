@@ -4,14 +4,14 @@ Design
 ======
 
 ``StreamServer(listener, handle)`` calls ``handle(socket, address)`` in a new green thread for
-every accepted connection, with a green socket (:mod:`loop._socket`) whose blocking calls park
+every accepted connection, with a green socket (:mod:`loop._green.socket`) whose blocking calls park
 only that green thread.  Everything that is not accepting -- reading, writing, timeouts, TLS --
 is the handler's business and happens in straight-line blocking code.
 
 Accepting in the hub
 --------------------
 The listening descriptor gets one persistent reader callback in the hub
-(:meth:`loop._hub.Hub.start_fd_callback`), registered once at :meth:`StreamServer.start` and kept
+(:meth:`loop._core.hub.Hub.start_fd_callback`), registered once at :meth:`StreamServer.start` and kept
 until :meth:`StreamServer.close`; going through the hub, it coexists with green threads that
 ``select()`` on the listener or wait on it.  When the loop
 reports it readable, the callback (running in the hub itself, no green thread involved) calls
@@ -81,11 +81,11 @@ import traceback
 
 # Thread identity must come from the real _thread module bound before any monkey patching:
 # a patched threading.get_ident() names green threads, and close() would bounce forever.
-from loop._hub import _get_ident as _real_get_ident
-from loop._hub import get_hub
-from loop._server import ServerSocket
-from loop.event import Event
-from loop.greenlet import Greenlet
+from loop._core.hub import _get_ident as _real_get_ident
+from loop._core.hub import get_hub
+from loop._green.serversocket import ServerSocket
+from loop._core.event import Event
+from loop._core.greenlet import Greenlet
 from loop.pool import Group, Pool
 
 __all__ = ["StreamServer", "parse_address"]

@@ -26,7 +26,7 @@ import signal as _stdlib_signal
 globals().update({name: value for name, value in vars(_stdlib_signal).items()
                   if not name.startswith("__")})
 
-from loop._hub import get_hub_if_exists  # noqa: E402
+from loop._core.hub import get_hub_if_exists  # noqa: E402
 from loop._switch import getcurrent  # noqa: E402
 
 __implements__ = ["signal", "getsignal"]
@@ -52,7 +52,7 @@ class _Wrapper:
             return self.handler(signum, frame)
         try:
             if getcurrent() is hub.fiber:
-                from loop._api import spawn_raw
+                from loop._core.api import spawn_raw
                 spawn_raw(self._run_for_main, hub, signum)
             else:
                 return self.handler(signum, frame)

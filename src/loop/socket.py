@@ -1,8 +1,8 @@
 """Green ``socket``: the stdlib module's whole namespace, with blocking calls made cooperative.
 
 Use ``from loop import socket`` in place of ``import socket``, or let
-``loop.monkey.patch_socket()`` put these names into the stdlib module.  See :mod:`loop._socket`
-for how the green socket works and :mod:`loop._dns` for name resolution.
+``loop.monkey.patch_socket()`` put these names into the stdlib module.  See :mod:`loop._green.socket`
+for how the green socket works and :mod:`loop._green.dns` for name resolution.
 """
 import socket as _stdlib_socket
 
@@ -11,9 +11,9 @@ globals().update({name: value for name, value in vars(_stdlib_socket).items()
                   if not name.startswith("__")})
 
 # ...with the blocking parts replaced.
-from loop._dns import (getaddrinfo, getfqdn, gethostbyaddr, gethostbyname,  # noqa: E402
+from loop._green.dns import (getaddrinfo, getfqdn, gethostbyaddr, gethostbyname,  # noqa: E402
                        gethostbyname_ex, getnameinfo)
-from loop._socket import (SocketType, cancel_wait, create_connection,  # noqa: E402
+from loop._green.socket import (SocketType, cancel_wait, create_connection,  # noqa: E402
                           create_server, fromfd, socket, socketpair, wait_read,
                           wait_readwrite, wait_write)
 

@@ -4,9 +4,9 @@ Design
 ======
 
 :class:`SSLSocket` inherits from both the stdlib ``ssl.SSLSocket`` and the green
-:class:`loop._socket.socket`::
+:class:`loop._green.socket.socket`::
 
-    loop.ssl.SSLSocket -> ssl.SSLSocket -> loop._socket.socket -> socket.socket -> _socket.socket
+    loop.ssl.SSLSocket -> ssl.SSLSocket -> loop._green.socket.socket -> socket.socket -> _socket.socket
 
 so everything the stdlib class does (``_create``, certificate checks, ``accept`` wrapping the
 new connection, ``makefile``, ``sendfile``, ``recv`` on an unwrapped socket) runs unchanged,
@@ -31,8 +31,8 @@ import ssl as _stdlib_ssl
 globals().update({name: value for name, value in vars(_stdlib_ssl).items()
                   if not name.startswith("__")})
 
-from loop import _socket as _green_socket  # noqa: E402  (after the update, which has _socket)
-from loop._hub import monotonic  # noqa: E402
+from loop._green import socket as _green_socket  # noqa: E402  (after the update, which has _socket)
+from loop._core.hub import monotonic  # noqa: E402
 
 _original_SSLSocket = _stdlib_ssl.SSLSocket
 _original_SSLContext = _stdlib_ssl.SSLContext

@@ -15,7 +15,7 @@ The stdlib ``Popen`` is kept whole; what makes it block is replaced underneath i
   of one child is often given to the next child (a shell-style pipeline), which must not
   inherit ``O_NONBLOCK``.
 * **communicate.** It waits with ``_PopenSelector`` (a ``PollSelector`` bound when subprocess
-  was imported); that name is pointed at :class:`loop._selectors.GreenSelector`.  Its direct
+  was imported); that name is pointed at :class:`loop._green.selectors.GreenSelector`.  Its direct
   ``os.read``/``os.write`` calls only happen after the selector said ready.
 * **wait.** ``Popen.wait`` calls ``os.waitpid`` (looked up at call time) and, with a timeout,
   ``time.sleep``: the ``os`` and ``time`` patches make both green.
@@ -32,7 +32,7 @@ import sys as _sys
 import types as _types
 import warnings as _warnings
 
-from loop._hub import get_hub
+from loop._core.hub import get_hub
 
 _poll = _select.poll  # bound before monkey patching replaces it
 _POLLIN = _select.POLLIN | _select.POLLHUP | _select.POLLERR
@@ -92,7 +92,7 @@ class GreenPipe(_io.RawIOBase):
 
     def close(self):
         if not self.closed:
-            from loop._hub import cancel_wait
+            from loop._core.hub import cancel_wait
             cancel_wait(self._fd, OSError(_errno.EBADF, "Bad file descriptor"))
             try:
                 if self._closefd:
@@ -133,7 +133,7 @@ green_io = _GreenIO("io")
 
 def patch_module(module):
     """Make ``module`` (a subprocess module object) use green pipes and a green selector."""
-    from loop._selectors import GreenSelector
+    from loop._green.selectors import GreenSelector
     module.io = green_io
     module._PopenSelector = GreenSelector
 
@@ -182,4 +182,4 @@ SubprocessError = _green.SubprocessError
 del _sys
 
 # gevent.subprocess exposes its file object type under this name.
-from loop._fileobject import FileObject  # noqa: E402
+from loop._green.fileobject import FileObject  # noqa: E402

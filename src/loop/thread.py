@@ -25,7 +25,7 @@ Fork
 ----
 A forked child keeps only the forking OS thread, but all of that thread's green threads: they
 are fibers of it.  :data:`_live` lists the running green threads so that the fork hooks in
-:mod:`loop._patch_thread` can tell which ones keep running, and end the others (those of other
+:mod:`loop.monkey._thread_patches` can tell which ones keep running, and end the others (those of other
 OS threads) in the child the way CPython ends the threads that a fork left behind.
 """
 import _thread
@@ -33,9 +33,9 @@ import sys
 from weakref import ref as _weakref
 
 from loop import lock as _lock
-from loop._hub import get_hub
+from loop._core.hub import get_hub
 from loop._switch import Fiber, getcurrent
-from loop.event import Event
+from loop._core.event import Event
 from loop.local import local as _local
 
 __all__ = ["get_ident", "start_new_thread", "start_new", "allocate_lock", "allocate",

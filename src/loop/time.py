@@ -6,8 +6,8 @@ import time as _stdlib_time
 globals().update({name: value for name, value in vars(_stdlib_time).items()
                   if not name.startswith("__")})
 
-from loop._hub import get_hub_if_exists, sleep as _hub_sleep  # noqa: E402
-from loop._hub import real_sleep as _real_sleep  # noqa: E402
+from loop._core.hub import get_hub_if_exists, sleep as _hub_sleep  # noqa: E402
+from loop._core.hub import real_sleep as _real_sleep  # noqa: E402
 
 __implements__ = ["sleep"]
 

@@ -43,7 +43,7 @@ def _fiber_state(fiber):
 def format_run_info(thread_stacks=True, greenlet_stacks=True, limit=None):
     """Lines describing every OS thread (with its stack) and every live green thread (with
     the stack where it waits)."""
-    from loop._hub import get_hub_if_exists
+    from loop._core.hub import get_hub_if_exists
     lines = []
     if thread_stacks:
         import threading
@@ -119,7 +119,7 @@ class assert_switches:
             self._previous(event, args)
 
     def __enter__(self):
-        from loop._hub import get_hub
+        from loop._core.hub import get_hub
         self._hub_fiber = get_hub().fiber
         self._previous = gettrace()
         self._last = _monotonic()

@@ -128,7 +128,7 @@ class _GreenProcess(Worker):
             # Typically tempfile's lock, bound when the arbiter imported it; harmless here,
             # so only worth a debug line rather than a warning in every worker's boot.
             self.log.debug("%s", warning.message)
-        from loop import _socket as green
+        from loop._green import socket as green
         import socket
         sockets = []
         for listener in self.sockets:
@@ -139,7 +139,7 @@ class _GreenProcess(Worker):
     def init_signals(self):
         super().init_signals()
         import loop
-        from loop.event import Event
+        from loop._core.event import Event
         self._wake = Event()
         handlers = {
             "SIGTERM": self.handle_exit, "SIGQUIT": self.handle_quit,
@@ -313,7 +313,7 @@ class _HookRequest:
                  "peer_addr", "remote_addr", "_keep_alive")
 
     def __init__(self, handler, request):
-        from loop._http import split_target
+        from loop._protocols.http import split_target
         self.method = request.method
         self.uri = request.target.decode("latin-1")
         path, query = split_target(request.target)
@@ -367,7 +367,7 @@ class _Options:
 def _server_options(worker):
     import logging
     from gunicorn.config import PostRequest, PreRequest
-    from loop._http import DEFAULT_MAX_HEADER_BYTES
+    from loop._protocols.http import DEFAULT_MAX_HEADER_BYTES
     cfg = worker.cfg
     log = worker.log
     options = _Options()
@@ -480,7 +480,7 @@ _V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 def _build_server_class():
     import logging
     from loop import pywsgi
-    from loop._http import ProtocolError
+    from loop._protocols.http import ProtocolError
 
     class GunicornHandler(pywsgi.WSGIHandler):
         _started = 0.0
@@ -761,7 +761,7 @@ class GreenGunicornWorker(_GreenProcess, AsyncWorker):
         self._keepalive = self.cfg.keepalive
 
     def timeout_ctx(self):
-        from loop.timeout import Timeout
+        from loop._core.timeout import Timeout
         return Timeout(self._keepalive, False)
 
     def make_server(self, listener, pool, ssl_context):
@@ -780,7 +780,7 @@ class GreenGunicornWorker(_GreenProcess, AsyncWorker):
         super().handle(listener, client, addr)
 
     def handle_request(self, listener_name, req, sock, addr):
-        from loop.exceptions import GreenletExit
+        from loop._core.exceptions import GreenletExit
         try:
             return super().handle_request(listener_name, req, sock, addr)
         except (GreenletExit, SystemExit):

@@ -32,7 +32,7 @@ KNOWN_FAILURES = {
     'test__greenlet.TestBasic.test_minimal_ident_parent_not_hub':
         "gevent-internal: gevent's hub is a greenlet (g.parent is the Hub object, with a minimal_ident); loop's hub runs in its own fiber, g.parent is that fiber",
     'test__greenlet.TestBasic.test_spawn_non_callable':
-        'difference: spawn_raw(1) fails only when the fiber starts, not at the call (requested for loop._api)',
+        'difference: spawn_raw(1) fails only when the fiber starts, not at the call (requested for loop._core.api)',
     'test__greenlet.TestBasic.test_tree_locals':
         'difference: Greenlet.spawn_tree_locals / spawning_greenlet are not kept (a per-spawn cost loop does not pay); contextvars are copied into each green thread instead',
     'test__greenlet.TestCExt.test_c_extension':
@@ -40,7 +40,7 @@ KNOWN_FAILURES = {
     'test__greenlet.TestDeadPropertyDuringSwitch.test_dead_is_false_for_current_greenlet_during_switch':
         "gevent-internal: installs a greenlet.settrace tracer; loop's fibers are not greenlets and have no switch tracer",
     'test__greenlet.TestKillallRawGreenlet.test_killall_raw':
-        'difference: killall() of a raw fiber calls .kill on it, which raw fibers lack (requested for loop._api)',
+        'difference: killall() of a raw fiber calls .kill on it, which raw fibers lack (requested for loop._core.api)',
     'test__greenlet.TestStuff.test_minimal_id':
         "gevent-internal: gevent's hub is a greenlet (g.parent is the Hub object, with a minimal_ident); loop's hub runs in its own fiber, g.parent is that fiber",
     'test__greenlet.TestStuff.test_multiple_listeners_error_unlink_AsyncResult_rawlink':
@@ -52,11 +52,11 @@ KNOWN_FAILURES = {
     'test__greenletset.Test.test_kill_noblock':
         "difference: uvloop runs a due 0.1 ms timer before callbacks queued earlier in the same iteration, so the sleep(0.0001) ends before the killed members' links ran (passes with LOOP_BACKEND=asyncio)",
     'test__greenletset.Test.test_killall_iterable_argument_timeout_started':
-        'difference: killall(..., timeout=t) returns quietly when the green threads survive; gevent raises Timeout (requested for loop._api)',
+        'difference: killall(..., timeout=t) returns quietly when the green threads survive; gevent raises Timeout (requested for loop._core.api)',
     'test__iwait.Testiwait.test_iwait_nogarbage':
-        'difference: iwait() returns a generator, not also a context manager (requested for loop._api)',
+        'difference: iwait() returns a generator, not also a context manager (requested for loop._core.api)',
     'test__iwait.Testiwait.test_iwait_partial':
-        'difference: iwait() returns a generator, not also a context manager (requested for loop._api)',
+        'difference: iwait() returns a generator, not also a context manager (requested for loop._core.api)',
     'test__iwait.Testiwait.test_noiter':
         "difference: loop's Semaphore has no rawlink/unlink, so it cannot be waited for with wait()/iwait() (requested for loop.lock)",
     'test__local.TestCExt.test_c_extension':
@@ -272,19 +272,19 @@ KNOWN_FAILURES = {
     'test__server.TestSSLGetCertificate.test_wrap_socket_and_handle_wrap_failure':
         "gevent-internal: calls the server's private _handle(None, None)",
     'test__signal.TestSignal.test_alarm':
-        "difference: the handle returned by signal_handler has no 'ref' attribute (requested for loop._api)",
+        "difference: the handle returned by signal_handler has no 'ref' attribute (requested for loop._core.api)",
     'test__signal.TestSignal.test_handler':
-        'difference: signal_handler does not reject a non-callable handler with TypeError (requested for loop._api)',
+        'difference: signal_handler does not reject a non-callable handler with TypeError (requested for loop._core.api)',
     'test__socket.TestCreateConnection.test_base_exception':
-        "gevent-internal: mock-patches getaddrinfo and the socket class inside the gevent.socket module; loop's create_connection uses the resolver and socket class of loop._socket, so the real resolver sees the mock's fake socket type",
+        "gevent-internal: mock-patches getaddrinfo and the socket class inside the gevent.socket module; loop's create_connection uses the resolver and socket class of loop._green.socket, so the real resolver sees the mock's fake socket type",
     'test__socket.TestFunctions.test_resolve_ipv6_scope_id':
         'gevent-internal: imports gevent._socketcommon._resolve_addr',
     'test__socket.TestFunctions.test_wait_timeout':
         'gevent-internal: gevent.socket.wait(watcher) takes a libev io watcher; loop waits on descriptors (wait_readable/wait_writable)',
     'test__socket.TestTCP.test_connect_ex_gaierror':
-        'difference: connect_ex to an unresolvable host returns an errno instead of raising gaierror (requested for loop._socket)',
+        'difference: connect_ex to an unresolvable host returns an errno instead of raising gaierror (requested for loop._green.socket)',
     'test__socket.TestTCP.test_connect_ex_not_call_connect':
-        'difference: connect_ex to an unresolvable host returns an errno instead of raising gaierror (requested for loop._socket)',
+        'difference: connect_ex to an unresolvable host returns an errno instead of raising gaierror (requested for loop._green.socket)',
     'test__subprocess.TestFDs.test_close_fds_brute_force':
         "gevent-internal: mock-patches gevent's own Popen._close_fds* helpers; loop's Popen is the stdlib class",
     'test__subprocess.TestFDs.test_close_fds_from_path':

@@ -36,7 +36,7 @@ is only paid while nested loops exist.
 
 A running nested loop is also never *adopted* as the hub's loop (the hub adopts the loop of a
 plain asyncio program that calls ``loop.run_green``), because its selector waits on the hub:
-:data:`loop._hub.nested_loops` tells the hub which running loops are nested.
+:data:`loop._core.hub.nested_loops` tells the hub which running loops are nested.
 
 Signals: a process has one signal wake-up fd, and asyncio loops deliver signals through it; the
 hub's loop takes it while it runs (uvloop always does in the main thread), so a nested loop
@@ -51,7 +51,7 @@ one in a green thread raises with that explanation.
 import _thread
 import functools
 
-from loop import _hub
+from loop._core import hub as _hub
 from loop._switch import getcurrent, gettrace, settrace
 
 __all__ = ["install"]
@@ -133,7 +133,7 @@ def _leave_nested(events):
 
 
 def _selectors_patched():
-    from loop._patch_registry import is_object_patched
+    from loop.monkey._registry import is_object_patched
     return is_object_patched("selectors", "DefaultSelector")
 
 
@@ -287,7 +287,7 @@ _events = None
 
 def install(asyncio, uvloop=None):
     """Wrap asyncio's entry points that start a loop (idempotent); called by the hub's
-    :func:`loop._hub.prepare`, before any monkey patch."""
+    :func:`loop._core.hub.prepare`, before any monkey patch."""
     global _events
     import asyncio.base_events as base_events
     import asyncio.runners as runners

@@ -2,7 +2,7 @@
 
 Why a subclass
 ==============
-:class:`loop._hub.Hub` is the scheduler: it knows how to run, wait and wake, and reports an
+:class:`loop._core.hub.Hub` is the scheduler: it knows how to run, wait and wake, and reports an
 error that ended a green thread through one method, ``handle_error``.  gevent programs customise
 exactly that method and the class attributes it reads -- ``SYSTEM_ERROR`` (errors that are
 re-raised in the main green thread instead of printed), ``NOT_ERROR`` (exits that are not printed
@@ -38,7 +38,7 @@ Other libev watchers (``io``, ``signal``, ``child``, ``prepare``...) have no cou
 """
 import sys
 
-from loop import _hub
+from loop._core import hub as _hub
 from loop._switch import FiberExit
 
 __all__ = ["Hub", "Waiter", "get_hub_class", "set_default_hub_class"]

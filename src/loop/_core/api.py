@@ -1,15 +1,15 @@
 """The module-level green API with gevent's names: spawn, sleep, joinall, wait, iwait...
 
-Everything here is a thin layer over :mod:`loop._hub` (waiting) and :mod:`loop.greenlet`
+Everything here is a thin layer over :mod:`loop._core.hub` (waiting) and :mod:`loop.greenlet`
 (green threads); nothing in this module switches fibers itself.
 """
 import os
 
-from loop._hub import _TIMED_OUT, Waiter, get_hub, monotonic
-from loop._hub import sleep as sleep
-from loop._hub import reinit as reinit
+from loop._core.hub import _TIMED_OUT, Waiter, get_hub, monotonic
+from loop._core.hub import sleep as sleep
+from loop._core.hub import reinit as reinit
 from loop._switch import Fiber, getcurrent
-from loop.greenlet import DIRECT_LINK_TYPES, Greenlet, GreenletExit
+from loop._core.greenlet import DIRECT_LINK_TYPES, Greenlet, GreenletExit
 
 __all__ = ["spawn", "spawn_later", "spawn_raw", "joinall", "killall", "kill", "wait", "iwait",
            "sleep", "idle", "getcurrent", "get_hub", "signal_handler", "reinit", "fork"]
@@ -197,7 +197,7 @@ def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
         kill(g, exception, block=False)
     if not (block and alive) or current is get_hub().fiber:
         return
-    from loop.timeout import Timeout
+    from loop._core.timeout import Timeout
     with Timeout._start_new_or_dummy(timeout):
         wait([g for g in alive if isinstance(g, Greenlet)])
         while any(not g.dead for g in alive):  # raw fibers: nothing to link to

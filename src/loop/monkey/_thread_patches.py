@@ -37,7 +37,7 @@ shutdown lock, ``logging``'s lock and its handlers' locks) are replaced when the
 import os
 import sys
 
-from loop._patch_registry import patch_item
+from loop.monkey._registry import patch_item
 
 _V313 = sys.version_info >= (3, 13)
 
@@ -113,7 +113,7 @@ class _DummyTracking:
     def __init__(self, green):
         import atexit
 
-        from loop._patch_registry import get_original
+        from loop.monkey._registry import get_original
         object.__setattr__(self, "_green", green)
         object.__setattr__(self, "_real", get_original("_thread", "_local")())
         atexit.register(_forget_green_entries, green)
@@ -198,7 +198,7 @@ def _before_fork():
     threading = sys.modules.get("threading")
     if not _wrapped_threading or threading is None:
         return
-    from loop._hub import get_hub_if_exists
+    from loop._core.hub import get_hub_if_exists
     from loop._switch import getcurrent
     keep = {}
     for _ident, function in _green_module._green_threads_of(get_hub_if_exists()):
@@ -232,7 +232,7 @@ def _after_fork_in_child():
     keep, tables = _fork_keep, _fork_tables
     _fork_keep = _fork_tables = None
     try:
-        from loop._hub import get_hub_if_exists
+        from loop._core.hub import get_hub_if_exists
         _green_module._end_other_threads_after_fork(get_hub_if_exists())
         if keep:
             _restore_threads(keep, *tables)

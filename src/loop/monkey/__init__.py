@@ -9,14 +9,14 @@ A patch replaces *attributes of the stdlib module objects* (``socket.socket``,
 ``time.sleep``, ``threading._allocate_lock``...) with loop's green versions.  Code that looks
 the name up at call time (``socket.socket(...)``, ``time.sleep(1)``, ``threading.Lock()``)
 becomes cooperative whatever the import order.  Every replacement is recorded by
-:mod:`loop._patch_registry`, so :func:`get_original` returns the real object,
+:mod:`loop.monkey._registry`, so :func:`get_original` returns the real object,
 :func:`is_module_patched`/:func:`is_object_patched` answer truthfully, and patching twice
 keeps the first original (``patch_all()`` twice is a no-op).
 
 The green replacements are themselves thin: the green socket *is* a ``socket.socket`` subclass
-(:mod:`loop._socket`), the green SSL socket *is* an ``ssl.SSLSocket`` (:mod:`loop.ssl`), green
+(:mod:`loop._green.socket`), the green SSL socket *is* an ``ssl.SSLSocket`` (:mod:`loop.ssl`), green
 threads are driven by the stdlib ``threading`` module itself running on green ``_thread``
-primitives (:mod:`loop.thread`, :mod:`loop._patch_thread`), ``subprocess.Popen`` is the stdlib
+primitives (:mod:`loop.thread`, :mod:`loop.monkey._thread_patches`), ``subprocess.Popen`` is the stdlib
 class on green pipes (:mod:`loop.subprocess`).  Behaviour therefore stays the stdlib's, which is
 what the CPython test suite run (``tests/stdlib/run_stdlib.py``, ``docs/compatibility.md``)
 checks.
@@ -25,7 +25,7 @@ The hub keeps the real stdlib
 -----------------------------
 The hub runs an asyncio (or uvloop) event loop; if asyncio's selector, self-pipe socket or
 locks were green, the hub would wait on itself.  Before anything is replaced,
-:func:`loop._hub.prepare` imports asyncio, uvloop and concurrent.futures and the hub binds the
+:func:`loop._core.hub.prepare` imports asyncio, uvloop and concurrent.futures and the hub binds the
 originals it needs (``_socket.socketpair``, the original ``DefaultSelector`` class, ``_thread``
 functions, ``time.sleep``); every loop module that needs an original binds it at import, and
 this module imports them all before the first patch.
@@ -68,8 +68,9 @@ import functools
 import sys
 import types
 
-from loop import _hub, _patch_registry
-from loop._patch_registry import (MonkeyPatchWarning, get_original, is_module_patched,
+from loop._core import hub as _hub
+from loop.monkey import _registry as _patch_registry
+from loop.monkey._registry import (MonkeyPatchWarning, get_original, is_module_patched,
                                   is_object_patched, patch_item, remove_item,
                                   warn_stale_references)
 
@@ -100,10 +101,10 @@ def _prepare():
     _hub.prepare()
     # Importing these binds their originals (see each module); the thread pool in particular
     # must start real threads, so it has to bind _thread.start_new_thread now.
-    import loop  # noqa: F401  (greenlet, timeout, _api, _interop)
+    import loop._core.api, loop._core.interop  # noqa: F401  (and greenlet, timeout)
     from loop import event, local, lock, pool, queue, threadpool  # noqa: F401
-    from loop import (_dns, _select, _selectors, _socket, os, signal, ssl,  # noqa: F401
-                      subprocess, thread, time)
+    from loop._green import dns, select, selectors, socket  # noqa: F401
+    from loop import os, signal, ssl, subprocess, thread, time  # noqa: F401
 
 
 def _replaced_originals(module_name, names):
@@ -221,7 +222,7 @@ def patch_selectors(aggressive=True):
     import selectors
 
     from loop import selectors as green_selectors
-    from loop._select import select as green_select_function
+    from loop._green.select import select as green_select_function
     green = green_selectors.GreenSelector
     patch_item(selectors, "DefaultSelector", green)
     if hasattr(selectors, "PollSelector"):
@@ -251,7 +252,7 @@ def patch_ssl():
     import ssl
 
     from loop import ssl as green_ssl
-    from loop._socket import create_connection
+    from loop._green.socket import create_connection
     original_context = get_original("ssl", "SSLContext")
     patch_item(original_context, "sslsocket_class", green_ssl.SSLSocket)
     # ssl.SSLSocket itself stays the stdlib class: ssl._create() calls
@@ -265,7 +266,7 @@ def patch_thread(threading=True, _threading_local=True, logging=True):
     """Threads become green threads; ``threading`` locks, conditions, events, semaphores,
     ``local`` and ``get_ident`` are green."""
     _prepare()
-    from loop._patch_thread import patch_thread_modules
+    from loop.monkey._thread_patches import patch_thread_modules
     patch_thread_modules(threading, _threading_local, logging)
 
 
@@ -274,7 +275,7 @@ def patch_queue():
     """``queue.SimpleQueue`` becomes the pure-Python one on green locks (``queue.Queue`` and
     friends use threading's locks, green once threads are patched)."""
     _prepare()
-    from loop._patch_thread import patch_queue as patch
+    from loop.monkey._thread_patches import patch_queue as patch
     patch()
 
 
@@ -295,7 +296,7 @@ def patch_subprocess():
     import subprocess
 
     from loop.subprocess import green_io, patch_module
-    from loop._selectors import GreenSelector
+    from loop._green.selectors import GreenSelector
     patch_item(subprocess, "io", green_io)
     patch_item(subprocess, "_PopenSelector", GreenSelector)
     del patch_module
@@ -435,6 +436,3 @@ def main(argv=None):
         runpy.run_path(argv[0], run_name="__main__")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ that turns out stale just means another round (within the caller's deadline).
 
 Sharing a descriptor
 --------------------
-The waits go through :meth:`loop._hub.Hub.wait_fds`, which makes each call a *watcher* of its
+The waits go through :meth:`loop._core.hub.Hub.wait_fds`, which makes each call a *watcher* of its
 descriptors in the hub: any number of select/poll calls may watch one descriptor, alongside the
 green thread that reads it (a green socket's ``recv``), and all of them wake when it becomes
 ready.  (asyncio's ``add_reader`` keeps one callback per descriptor, so registering directly
@@ -24,7 +24,7 @@ import math
 import select as _stdlib_select
 import sys
 
-from loop._hub import get_hub, monotonic
+from loop._core.hub import get_hub, monotonic
 
 __all__ = ["select", "poll", "wait_any_fd", "error"]
 

@@ -50,7 +50,7 @@ to start.  The hub clears the slot where it switches into green threads (a drain
 resume, a throw from a hub callback) and sets it back to its loop when control returns to the
 event loop, so only what asyncio runs -- tasks, callbacks, coroutines under ``loop.await_`` --
 sees the loop.  Green threads that run asyncio loops of their own keep their view through
-:mod:`loop._nesting`.
+:mod:`loop._core.nesting`.
 
 Rule for wakers: anything that may wake *several* green threads (``Event.set``, a green thread
 finishing) queues them; only single-shot hub callbacks (a timer, a readable fd, a thread pool
@@ -122,7 +122,7 @@ from _weakref import ref as _weakref
 from collections import deque
 
 from loop._switch import Fiber, FiberError, FiberExit, getcurrent
-from loop.exceptions import (BlockingSwitchOutError, ConcurrentObjectUseError,
+from loop._core.exceptions import (BlockingSwitchOutError, ConcurrentObjectUseError,
                              InvalidSwitchError, LoopExit)
 
 __all__ = ["Hub", "Waiter", "get_hub", "get_hub_if_exists", "reinit", "prepare",
@@ -173,11 +173,11 @@ def prepare():
     except ImportError:
         uvloop = None
     _originals["uvloop"] = uvloop
-    from loop import _nesting
+    from loop._core import nesting as _nesting
     _nesting.install(asyncio, uvloop)
     # The thread pool binds _thread.start_new_thread when imported; imported after patching it
     # would start green threads instead of OS threads, and DNS lookups would never return.
-    import loop.threadpool  # noqa: F401
+    import loop._core.threadpool  # noqa: F401
     # The hub class too: importing it when a thread makes its hub, after patching, would take
     # the (green) import lock, which needs a hub.
     get_hub_class()
@@ -444,7 +444,7 @@ class Hub:
             self.fiber.hub = self
             # run_in_executor(None, ...) on the hub must use real threads even after
             # patch_thread(): a green worker could only be waited for by blocking the hub.
-            from loop.threadpool import ThreadPoolExecutor
+            from loop._core.threadpool import ThreadPoolExecutor
             self.loop.set_default_executor(ThreadPoolExecutor(pool=self.threadpool))
         else:
             self.loop = adopt_loop
@@ -1110,7 +1110,7 @@ class Hub:
     def threadpool(self):
         """The hub's own :class:`loop.threadpool.ThreadPool` of real threads (created lazily)."""
         if self._threadpool is None:
-            from loop.threadpool import ThreadPool
+            from loop._core.threadpool import ThreadPool
             self._threadpool = ThreadPool(int(os.environ.get("LOOP_THREADPOOL_SIZE", "10")),
                                           hub=self)
         return self._threadpool
@@ -1502,7 +1502,7 @@ def get_hub_if_exists():
     return getattr(_tls, "hub", None)
 
 
-#: asyncio loops that green code runs on top of the hub (see loop._nesting); never adopted.
+#: asyncio loops that green code runs on top of the hub (see loop._core.nesting); never adopted.
 nested_loops = set()
 
 

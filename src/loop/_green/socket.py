@@ -52,7 +52,7 @@ collected without ``close()`` (then the C finalizer closes it, as in the stdlib)
 Names resolved for the caller
 -----------------------------
 ``connect(("example.com", 80))`` would make the C socket call ``getaddrinfo`` itself, blocking
-the hub; green ``connect``/``connect_ex`` resolve non-numeric hosts through :mod:`loop._dns`
+the hub; green ``connect``/``connect_ex`` resolve non-numeric hosts through :mod:`loop._green.dns`
 first.
 """
 import _socket
@@ -61,8 +61,8 @@ import os
 import socket as _stdlib
 import warnings as _warnings
 
-from loop import _dns
-from loop._hub import (cancel_wait, current_hub, forget_fd as _forget_fd, get_hub, monotonic,
+from loop._green import dns as _dns
+from loop._core.hub import (cancel_wait, current_hub, forget_fd as _forget_fd, get_hub, monotonic,
                        sleep as _hub_sleep)
 
 __all__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd",
@@ -567,7 +567,7 @@ def wait_write(fileno, timeout=None, timeout_exc=None):
 
 def wait_readwrite(fileno, timeout=None, timeout_exc=None):
     """Block until ``fileno`` is readable or writable (whichever comes first)."""
-    from loop._select import select
+    from loop._green.select import select
     readable, writable, _ = select([fileno], [fileno], [], timeout)
     if not readable and not writable:
         raise timeout_exc or _timed_out()

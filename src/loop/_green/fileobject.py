@@ -142,7 +142,7 @@ class FileObjectThread(FileObjectBase):
 
     def __init__(self, fobj, mode="rb", bufsize=-1, close=True, threadpool=None, lock=True,
                  encoding=None, errors=None, newline=None):
-        from loop._hub import get_hub
+        from loop._core.hub import get_hub
         self.threadpool = threadpool if threadpool is not None else get_hub().threadpool
         if lock is True:
             from loop.lock import Semaphore

@@ -24,7 +24,7 @@ import _socket
 import os
 import socket as _stdlib_socket
 
-from loop._hub import get_hub, get_hub_if_exists, sleep as _hub_sleep
+from loop._core.hub import get_hub, get_hub_if_exists, sleep as _hub_sleep
 
 __all__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo",
            "getfqdn", "resolver_pool", "is_numeric_host"]
@@ -44,7 +44,7 @@ def resolver_pool():
     """The thread pool that runs lookups (created on first use)."""
     global _pool
     if _pool is None:
-        from loop.threadpool import ThreadPool
+        from loop._core.threadpool import ThreadPool
         _pool = ThreadPool(int(os.environ.get("LOOP_RESOLVER_THREADS", "128")))
     return _pool
 
