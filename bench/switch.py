@@ -1,17 +1,27 @@
 """One-way switch cost of loop._switch against greenlet, measured side by side in one process.
 
     python bench/switch.py [--quick] [--json bench/results/switch-3.11.json]
+    python bench/switch.py --baseline OTHER/src [--rounds 3] [--quick]
 
 Rows: switching between two fibers/greenlets with 0, 100 and 500 Python frames below the switch
 point, and with 10, 50 and 200 levels of C recursion (through sorted(key=...)) below it; spawn plus
 first switch; RSS per suspended fiber. Each number is the best of several repeats, in ns (spawn:
 us, RSS: bytes). greenlet is optional: without it only loop's column is printed.
+
+``--baseline`` compares this tree's loop with another checkout's (its ``src`` directory, with the
+extension built in place: ``python setup.py build_ext --inplace`` there), e.g. the previous commit
+made with ``git worktree add /tmp/base HEAD~1``.  Each side runs in its own process, alternating,
+``--rounds`` times; the table shows each row's best per side and baseline/this (above 1: this tree
+is faster).
 """
 import argparse
 import gc
 import json
+import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 
 import loop._switch as ls
@@ -99,17 +109,51 @@ def rss_per_suspended(Fiber, getcurrent, n):
     return per
 
 
+def compare_with_baseline(args):
+    """Run this file for this tree and for ``args.baseline`` in turn; print both, best of each."""
+    here_src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    sides = {"this": here_src, "baseline": os.path.abspath(args.baseline)}
+    best = {}
+    for _ in range(args.rounds):
+        for side, src in sides.items():
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                cmd = [sys.executable, os.path.abspath(__file__), "--json", out.name, "--loop-only"]
+                if args.quick:
+                    cmd.append("--quick")
+                env = dict(os.environ, PYTHONPATH=src)
+                subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+                with open(out.name) as f:
+                    rows = json.load(f)["results"]["loop"]
+            for label, value in rows.items():
+                kept = best.setdefault(side, {}).get(label)
+                best[side][label] = value if kept is None else min(kept, value)
+    print(f"Python {platform.python_version()} {platform.machine()}: this tree against "
+          f"{args.baseline}, best of {args.rounds} alternating rounds")
+    print(f"{'':28}{'this':>12}{'baseline':>12}{'base/this':>12}")
+    for label, value in best["this"].items():
+        base = best["baseline"][label]
+        print(f"{label:28}{value:12.1f}{base:12.1f}{base / value:12.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--baseline", help="another checkout's src directory to compare with")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--loop-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.baseline:
+        compare_with_baseline(args)
+        return
     n, repeats = (20_000, 3) if args.quick else (200_000, 5)
     rows = [("depth 0", 0, 0), ("py-depth 100", 100, 0), ("py-depth 500", 500, 0),
             ("C-depth 10", 0, 10), ("C-depth 50", 0, 50), ("C-depth 200", 0, 200)]
     sys.setrecursionlimit(10_000)
     results = {}
     for name, (Fiber, getcurrent) in impls().items():
+        if args.loop_only and name != "loop":
+            continue
         r = results[name] = {}
         for label, py, c in rows:
             r[label] = time_switches(Fiber, getcurrent, py, c, n // (1 + c // 10), repeats)
