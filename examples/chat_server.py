@@ -14,6 +14,31 @@ import os
 import sys
 
 
+#: The tunable limits, by group: (flag, type, default, metavar, help).
+OPTION_GROUPS = [
+    ("per-client limits", [
+        ("--outbox", int, 500, "N",
+         "events queued for a slow client before the oldest are dropped"),
+        ("--max-drops", int, 2000, "N",
+         "disconnect a client once N events were dropped without progress"),
+        ("--rate", float, 20.0, "LINES", "lines per second a client may send (sustained)"),
+        ("--burst", int, 40, "LINES", "lines a client may send at once"),
+    ]),
+    ("connection limits (see chat/admission.py)", [
+        ("--per-ip", int, 32, "N", "connections from one IP address, both ports together"),
+        ("--max-web-clients", int, 1000, "N", "WebSockets open at once; more are answered 503"),
+        ("--page-connections", int, 100, "N",
+         "web server slots kept for page requests beyond the WebSockets"),
+        ("--ping-interval", float, 20.0, "SECONDS",
+         "ping a WebSocket client that has been quiet this long"),
+        ("--idle-timeout", float, 60.0, "SECONDS",
+         "close a WebSocket that sent nothing (not even a pong) this long"),
+        ("--send-timeout", float, 30.0, "SECONDS",
+         "cut a WebSocket client whose socket takes no data this long"),
+    ]),
+]
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="loop chat server (TCP line protocol + web)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -21,28 +46,10 @@ def parse_args(argv=None):
     parser.add_argument("--http-port", type=int, default=8000, help="web page and WebSocket port")
     parser.add_argument("--redis", metavar="URL",
                         help="share rooms with other processes through Redis pub/sub")
-    limits = parser.add_argument_group("per-client limits")
-    limits.add_argument("--outbox", type=int, default=500, metavar="N",
-                        help="events queued for a slow client before the oldest are dropped")
-    limits.add_argument("--max-drops", type=int, default=2000, metavar="N",
-                        help="disconnect a client once N events were dropped without progress")
-    limits.add_argument("--rate", type=float, default=20.0, metavar="LINES",
-                        help="lines per second a client may send (sustained)")
-    limits.add_argument("--burst", type=int, default=40, metavar="LINES",
-                        help="lines a client may send at once")
-    admission = parser.add_argument_group("connection limits (see chat/admission.py)")
-    admission.add_argument("--per-ip", type=int, default=32, metavar="N",
-                           help="connections from one IP address, both ports together")
-    admission.add_argument("--max-web-clients", type=int, default=1000, metavar="N",
-                           help="WebSockets open at once; more are answered 503")
-    admission.add_argument("--page-connections", type=int, default=100, metavar="N",
-                           help="web server slots kept for page requests beyond the WebSockets")
-    admission.add_argument("--ping-interval", type=float, default=20.0, metavar="SECONDS",
-                           help="ping a WebSocket client that has been quiet this long")
-    admission.add_argument("--idle-timeout", type=float, default=60.0, metavar="SECONDS",
-                           help="close a WebSocket that sent nothing (not even a pong) this long")
-    admission.add_argument("--send-timeout", type=float, default=30.0, metavar="SECONDS",
-                           help="cut a WebSocket client whose socket takes no data this long")
+    for title, options in OPTION_GROUPS:
+        group = parser.add_argument_group(title)
+        for flag, kind, default, metavar, text in options:
+            group.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
     parser.add_argument("--verbose", "-v", action="store_true", help="log every HTTP request")
     return parser.parse_args(argv)
 
