@@ -49,6 +49,20 @@ def handshake(server, path="/", extensions=None, rcvbuf=None):
     assert response.startswith(b"HTTP/1.1 101"), response
     return sock, response, rest
 
+# data plus what the server sends until EOF, a reset (adds on_reset) or size bytes in all;
+# pause seconds between reads make a slow reader.
+def read_until(sock, data=b"", size=None, pause=0.0, on_reset=b""):
+    while size is None or len(data) < size:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data + on_reset
+        if not chunk:
+            break
+        data += chunk
+        time.sleep(pause)
+    return data
+
 def finish(result):
     print(json.dumps(result), flush=True)
     os._exit(0)
@@ -276,11 +290,7 @@ with serving(app) as server:
     assert joined.wait(10)
     time.sleep(1.0)
     sock.settimeout(10)
-    while len(data) < 4 * (SIZE + 10):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_until(sock, data, size=4 * (SIZE + 10))
     done.wait(20)
     report["payloads"] = []
     while len(data) >= 10 and data[0] == 0x82:
@@ -325,14 +335,7 @@ with serving(app) as server:
     sock, _, data = handshake(server, rcvbuf=4096)
     assert done.wait(10)
     sock.settimeout(10)
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
+    data = read_until(sock, data)
     report["received"] = len(data)
     report["tail_has_after"] = b"after" in data[-20:]
     finish(report)
@@ -380,12 +383,7 @@ with serving(app) as server:
     frames = []
     expected = 160 * (50_000 + 4)
     sock.settimeout(20)
-    while len(data) < expected:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-        time.sleep(0.001)
+    data = read_until(sock, data, size=expected, pause=0.001)
     for thread in threads:
         thread.join(20)
     while len(data) >= 4 and data[0] == 0x82:
@@ -422,11 +420,7 @@ def app(environ, start_response):
 with serving(app) as server:
     sock, _, data = handshake(server)                # reads, but never answers a ping
     started = time.monotonic()
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_until(sock, data)
     returned = done.wait(10)
     finish({"returned": returned, "data": data.hex(), "eof_after": time.monotonic() - started,
             **outcome})
@@ -500,15 +494,7 @@ with serving(app) as server:
     sock, _, data = handshake(server, extensions=EXTENSIONS)
     from test_websocket_limits import deflated, masked_frame
     sock.sendall(FRAMES)
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            data += b"<reset>"
-            break
-        if not chunk:
-            break
-        data += chunk
+    data = read_until(sock, data, on_reset=b"<reset>")
     finish({"data": data.hex(), "returned": finished.wait(10), **outcome})
 """
 
