@@ -9,7 +9,12 @@ Scenarios (each run in a fresh subprocess per implementation, best of --repeat):
 * event_block -- 100,000 green threads blocked on one Event: creation time until all wait, and
                  RSS growth per blocked green thread; then set and join;
 * timers      -- 10,000 green threads sleeping random lengths in [0, 50 ms): total wall time
-                 (the floor is 50 ms).
+                 (the floor is 50 ms);
+* lateness    -- a 10 ms ticker while 200 green threads (tasks) are spawned at once, each
+                 computing for about 5 ms before its first wait (a burst of new connections
+                 whose handlers each build an SSL context, say): the ticker's worst lateness.
+                 Running every ready green thread before looking at timers makes it the sum of
+                 their runs (about 1 s).
 
 ``--baseline`` adds a column "loop-baseline": loop from another checkout's ``src`` directory
 (extension built in place there), e.g. the previous commit from ``git worktree add /tmp/base
@@ -31,7 +36,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 IMPLS = ["loop", "gevent", "eventlet", "asyncio", "uvloop"]
-SCENARIOS = ["spawn_join", "yield", "event_block", "timers"]
+SCENARIOS = ["spawn_join", "yield", "event_block", "timers", "lateness"]
+
+#: The lateness scenario: a ticker's period, and the burst of computing threads.
+TICK, BURST, BURST_COMPUTE = 0.01, 200, 0.005
+
+
+def compute(seconds):
+    """Keep the CPU busy for about ``seconds`` without waiting."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(range(100))
 
 
 def rss_bytes():
@@ -113,6 +128,18 @@ def run_green(impl, scenario, scale):
         t = time.perf_counter()
         joinall([spawn(sleep, d) for d in delays])
         return {"seconds": time.perf_counter() - t, "n": len(delays)}
+    if scenario == "lateness":
+        worst = [0.0]
+
+        def ticker(ticks):
+            for _ in range(ticks):
+                due = time.perf_counter() + TICK
+                sleep(TICK)
+                worst[0] = max(worst[0], time.perf_counter() - due)
+        tick = spawn(ticker, 50)
+        sleep(TICK * 1.5)
+        joinall([spawn(compute, BURST_COMPUTE) for _ in range(BURST)] + [tick])
+        return {"seconds": worst[0], "n": BURST}
     raise ValueError(scenario)
 
 
@@ -155,6 +182,22 @@ def run_asyncio(impl, scenario, scale):
             t = time.perf_counter()
             await asyncio.gather(*[asyncio.ensure_future(asyncio.sleep(d)) for d in delays])
             return {"seconds": time.perf_counter() - t, "n": len(delays)}
+        if scenario == "lateness":
+            worst = [0.0]
+
+            async def ticker(ticks):
+                for _ in range(ticks):
+                    due = time.perf_counter() + TICK
+                    await asyncio.sleep(TICK)
+                    worst[0] = max(worst[0], time.perf_counter() - due)
+
+            async def computing():
+                compute(BURST_COMPUTE)
+            tick = asyncio.ensure_future(ticker(50))
+            await asyncio.sleep(TICK * 1.5)
+            await asyncio.gather(*[asyncio.ensure_future(computing()) for _ in range(BURST)],
+                                 tick)
+            return {"seconds": worst[0], "n": BURST}
         raise ValueError(scenario)
 
     if impl == "uvloop":
@@ -244,7 +287,8 @@ def main():
     sys.stderr.write("\n")
 
     label = {"spawn_join": "spawn+join 100k (s)", "yield": "1k x 1k sleep(0) (s)",
-             "event_block": "100k block on Event (s)", "timers": "10k random timers (s)"}
+             "event_block": "100k block on Event (s)", "timers": "10k random timers (s)",
+             "lateness": "10ms tick, worst late (s)"}
     width = 26
     header = "%-*s" % (width, "scenario") + "".join(" %17s" % i for i in present)
     print(header)
