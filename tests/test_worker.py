@@ -281,6 +281,33 @@ def test_import_is_side_effect_free():
     assert out.stdout.strip() == "clean", out.stderr
 
 
+def test_gunicorn_stays_optional():
+    """Importing loop, its WSGI server or the PROXY reader does not import gunicorn: only
+    loop.worker (and the private modules behind it) does."""
+    code = ("import sys, loop, loop.pywsgi, loop._protocols.proxy, loop._protocols.http; "
+            "loop.spawn; "
+            "assert not [m for m in sys.modules if m.startswith('gunicorn')]; "
+            "import loop.worker; assert 'gunicorn' in sys.modules; "
+            "assert 'loop._gunicorn.serving' not in sys.modules; "
+            "print('clean')")
+    env = dict(os.environ, PYTHONPATH=SRC)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=30)
+    assert out.stdout.strip() == "clean", out.stderr
+
+
+def test_public_names_of_loop_worker():
+    import loop.worker
+    from loop._gunicorn import process
+    assert sorted(loop.worker.__all__) == ["GreenGunicornWorker", "GreenWSGIWorker",
+                                           "GreenWorker"]
+    for name in loop.worker.__all__:
+        assert getattr(loop.worker, name) is getattr(process, name)
+    # classes at module level, importable by their qualified name (gunicorn's -k takes it)
+    assert loop.worker.GreenWorker.__qualname__ == "GreenWorker"
+    assert loop.worker.GreenGunicornWorker.__qualname__ == "GreenGunicornWorker"
+
+
 def test_old_class_name_still_works(start):
     import loop.worker
     assert loop.worker.GreenWSGIWorker is loop.worker.GreenWorker
