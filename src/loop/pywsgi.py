@@ -93,10 +93,13 @@ period ends.  ``python -m loop.pywsgi`` stops this way on SIGTERM as on SIGINT.
 
 from __future__ import annotations
 
+import argparse
 import errno
+import importlib
 import logging
 import os
 import re
+import signal
 import socket
 import stat
 import sys
@@ -105,6 +108,7 @@ import traceback
 from email.utils import formatdate
 from urllib.parse import unquote_to_bytes
 
+from loop._core.api import signal_handler
 from loop._core.hub import cancel_wait, sleep as _sleep, wait_writable
 from loop.server import StreamServer
 from loop._protocols.http import (
@@ -482,29 +486,34 @@ class WSGIHandler:
         self.draining = False
         self._idle_wait = False          # parked waiting for the first byte of a request
         self._peer_closed = False        # the client closed, reset or stalled: no linger
-        self.input = None
-        self._status_bytes = b""
-        self._header_block = b""
         self._timeout = None
         self._base_environ = None
         self.requests_served = 0
-        # per-request state, reset in _handle_request
-        self.request = None
+        self._unyielded = 0              # body bytes received since this thread last yielded
+        self._start_request(None)
+
+    def _start_request(self, request):
+        """Set every piece of per-request state: the one place that does, for the connection
+        before its first request (``request`` None) and for each request it serves."""
+        self.request = request
         self.environ = None
+        self.input = None
         self.status = None
         self.response_headers = None
         self.headers_sent = False
         self.upgraded = False
+        self._status_bytes = b""
+        self._header_block = b""
         self._chunked = False
         self._content_length = None
         self._body_sent = 0
         self._written = 0               # bytes of the current response that went out
-        self._expect_pending = False
+        self._expect_pending = (request is not None and request.expect_continue
+                                and request.has_body)
         self._body_error = None
         self._body_received = 0
         self._body_waited = 0.0
         self._body_deadline = None
-        self._unyielded = 0
 
     @property
     def idle(self):
@@ -927,20 +936,7 @@ class WSGIHandler:
 
     def _handle_request(self, request):
         server = self.server
-        self.request = request
-        self.status = None
-        self.response_headers = None
-        self.headers_sent = False
-        self.upgraded = False
-        self._chunked = False
-        self._content_length = None
-        self._body_sent = 0
-        self._written = 0
-        self._expect_pending = request.expect_continue and request.has_body
-        self._body_error = None
-        self._body_received = 0
-        self._body_waited = 0.0
-        self._body_deadline = None
+        self._start_request(request)
         # Closing is decided now and may only get stricter while we answer.
         self.closing = not request.keep_alive or self.draining or request.upgrade
         environ = self.environ = self._environ_for(request)
@@ -1541,7 +1537,6 @@ def _shutdown(sock):
 # -- command line --------------------------------------------------------------------------------
 
 def _load_app(spec):
-    import importlib
     module_name, _, attribute = spec.partition(":")
     module = importlib.import_module(module_name)
     app = module
@@ -1552,7 +1547,6 @@ def _load_app(spec):
 
 def main(argv=None):
     """``python -m loop.pywsgi module:app --bind HOST:PORT``."""
-    import argparse
     parser = argparse.ArgumentParser(prog="python -m loop.pywsgi", description="Serve a WSGI app.")
     parser.add_argument("app", help="module:attribute of the WSGI application")
     parser.add_argument("--bind", "-b", default="127.0.0.1:8000", help="HOST:PORT")
@@ -1572,6 +1566,8 @@ def main(argv=None):
     app = _load_app(args.app)
     context = None
     if args.certfile:
+        # Deferred: ssl is missing from a Python built without OpenSSL, and only --certfile
+        # needs it.
         import ssl
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.certfile, args.keyfile)
@@ -1585,8 +1581,6 @@ def main(argv=None):
     _error_default.warning("loop.pywsgi serving %s on %s://%s:%s", args.app, scheme, host, port)
     # SIGTERM (what service managers and container runtimes send) stops as gracefully as
     # SIGINT: stop accepting, let requests in flight finish, close idle connections.
-    import signal
-    from loop import signal_handler
     signal_handler(signal.SIGTERM, server.stop, args.graceful_timeout)
     try:
         server.serve_forever(stop_timeout=args.graceful_timeout)
