@@ -906,6 +906,40 @@ def test_proxy_protocol(start, worker_class):
     assert wait_for(lambda: "1.2.3.4" in server.access_log.read_text(), 5)
 
 
+def test_proxy_header_in_pieces_and_from_a_peer_not_allowed(start):
+    """GreenWorker reads the PROXY header through the sans-IO reader: a header in pieces is
+    put together, UNKNOWN keeps the connection's address, and a peer that may not send a
+    header is refused on its first bytes rather than after the header timeout."""
+    if GUNICORN_VERSION < (24, 1):
+        pytest.skip("proxy_protocol modes need gunicorn 24.1")
+    server = start("loop.worker.GreenWorker", "-w", "1", "--proxy-protocol", "auto")
+    header = _proxy_v2("9.8.7.6", "5.4.3.2", 2222, 443)
+    sock = server.connect()
+    try:
+        for piece in (header[:5], header[5:14], header[14:20], header[20:]):
+            sock.sendall(piece)
+            time.sleep(0.05)
+        sock.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = server._read_all(sock)
+    finally:
+        sock.close()
+    info = json.loads(reply.partition(b"\r\n\r\n")[2])
+    assert (info["REMOTE_ADDR"], info["PROXY_ADDR"]) == ("9.8.7.6", "5.4.3.2")
+    info = server.info(prefix=b"PROXY UNKNOWN ff::1 whatever\r\n")
+    assert (info["REMOTE_ADDR"], info["PROXY_PROTOCOL"]) == ("127.0.0.1", "UNKNOWN")
+    server.stop()
+
+    server = start("loop.worker.GreenWorker", "-w", "1", "--proxy-protocol", "auto",
+                   "--proxy-allow-from", "10.9.9.9")
+    sock = server.connect(timeout=5)
+    try:
+        sock.sendall(header[:14])       # the signature and more: a header, not yet complete
+        reply = sock.recv(65536)        # before: nothing until the 10 s header timeout
+    finally:
+        sock.close()
+    assert reply.startswith(b"HTTP/1.1 403"), reply
+
+
 def test_script_name_from_the_environment(start, worker_class):
     server = start(worker_class, "-w", "1", "-e", "SCRIPT_NAME=/mount")
     info = server.info("/mount/info")
