@@ -9,8 +9,8 @@
    loads neither the extension, asyncio nor the hub.
 4. Code and docs refer to nothing outside the repository.
 
-(The fourth rule of the design, that the hub is left empty after every test, is the autouse
-fixture in ``tests/conftest.py``; ``test_leak_check_*`` below checks that fixture.)
+(The design's third rule, that the hub is left empty after every test, is the autouse fixture
+in ``tests/conftest.py``; ``test_leak_check_*`` below checks that fixture.)
 
 Each rule is a function over a source tree.  The tests run it on this checkout and also on small
 trees written to ``tmp_path`` that break the rule on purpose: a checker that stopped being able
@@ -19,6 +19,7 @@ to fail would otherwise pass forever unnoticed.
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -84,10 +85,14 @@ class _ScopedVisitor(ast.NodeVisitor):
 
     def __init__(self):
         self.scope = []
+        self.functions = 0  # how many of the enclosing scopes are functions
 
     def _enter(self, node):
+        is_function = not isinstance(node, ast.ClassDef)
         self.scope.append(node.name)
+        self.functions += is_function
         self.generic_visit(node)
+        self.functions -= is_function
         self.scope.pop()
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _enter
@@ -167,11 +172,20 @@ DESIGN_NAMES_THE_SWITCHING_PACKAGE = re.compile(
     re.IGNORECASE)
 
 
+def _switching_section(essay):
+    """The sections of an essay whose heading (a line underlined with ``=``/``-``) speaks of
+    switching; the whole essay when it has none."""
+    sections = re.split(r"\n(?=[^\n]+\n[=-]{3,}\n)", essay)
+    switching = [text for text in sections
+                 if re.match(r"[^\n]*switch[^\n]*\n[=-]{3,}\n", text, re.IGNORECASE)]
+    return "\n".join(switching) if switching else essay
+
+
 def core_modules_missing_from_essay(src, package=PACKAGE, core=CORE):
     """The modules of the core that switch but are not named in the core package's essay (the
     docstring of its ``__init__.py``, which docs/design.md points to for that list)."""
     modules = python_modules(src, package)
-    essay = ast.get_docstring(_parse(modules[core])) or ""
+    essay = _switching_section(ast.get_docstring(_parse(modules[core])) or "")
     missing = []
     for module, path in modules.items():
         if not in_package(module, core) or module == core or not switch_uses(path):
@@ -242,7 +256,8 @@ class _ImportFinder(_ScopedVisitor):
 
     @property
     def function(self):
-        return self.qualname if self.scope else None
+        # a class body runs at import time, like the module's own code
+        return self.qualname if self.functions else None
 
     def visit_Import(self, node):
         for alias in node.names:
@@ -272,7 +287,8 @@ class _ImportFinder(_ScopedVisitor):
 
 class ImportGraph:
     """The import graph of ``package`` under ``src``: ``edges[a][b] = (line, function)`` where
-    module ``a`` imports module ``b`` (at module level when function is None).
+    module ``a`` imports module ``b`` (at module level when function is None; the module-level
+    import is shown when there are several); ``sites`` lists every import.
 
     ``import a.b.c`` and ``from a.b.c import x`` also run the ``__init__`` of ``a`` and ``a.b``,
     so they count as imports of those packages too -- except of the packages that contain the
@@ -288,6 +304,7 @@ class ImportGraph:
         packages = {m for m, p in self.paths.items() if p.name == "__init__.py"}
         lazy = {p: _lazy_names(self.paths[p]) for p in packages}
         self.edges = {}
+        self.sites = []  # every import: (module, target, line, function or None)
         for module, path in self.paths.items():
             finder = _ImportFinder(module, module in packages)
             finder.visit(_parse(path))
@@ -299,7 +316,10 @@ class ImportGraph:
                     return
                 if implied and target in own_packages:
                     return
-                edges.setdefault(target, (line, function))
+                self.sites.append((module, target, line, function))
+                # an edge is shown by its module-level import when it has one
+                if target not in edges or (function is None and edges[target][1] is not None):
+                    edges[target] = (line, function)
 
             for target, node, function in finder.imports:
                 for ancestor in _ancestors(target):
@@ -411,6 +431,46 @@ def cycles_outside_core(graph, core=CORE):
     return reports
 
 
+def core_imports_in_functions_that_break_no_cycle(graph, core=CORE):
+    """In-function imports of a core module by a core module that could be at module level:
+    the imported module does not reach back to the importer through module-level imports, so
+    no import-time cycle is broken by deferring it.  (An in-function import that does break
+    one must say which in a comment; see core_imports_in_functions_without_a_comment.)"""
+    module_level = {module: [t for t, (_, function) in targets.items() if function is None]
+                    for module, targets in graph.edges.items()}
+
+    def reaches(start, goal):
+        seen, queue = {start}, deque([start])
+        while queue:
+            for child in module_level.get(queue.popleft(), ()):
+                if child == goal:
+                    return True
+                if child not in seen:
+                    seen.add(child)
+                    queue.append(child)
+        return False
+
+    return ["%s:%d (in %s) imports %s" % (where(graph.paths[module], graph.src), line, function,
+                                          target)
+            for module, target, line, function in graph.sites
+            if function is not None and in_package(module, core) and in_package(target, core)
+            and target != core and not reaches(target, module)]
+
+
+def core_imports_in_functions_without_a_comment(graph, core=CORE):
+    """In-function imports of a loop module in the core with no comment on their line or the
+    line above (the comment names the cycle the deferral breaks)."""
+    found = set()
+    for module, target, line, function in graph.sites:
+        if function is None or not in_package(module, core):
+            continue
+        lines = graph.paths[module].read_text(encoding="utf-8").splitlines()
+        nearby = lines[line - 1] + "\n" + (lines[line - 2] if line > 1 else "")
+        if "#" not in nearby:
+            found.add("%s:%d (in %s)" % (where(graph.paths[module], graph.src), line, function))
+    return sorted(found)
+
+
 @pytest.fixture(scope="module")
 def import_graph():
     return ImportGraph(SRC)
@@ -428,6 +488,15 @@ def test_no_module_outside_the_core_is_part_of_an_import_cycle(import_graph):
     cycles = cycles_outside_core(import_graph)
     assert not cycles, ("import cycles (in-function imports included) through modules outside "
                         "loop._core:\n  " + "\n  ".join(cycles))
+
+
+def test_core_defers_an_import_only_to_break_a_cycle(import_graph):
+    needless = core_imports_in_functions_that_break_no_cycle(import_graph)
+    assert not needless, ("in-function imports in loop._core that break no import-time cycle "
+                          "(move them to the top of the module):\n  " + "\n  ".join(needless))
+    silent = core_imports_in_functions_without_a_comment(import_graph)
+    assert not silent, ("in-function imports in loop._core without a comment naming the cycle "
+                        "they break:\n  " + "\n  ".join(silent))
 
 
 def test_import_graph_sees_the_package(import_graph):
@@ -557,7 +626,17 @@ def write_tree(root, files):
     return Path(root)
 
 
-CORE_ESSAY = '"""The core.  Switching: `hub` (parks and wakes), greenlet.py (kill)."""\n'
+CORE_ESSAY = '''"""The core.
+
+Modules
+=======
+``hub.py``, ``greenlet.py``, ``timeout.py``, ``event.py``.
+
+Which modules switch
+====================
+`hub` (parks and wakes), greenlet.py (kill).
+"""
+'''
 
 
 def test_switch_checker_finds_switches_outside_the_core(tmp_path):
@@ -645,6 +724,12 @@ LAYERED_TREE = {
     "loop/monkey/_registry.py": "from loop._core import hub\n",
     "loop/socket.py": "import loop._core.hub\n",
     "loop/queue.py": "import loop\nfrom loop import sleep\n",
+    "loop/lock.py": """\
+        class Lock:
+            from loop._core.hub import getcurrent
+            def acquire(self):
+                from loop import queue
+        """,
 }
 
 
@@ -661,6 +746,9 @@ def test_import_graph_resolves_imports_as_python_runs_them(tmp_path):
     assert edges["loop.monkey"] == ["loop.monkey._registry", "loop.socket"]
     # a name that a package loads lazily counts as an import of the module that defines it
     assert edges["loop.queue"] == ["loop", "loop._core.api"]
+    # a class body runs at import time; a method does not
+    assert graph.edges["loop.lock"] == {"loop._core": (2, None), "loop._core.hub": (2, None),
+                                        "loop.queue": (4, "Lock.acquire")}
     # importlib with a literal name is an import
     assert edges["loop"] == ["loop._core", "loop._core.api"]
     assert edges["loop.monkey._registry"] == ["loop._core", "loop._core.hub"]
@@ -672,6 +760,8 @@ def test_import_checkers_find_upward_imports_and_cycles(tmp_path):
     assert core_imports_from_above(graph) == []
     assert graph.strongly_connected_components() == [["loop._core.hub", "loop._core.threadpool"]]
     assert cycles_outside_core(graph) == []
+    assert core_imports_in_functions_that_break_no_cycle(graph) == []
+    assert core_imports_in_functions_without_a_comment(graph) == []
 
     broken = dict(LAYERED_TREE)
     # the core reaches up (the import of the core's own package ``loop`` is no edge) ...
@@ -679,7 +769,13 @@ def test_import_checkers_find_upward_imports_and_cycles(tmp_path):
     # ... and importing loop.monkey._registry runs loop.monkey's __init__, which imports
     # loop.socket inside patch_all: a cycle hidden in a function
     broken["loop/socket.py"] = "import loop._core.hub\nfrom loop.monkey._registry import record\n"
+    # ... and the core defers an import that breaks no cycle, without saying why
+    broken["loop/_core/api.py"] += "def later():\n    from loop._core import threadpool\n"
     graph = ImportGraph(write_tree(tmp_path / "broken" / "src", broken))
+    assert core_imports_in_functions_that_break_no_cycle(graph) == [
+        "src/loop/_core/api.py:4 (in later) imports loop._core.threadpool"]
+    assert core_imports_in_functions_without_a_comment(graph) == [
+        "src/loop/_core/api.py:4 (in later)"]
     assert core_imports_from_above(graph) == ["src/loop/_core/api.py:2 imports loop.queue"]
     cycles = cycles_outside_core(graph)
     heads = sorted(c.split("\n")[0] for c in cycles)
@@ -730,3 +826,63 @@ def test_outside_reference_checker_finds_each_kind(tmp_path):
         % up,
         "README.md:1: a path into research notes outside the repository: Background in %s." % notes,
     ]
+
+
+# ------------------------------------------------------------------------------------------------
+# The after-each-test check of tests/conftest.py finds each kind of leftover
+
+LEAKING_TESTS = """\
+    import loop
+    import loop.socket
+    import conftest
+
+    KEEP = []
+
+    def test_clean():
+        loop.spawn(loop.sleep, 0.01).join()
+
+    def test_leaves_a_sleeper():
+        loop.spawn(loop.sleep, 60)
+        loop.sleep(0)
+
+    def test_leaves_an_fd_wait():
+        a, b = loop.socket.socketpair()
+        KEEP.append((a, b))
+        loop.spawn(a.recv, 1)
+        loop.sleep(0)
+
+    def test_leaves_a_busy_green_thread():
+        def spin():
+            while True:
+                loop.sleep(0)
+        loop.spawn(spin)
+        loop.sleep(0)
+
+    def test_next_test_starts_from_an_empty_hub():
+        state = conftest._hub_state(loop.get_hub())
+        assert not any(state.values()), state
+"""
+
+
+def test_leak_check_names_what_each_test_left_behind(tmp_path):
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    write_tree(tmp_path, {"test_leaks.py": LEAKING_TESTS})
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rE",
+         "--rootdir", str(tmp_path), str(tmp_path / "test_leaks.py")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    # each teardown error is "___ ERROR at teardown of NAME ___" and then the fixture's message
+    reports = dict(re.findall(r"ERROR at teardown of (\w+) _+\n(.*)", proc.stdout))
+    assert sorted(reports) == ["test_leaves_a_busy_green_thread", "test_leaves_a_sleeper",
+                               "test_leaves_an_fd_wait"], proc.stdout + proc.stderr
+    assert "5 passed, 3 errors" in proc.stdout, proc.stdout
+
+    def kinds(test):
+        return [kind for kind in ("wakeup sources", "fd table", "ready queue")
+                if "'%s'" % kind in reports[test]]
+    assert kinds("test_leaves_a_sleeper") == ["wakeup sources"], reports
+    assert kinds("test_leaves_an_fd_wait") == ["wakeup sources", "fd table"], reports
+    assert kinds("test_leaves_a_busy_green_thread") == ["ready queue"], reports
+    assert "spin" in reports["test_leaves_a_busy_green_thread"], reports
