@@ -518,8 +518,7 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
     }
     if (target->state == FIBER_NEW) {
         target->state = FIBER_ACTIVE;
-        interp_state_start(&target->ps, tstate,
-                           (_PyStackChunk *)fiber_stack_chunk(&target->stack),
+        interp_state_start(&target->ps, tstate, fiber_stack_chunk(&target->stack),
                            FIBER_DATA_CHUNK_SIZE, fiber_recursion_budget(target->stack.size));
     }
     else {
@@ -559,7 +558,9 @@ fiber_give_stack(Fiber *target)
 }
 
 /* Check that `target` can run now and, if it never ran, give it a stack. May run Python code
- * (looking up a subclass's run method), so it happens before anything is committed (T13). */
+ * (looking up a subclass's run method), so it happens before anything is committed: that code
+ * may switch elsewhere, or start, kill or move `target`, and the caller re-reads the state
+ * afterwards instead of trusting what it saw before. */
 static int
 prepare_target(FiberThread *ft, Fiber *target)
 {
@@ -707,9 +708,8 @@ fiber_complete_start(Fiber *self, PyObject **run)
         PyObject *ctx = self->ps.context;
         self->ps.context = NULL;
         PyThreadState *tstate = PyThreadState_Get();
-        if (ctx != NULL && tstate->context == NULL) {
-            tstate->context = ctx;
-            tstate->context_ver++;
+        if (ctx != NULL && interp_current_context(tstate) == NULL) {
+            (void)interp_context_replace(tstate, ctx);     /* replaces nothing */
         }
         else {
             Py_XDECREF(ctx);     /* .context was set meanwhile: that one wins */
@@ -786,22 +786,9 @@ fiber_main(void *unused)
     }
     self->state = FIBER_DEAD;
 
-    PyThreadState *tstate = ft->tstate;
-    /* Frames are all gone; free any non-root data-stack chunk CPython kept around. */
-    PyObjectArenaAllocator arena;
-    PyObject_GetArenaAllocator(&arena);
-    _PyStackChunk *chunk = tstate->datastack_chunk;
-    while (chunk != NULL && chunk->previous != NULL) {
-        _PyStackChunk *prev = chunk->previous;
-        arena.free(arena.ctx, chunk, chunk->size);
-        chunk = prev;
-    }
-    /* The context reference is parked on the fiber and dropped by its dealloc, so no Python
-     * code runs on this stack after the decision to leave it. */
-    self->ps.context = tstate->context;
-    tstate->context = NULL;
-    self->ps.exc_state = tstate->exc_state;
-    tstate->exc_state.exc_value = NULL;
+    /* Frames are all gone. The context reference is parked on the fiber and dropped by its
+     * dealloc, so no Python code runs on this stack after the decision to leave it. */
+    interp_state_finish(&self->ps, ft->tstate);
 
     for (;;) {
         Fiber *parent = self->parent;
@@ -1440,7 +1427,8 @@ fiber_get_frame(Fiber *self, void *closure)
         Py_RETURN_NONE;
     }
     /* Make the suspended chain current for a moment and let CPython build the frame object;
-     * with the collector off, nothing can run Python code in between (T5). A fiber left
+     * with the collector off, nothing can run Python code in between (a collection there would
+     * see the suspended fiber's frames as the running ones). A fiber left
      * suspended by a thread that exited is shown the same way: its stack is never unmapped. */
     PyThreadState *tstate = PyThreadState_Get();
     int gc_was_enabled = PyGC_Disable();
@@ -1466,7 +1454,7 @@ fiber_get_context(Fiber *self, void *closure)
     PyObject *ctx;
     FiberThread *ft = tls_thread;
     if (ft != NULL && ft->current == self) {
-        ctx = ft->tstate->context;
+        ctx = interp_current_context(ft->tstate);
     }
     else if (fiber_running_elsewhere(self, ft)) {
         PyErr_SetString(PyExc_ValueError,
@@ -1513,11 +1501,7 @@ fiber_set_context(Fiber *self, PyObject *value, void *closure)
     /* (greenlet lets a finished greenlet's context be replaced: it is what .context shows.) */
     Py_XINCREF(value);
     if (ft != NULL && ft->current == self) {
-        PyThreadState *tstate = ft->tstate;
-        PyObject *old = tstate->context;
-        tstate->context = value;
-        tstate->context_ver++;
-        Py_XDECREF(old);
+        Py_XDECREF(interp_context_replace(ft->tstate, value));
     }
     else {
         fiber_store_context(self, NULL, value);
@@ -1563,10 +1547,7 @@ fiber_stack_usage(Fiber *self, PyObject *unused)
     char *top = fiber_stack_top(&self->stack);
     char *chunk = fiber_stack_chunk(&self->stack);
     Py_ssize_t c_bytes = top - (char *)self->sp;
-    Py_ssize_t data_bytes = -1;
-    if ((char *)self->ps.datastack_chunk == chunk) {
-        data_bytes = (char *)self->ps.datastack_top - chunk;
-    }
+    Py_ssize_t data_bytes = interp_state_data_stack_bytes(&self->ps, chunk);
     return Py_BuildValue("{s:n,s:n}", "c_stack_bytes", c_bytes, "data_stack_bytes", data_bytes);
 }
 
@@ -1757,13 +1738,11 @@ mod_set_main_fiber_type(PyObject *module, PyObject *arg)
 static PyObject *
 mod_trash_delete_nesting(PyObject *module, PyObject *unused)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    Py_RETURN_NONE;
-#elif PY_VERSION_HEX >= 0x030C0000
-    return PyLong_FromLong(PyThreadState_Get()->trash.delete_nesting);
-#else
-    return PyLong_FromLong(PyThreadState_Get()->trash_delete_nesting);
-#endif
+    int nesting = interp_trash_delete_nesting(PyThreadState_Get());
+    if (nesting < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLong(nesting);
 }
 
 static PyMethodDef module_methods[] = {
