@@ -26,6 +26,11 @@
  */
 #include "fiber_stack.h"
 
+/* Only Linux has a stack switch (stack_switch.h); elsewhere loop._switch is a module whose import
+ * raises ImportError, and this file compiles to nothing, so that its Linux-only calls do not
+ * break that build. */
+#if defined(__linux__)
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,3 +390,5 @@ fiber_stack_stats(void)
                          "stacks_fresh", (Py_ssize_t)stack_fresh_len,
                          "guard", guard_mode == 1 ? "madvise" : guard_mode == 2 ? "mprotect" : "unknown");
 }
+
+#endif /* __linux__ */
