@@ -21,10 +21,11 @@
  *
  * Why the Fiber type, the switch and the module stay in this one translation unit: a switch runs
  * fiber_switch_with -> prepare_target -> switch_to -> loop_stack_switch -> after_switch, and the
- * steps around the assembly are static functions here, which the compiler can inline into each
- * other only when it sees them together; a switch costs tens of nanoseconds (bench/switch.py),
- * so calls into other files on that path would show. The allocator is called only when a fiber
- * gets or gives back a stack, so it can live apart. The module functions (getcurrent, settrace,
+ * steps around the assembly are static functions here, which the compiler can inline, or call
+ * with its own conventions, only when it sees them together; a switch costs tens of nanoseconds
+ * (bench/switch.py), so calls into other files on that path would show. The allocator is called
+ * only when a fiber gets or gives back a stack, so it can live apart (the size of a switch's
+ * frame is not free either: see fiber_give_stack). The module functions (getcurrent, settrace,
  * gettrace, _set_main_fiber_type) read the per-thread FiberThread, which is private to this
  * file; moving them out would put FiberThread and Fiber into a header for ~150 lines of simple
  * getters, a wider interface than it is worth. The greenlet-rule helpers
