@@ -66,7 +66,8 @@ static int stack_fresh_len;
 static size_t stacks_mapped;                 /* stacks currently mapped: in use, pooled, fresh */
 /* Why the last fiber_stack_alloc() failed. The allocator sets no Python error itself: the
  * finishing path allocates the stack of a never-started parent where no Python code may run
- * (creating an exception can start a collection), so callers raise (fiber_stack_raise_alloc_error). */
+ * (creating an exception can start a collection), so callers raise
+ * (fiber_stack_raise_alloc_error). */
 static const char *stack_alloc_failed_step;
 static int stack_alloc_failed_errno;
 
@@ -282,7 +283,8 @@ stack_trim(char *base, size_t size)
     }
     if (deep) {
         madvise(base + fiber_page_size, (size_t)(hot - base - fiber_page_size), MADV_DONTNEED);
-        madvise(hot + fiber_page_size, (size_t)(base + size - hot - fiber_page_size), MADV_DONTNEED);
+        madvise(hot + fiber_page_size, (size_t)(base + size - hot - fiber_page_size),
+                MADV_DONTNEED);
     }
 }
 
@@ -388,7 +390,8 @@ fiber_stack_stats(void)
                          "stacks_pooled", (Py_ssize_t)stack_pool_len,
                          "stacks_cold", (Py_ssize_t)stack_cold_len,
                          "stacks_fresh", (Py_ssize_t)stack_fresh_len,
-                         "guard", guard_mode == 1 ? "madvise" : guard_mode == 2 ? "mprotect" : "unknown");
+                         "guard", guard_mode == 1 ? "madvise"
+                                  : guard_mode == 2 ? "mprotect" : "unknown");
 }
 
 #endif /* __linux__ */

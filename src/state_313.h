@@ -1,7 +1,7 @@
 /* CPython 3.13: _PyCFrame is gone and the current frame sits on the thread state itself
  * (GH-108035), so the frame pointer to swap is tstate->current_frame; a port of the 3.12 switch
- * that does not swap it leaves the next fiber running on the previous fiber's frames. The trashcan keeps only delete_later; its nesting is derived from
- * c_recursion_remaining. */
+ * that does not swap it leaves the next fiber running on the previous fiber's frames. The
+ * trashcan keeps only delete_later; its nesting is derived from c_recursion_remaining. */
 #define INTERP_DEFAULT_C_BUDGET Py_C_RECURSION_LIMIT
 /* measured: 5,151 bytes and 4 units of c_recursion_remaining per level of sorted(key=...) */
 #define INTERP_STACK_BYTES_PER_UNIT 1600

@@ -27,12 +27,12 @@ def thread_state_field_uses(code):
     """(line, text) of every `->field` on a PyThreadState pointer: variables, parameters and
     struct members declared `PyThreadState *name`, and the results of CPython's getters."""
     names = set(re.findall(r"\bPyThreadState\s*\*\s*(\w+)", code))
-    getters = r"(?:PyThreadState_Get|PyThreadState_GET|_PyThreadState_UncheckedGet|PyThreadState_GetUnchecked)\(\)"
-    pattern = re.compile(r"(?:(?<![\w.])(?:%s)|%s)\s*->\s*\w+" % (
-        "|".join(re.escape(n) for n in sorted(names)) or "(?!)",
-        getters))
+    getters = (r"(?:PyThreadState_Get|PyThreadState_GET|_PyThreadState_UncheckedGet|"
+               r"PyThreadState_GetUnchecked)\(\)")
+    declared = "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
+    pattern = re.compile(r"(?:(?<![\w.])(?:%s)|%s)\s*->\s*\w+" % (declared, getters))
     # A member access `x->tstate->field` goes through a member declared PyThreadState *tstate.
-    member = re.compile(r"->\s*(?:%s)\s*->\s*\w+" % ("|".join(re.escape(n) for n in sorted(names)) or "(?!)"))
+    member = re.compile(r"->\s*(?:%s)\s*->\s*\w+" % declared)
     hits = []
     for lineno, line in enumerate(code.splitlines(), 1):
         if pattern.search(line) or member.search(line):
@@ -48,8 +48,10 @@ def test_only_the_interpreter_state_headers_name_thread_state_fields():
             continue
         with open(path) as f:
             code = strip_comments(f.read())
-        offenders += ["%s:%d: %s" % (name, lineno, text) for lineno, text in thread_state_field_uses(code)]
-    assert offenders == [], "PyThreadState fields named outside interp_state.h:\n" + "\n".join(offenders)
+        offenders += ["%s:%d: %s" % (name, lineno, text)
+                      for lineno, text in thread_state_field_uses(code)]
+    assert offenders == [], ("PyThreadState fields named outside interp_state.h:\n" +
+                             "\n".join(offenders))
 
 
 def test_the_field_check_sees_a_field_access():
