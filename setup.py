@@ -17,7 +17,7 @@ setup(
     ext_modules=[
         Extension(
             "loop._switch",
-            sources=["src/_switch.c"],
+            sources=["src/_switch.c", "src/fiber_stack.c"],
             depends=[os.path.join("src", name) for name in os.listdir("src") if name.endswith(".h")],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,

@@ -3,25 +3,41 @@
  *
  * Design (the long version, with numbers, is docs/design.md):
  *
- * Each fiber gets its own C stack, mapped lazily (MAP_NORESERVE) and 8 MiB by default -- the
- * size CPython's recursion limits were tuned for -- with a guard page at the bottom. Switching is
- * a 20-instruction register swap (stack_switch.h) plus moving a dozen PyThreadState fields
- * (interp_state.h), so its cost does not depend on how deep either stack is, and pointers into
- * a suspended stack stay valid: 3.11/3.12 cframes and 3.12 entry frames need no fixing up, and
- * frame.f_back walks just work. greenlet instead copies stack slices to the heap on every switch,
- * which costs O(depth).
+ * Each fiber gets its own C stack (fiber_stack.c: mapped lazily, 8 MiB by default, a guard page
+ * at the bottom, pooled for reuse). Switching is a 20-instruction register swap (stack_switch.h)
+ * plus moving a dozen PyThreadState fields (interp_state.h), so its cost does not depend on how
+ * deep either stack is, and pointers into a suspended stack stay valid: 3.11/3.12 cframes and
+ * 3.12 entry frames need no fixing up, and frame.f_back walks just work. greenlet instead copies
+ * stack slices to the heap on every switch, which costs O(depth).
  *
- * Memory: the first page a fiber touches is shared by the top of its C stack and the start of
- * its root data-stack chunk (where CPython puts _PyInterpreterFrames), so a fiber suspended in
- * shallow code costs one resident page. Guard pages are installed with MADV_GUARD_INSTALL where
- * the kernel has it (Linux >= 6.13), which does not split the mapping, so 100,000s of stacks do
- * not hit vm.max_map_count; older kernels fall back to mprotect (two VMAs per stack). Finished
- * stacks go to a small pool so spawning does not cost an mmap.
+ * The files of the core, one concern each:
+ *   _switch.c          this file: the Fiber type, the per-thread state, the switch itself, killing
+ *                      and abandoning fibers, and the module (its functions and its init)
+ *   fiber_stack.[ch]   the stack allocator; it knows nothing of fibers or thread states
+ *   stack_switch.h     the machine code of the switch and its ABI
+ *   interp_state.h     which interpreter state a fiber owns (picks state_311/312/313.h); the
+ *                      only place that names PyThreadState fields
+ *   memory_checkers.h  what valgrind and AddressSanitizer need to know, in their builds only
+ *
+ * Why the Fiber type, the switch and the module stay in this one translation unit: a switch runs
+ * fiber_switch_with -> prepare_target -> switch_to -> loop_stack_switch -> after_switch, and the
+ * steps around the assembly are static functions here, which the compiler can inline, or call
+ * with its own conventions, only when it sees them together; a switch costs tens of nanoseconds
+ * (bench/switch.py), so calls into other files on that path would show. The allocator is called
+ * only when a fiber gets or gives back a stack, so it can live apart (the size of a switch's
+ * frame is not free either: see fiber_give_stack). The module functions (getcurrent, settrace,
+ * gettrace, _set_main_fiber_type) read the per-thread FiberThread, which is private to this
+ * file; moving them out would put FiberThread and Fiber into a header for ~150 lines of simple
+ * getters, a wider interface than it is worth. The greenlet-rule helpers
+ * (fiber_has_greenlet_rules, resolve_dead_target) decide where a switch goes, so they are part
+ * of the switch.
  *
  * Invariants:
  *  - Between interp_state_save() and the jump no Python code runs and nothing is DECREF'd or
- *    allocated (trap T5). References that must be dropped because of a switch are parked in the
- *    FiberThread and dropped by after_switch() on the other side.
+ *    allocated: a garbage collection or a finalizer started there would run on a thread state
+ *    that belongs half to the fiber leaving and half to the one arriving. References that must
+ *    be dropped because of a switch are parked in the FiberThread and dropped by after_switch()
+ *    on the other side.
  *  - A fiber belongs to the OS thread it was created in. All state of that thread lives in one
  *    FiberThread, reached through a C thread-local and kept alive by the fibers that point to it.
  *    The thread's end is noticed when CPython clears the thread-state dict, which holds a
@@ -34,38 +50,13 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
+#include "fiber_stack.h"
 #include "interp_state.h"
+#include "memory_checkers.h"
 #include "stack_switch.h"
-
-/* Memory checkers (.ci/memcheck). Both track stacks: valgrind marks what lies below the stack
- * pointer as inaccessible when a stack shrinks, AddressSanitizer poisons the redzones of the
- * frames on it. A pooled fiber stack keeps those marks from its last fiber (whose bottom frames
- * never return), so reusing it, and reading its tripwires, must first clear them; and ASan must
- * be told about every switch between stacks. None of this is compiled into normal builds. */
-#if defined(__has_include)
-#  if __has_include(<valgrind/valgrind.h>) && __has_include(<valgrind/memcheck.h>)
-#    include <valgrind/valgrind.h>
-#    include <valgrind/memcheck.h>
-#    define LOOP_HAVE_VALGRIND 1
-#  endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#  define LOOP_HAVE_ASAN 1
-#elif defined(__has_feature)
-#  if __has_feature(address_sanitizer)
-#    define LOOP_HAVE_ASAN 1
-#  endif
-#endif
-#ifdef LOOP_HAVE_ASAN
-#  include <sanitizer/asan_interface.h>
-#  include <sanitizer/common_interface_defs.h>
-#endif
 
 #if defined(LOOP_STACK_SWITCH_UNSUPPORTED) && !defined(LOOP_UNSUPPORTED_REASON)
 #  define LOOP_UNSUPPORTED_REASON LOOP_STACK_SWITCH_UNSUPPORTED
@@ -94,331 +85,9 @@ PyInit__switch(void)
 #  define loop_is_finalizing() _Py_IsFinalizing()
 #endif
 
-#ifndef MADV_GUARD_INSTALL
-#  define MADV_GUARD_INSTALL 102
-#endif
-
 /* ========================================================================================== */
-/* Fiber stacks                                                                                */
+/* Recursion budget                                                                            */
 /* ========================================================================================== */
-
-#define DATA_CHUNK_SIZE (16 * 1024)      /* CPython's DATA_STACK_CHUNK_SIZE */
-#define DEFAULT_STACK_SIZE (8u << 20)
-/* Below this, compiling pathologically nested source overflows the stack: CPython's parser has
- * a fixed depth limit of its own (6,000 levels, ~800 KB of C stack measured on 3.11-3.13),
- * which no recursion budget bounds. Every other deep recursion measured is bounded by the
- * budget (fiber_recursion_budget) at any size. */
-#define MIN_STACK_SIZE (1u << 20)
-/* New stacks are mapped this many at a time: one mmap instead of sixteen. */
-#define STACK_BATCH 16
-/* Finished stacks kept for reuse, hot page resident and guard installed; beyond this they are
- * unmapped. munmap is the most expensive step of a stack's life (TLB shootdown), so the pool is
- * generous: 1024 stacks keep at most ~8 MiB resident (the hot page plus its page table). */
-#define STACK_POOL_MAX 1024
-/* The root data-stack chunk starts this far into a page; the C stack grows down from there. */
-#define SHARED_PAGE_SPLIT 3072
-
-typedef struct {
-    char *base;          /* lowest address of the mapping (the guard page) */
-    size_t size;         /* whole mapping */
-} FiberStack;
-
-static size_t page_size;
-static size_t stack_size = DEFAULT_STACK_SIZE;
-static int guard_mode;   /* 0 unknown, 1 madvise guard, 2 mprotect guard */
-static char *stack_pool[STACK_POOL_MAX];     /* used before: guarded, hot page resident */
-static int stack_pool_len;
-/* Beyond the pool, finished stacks are kept as "cold": guard installed, every page given back with
- * MADV_DONTNEED (cheaper than munmap's TLB shootdown); only past this many are they unmapped. */
-#define STACK_COLD_MAX 16384
-static char **stack_cold;
-static int stack_cold_len;
-static char *stack_fresh[STACK_BATCH];       /* mapped by a batch, never used, no guard yet */
-static int stack_fresh_len;
-static size_t stacks_mapped;                 /* stacks currently mapped: in use, pooled, fresh */
-/* Why the last fiber_stack_alloc() failed. The allocator sets no Python error itself: the
- * finishing path allocates the stack of a never-started parent where no Python code may run
- * (creating an exception can start a collection), so callers raise (stack_alloc_raise). */
-static const char *stack_alloc_failed_step;
-static int stack_alloc_failed_errno;
-
-/* Where things sit inside a mapping of `size` bytes starting at `base`:
- *   [base, base+page)                guard page
- *   ... C stack, growing down ...
- *   [chunk, chunk+DATA_CHUNK_SIZE)   root data-stack chunk, growing up; chunk is at page offset
- *                                    SHARED_PAGE_SPLIT so that one page holds the top of both
- */
-static inline char *
-stack_chunk_of(char *base, size_t size)
-{
-    char *end = base + size;
-    return end - DATA_CHUNK_SIZE - page_size + SHARED_PAGE_SPLIT;
-}
-
-static inline char *
-stack_top_of(char *base, size_t size)
-{
-    return stack_chunk_of(base, size) - 64;   /* a cache line between the two, for clarity */
-}
-
-static inline char *
-stack_hot_page_of(char *base, size_t size)
-{
-    return (char *)((uintptr_t)stack_chunk_of(base, size) & ~(uintptr_t)(page_size - 1));
-}
-
-static int
-stack_install_guard(char *base)
-{
-    if (guard_mode != 2) {
-        if (madvise(base, page_size, MADV_GUARD_INSTALL) == 0) {
-            guard_mode = 1;
-            return 0;
-        }
-        if (guard_mode == 1 || (errno != EINVAL && errno != ENOSYS)) {
-            return -1;
-        }
-        guard_mode = 2;
-    }
-    return mprotect(base, page_size, PROT_NONE);
-}
-
-/* One last-level page table maps 2 MiB (4 KiB pages, x86-64 and aarch64), and the kernel
- * allocates a 4 KiB table for every 2 MiB region a stack touches -- the guard page counts, since
- * MADV_GUARD_INSTALL marks it in the page table. Large anonymous mappings come back 2 MiB-aligned,
- * so with 8 MiB stacks each fiber's guard page and hot page would sit in two different regions:
- * 8 KiB of page tables per fiber (measured: VmPTE/fiber 8,224 bytes). Starting the stacks
- * STACK_TABLE_OFFSET past a region boundary puts every guard page in the region that also holds
- * the hot page of the stack below it (~20 KiB under its end), halving that. */
-#define PAGE_TABLE_SPAN ((size_t)2 << 20)
-#define STACK_TABLE_OFFSET ((size_t)64 << 10)
-
-static int
-stack_map_batch(void)
-{
-    size_t count = STACK_BATCH;
-    size_t want = stack_size * count;
-    size_t span = want + PAGE_TABLE_SPAN;
-    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    char *base;
-    if (raw != MAP_FAILED) {
-        uintptr_t start = (((uintptr_t)raw + PAGE_TABLE_SPAN - 1) & ~(uintptr_t)(PAGE_TABLE_SPAN - 1))
-                          + STACK_TABLE_OFFSET;
-        if (start - (uintptr_t)raw >= PAGE_TABLE_SPAN) {
-            start -= PAGE_TABLE_SPAN;
-        }
-        base = (char *)start;
-        /* The slack before and after stays mapped (never touched, so it costs no memory):
-         * unmapping it would leave holes, and batches would stop merging into one VMA. */
-    }
-    else {
-        count = 1;
-        base = mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-        if (base == MAP_FAILED) {
-            stack_alloc_failed_step = "map a fiber stack";
-            stack_alloc_failed_errno = errno;
-            return -1;
-        }
-    }
-    /* Highest first, so stacks are handed out from low to high addresses. */
-    for (size_t i = count; i-- > 0;) {
-        stack_fresh[stack_fresh_len++] = base + i * stack_size;
-    }
-    stacks_mapped += count;
-    return 0;
-}
-
-static void stack_set_tripwires(char *base, size_t size);
-
-/* Let the memory checkers forget what they recorded about `len` bytes of a pooled stack. */
-static inline void
-stack_checkers_forget(char *start, size_t len)
-{
-#ifdef LOOP_HAVE_VALGRIND
-    VALGRIND_MAKE_MEM_UNDEFINED(start, len);
-#endif
-#ifdef LOOP_HAVE_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(start, len);
-#endif
-    (void)start;
-    (void)len;
-}
-
-static int
-fiber_stack_alloc(FiberStack *st)
-{
-    st->size = stack_size;
-    if (stack_pool_len > 0) {
-        st->base = stack_pool[--stack_pool_len];
-        stack_checkers_forget(st->base + page_size, st->size - page_size);
-        stack_set_tripwires(st->base, st->size);
-        return 0;
-    }
-    if (stack_cold_len > 0) {
-        st->base = stack_cold[--stack_cold_len];
-        stack_checkers_forget(st->base + page_size, st->size - page_size);
-        stack_set_tripwires(st->base, st->size);
-        return 0;
-    }
-    if (stack_fresh_len == 0 && stack_map_batch() < 0) {
-        return -1;
-    }
-    char *base = stack_fresh[--stack_fresh_len];
-    if (stack_install_guard(base) < 0) {
-        stack_alloc_failed_step = "install a fiber stack guard page";
-        stack_alloc_failed_errno = errno;
-        munmap(base, stack_size);
-        stacks_mapped--;
-        return -1;
-    }
-#ifdef LOOP_HAVE_VALGRIND
-    VALGRIND_STACK_REGISTER(base + page_size, base + stack_size);
-#endif
-    st->base = base;
-    stack_set_tripwires(st->base, st->size);
-    return 0;
-}
-
-static void
-stack_alloc_raise(void)
-{
-    PyErr_Format(PyExc_MemoryError, "cannot %s (%zu bytes): %s", stack_alloc_failed_step,
-                 stack_size, strerror(stack_alloc_failed_errno));
-}
-
-/* Tripwires for stack_trim. A fiber that used more than its hot page wrote across one of the hot
- * page's two edges: the C stack grows down through its lowest bytes, the frame data stack up
- * through its highest. Both edges are filled with a pattern when the stack is handed out; if
- * both are intact when it comes back, the fiber stayed inside the hot page and the mincore
- * probe (a syscall, ~1 us: a third of the cost of a short green thread's whole life) is
- * skipped. The bands sit below what short-lived green threads use (measured peaks on 3.11-3.13:
- * 1.5-1.8 KiB of the 2,944 bytes of C stack, 450 of the 1,024 bytes of frames) and below what a
- * green thread parked in Event.wait uses (2.4-2.5 KiB, 704 bytes), so those take the fast path.
- * A frame can straddle a band without writing into it and touch the pages beyond; the page
- * then stays resident in the pool, which, like the probe's own blind spot below, only costs
- * memory. */
-#define TRIPWIRE_C_BYTES 256
-#define TRIPWIRE_DATA_BYTES 128
-#define TRIPWIRE_WORD ((uint64_t)0x7f1be5a55a5ae1f7ull)
-
-static void
-stack_set_tripwires(char *base, size_t size)
-{
-    uint64_t *c = (uint64_t *)stack_hot_page_of(base, size);
-    uint64_t *d = (uint64_t *)((char *)c + page_size - TRIPWIRE_DATA_BYTES);
-    for (size_t i = 0; i < TRIPWIRE_C_BYTES / sizeof(uint64_t); i++) {
-        c[i] = TRIPWIRE_WORD;
-    }
-    for (size_t i = 0; i < TRIPWIRE_DATA_BYTES / sizeof(uint64_t); i++) {
-        d[i] = TRIPWIRE_WORD;
-    }
-}
-
-static int
-stack_tripwires_intact(char *base, size_t size)
-{
-    const uint64_t *c = (const uint64_t *)stack_hot_page_of(base, size);
-    const uint64_t *d = (const uint64_t *)((const char *)c + page_size - TRIPWIRE_DATA_BYTES);
-#ifdef LOOP_HAVE_VALGRIND
-    /* Whatever the last fiber left there is what we want to look at. */
-    VALGRIND_MAKE_MEM_DEFINED(c, TRIPWIRE_C_BYTES);
-    VALGRIND_MAKE_MEM_DEFINED(d, TRIPWIRE_DATA_BYTES);
-#endif
-#ifdef LOOP_HAVE_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(c, TRIPWIRE_C_BYTES);
-    ASAN_UNPOISON_MEMORY_REGION(d, TRIPWIRE_DATA_BYTES);
-#endif
-    uint64_t diff = 0;
-    for (size_t i = 0; i < TRIPWIRE_C_BYTES / sizeof(uint64_t); i++) {
-        diff |= c[i] ^ TRIPWIRE_WORD;
-    }
-    for (size_t i = 0; i < TRIPWIRE_DATA_BYTES / sizeof(uint64_t); i++) {
-        diff |= d[i] ^ TRIPWIRE_WORD;
-    }
-    return diff == 0;
-}
-
-/* Before pooling a stack, give back what deep recursion touched. Unless the tripwires say the
- * fiber stayed in its hot page, one mincore of the pages next to the hot one tells; the
- * expensive MADV_DONTNEED runs only when one of them is resident. A frame that skipped those
- * pages entirely goes unnoticed, which only costs memory. */
-static void
-stack_trim(char *base, size_t size)
-{
-    if (stack_tripwires_intact(base, size)) {
-        return;
-    }
-    char *hot = stack_hot_page_of(base, size);
-    char *probe = hot - 4 * page_size;
-    size_t probe_len = 4 * page_size + (size_t)(base + size - hot);
-    unsigned char resident[64];
-    if (probe <= base || probe_len / page_size > sizeof(resident)) {
-        return;
-    }
-    if (mincore(probe, probe_len, resident) != 0) {
-        return;
-    }
-    size_t hot_index = 4;
-    int deep = 0;
-    for (size_t i = 0; i < probe_len / page_size; i++) {
-        if (i != hot_index && (resident[i] & 1)) {
-            deep = 1;
-            break;
-        }
-    }
-    if (deep) {
-        madvise(base + page_size, (size_t)(hot - base - page_size), MADV_DONTNEED);
-        madvise(hot + page_size, (size_t)(base + size - hot - page_size), MADV_DONTNEED);
-    }
-}
-
-static void
-fiber_stack_release(FiberStack *st)
-{
-    char *base = st->base;
-    if (base == NULL) {
-        return;
-    }
-    st->base = NULL;
-    if (st->size == stack_size && stack_pool_len < STACK_POOL_MAX) {
-        stack_trim(base, st->size);
-        stack_pool[stack_pool_len++] = base;
-        return;
-    }
-    if (st->size == stack_size && stack_cold_len < STACK_COLD_MAX) {
-        if (stack_cold == NULL) {
-            stack_cold = PyMem_RawMalloc(STACK_COLD_MAX * sizeof(char *));
-        }
-        if (stack_cold != NULL) {
-            char *hot = stack_hot_page_of(base, st->size);
-            stack_trim(base, st->size);
-            madvise(hot, (size_t)(base + st->size - hot), MADV_DONTNEED);
-            stack_cold[stack_cold_len++] = base;
-            return;
-        }
-    }
-    munmap(base, st->size);
-    stacks_mapped--;
-}
-
-static void
-stack_pool_flush(void)
-{
-    while (stack_pool_len > 0) {
-        munmap(stack_pool[--stack_pool_len], stack_size);
-        stacks_mapped--;
-    }
-    while (stack_cold_len > 0) {
-        munmap(stack_cold[--stack_cold_len], stack_size);
-        stacks_mapped--;
-    }
-    while (stack_fresh_len > 0) {
-        munmap(stack_fresh[--stack_fresh_len], stack_size);
-        stacks_mapped--;
-    }
-}
 
 /* Bytes of a fiber's stack kept out of the recursion budget: the fiber's own bottom frames, a
  * C signal handler, and the C code between CPython's last recursion check and the next. */
@@ -434,9 +103,9 @@ stack_pool_flush(void)
 static int
 fiber_recursion_budget(size_t size)
 {
-    size_t overhead = page_size + (DATA_CHUNK_SIZE + page_size - SHARED_PAGE_SPLIT) + 64 +
-                      STACK_RESERVE;
-    size_t units = size > overhead ? (size - overhead) / INTERP_STACK_BYTES_PER_UNIT : 0;
+    size_t c_bytes = fiber_stack_c_bytes(size);
+    size_t units = c_bytes > STACK_RESERVE ? (c_bytes - STACK_RESERVE) / INTERP_STACK_BYTES_PER_UNIT
+                                           : 0;
     if (INTERP_DEFAULT_C_BUDGET > 0 && units > (size_t)INTERP_DEFAULT_C_BUDGET) {
         units = INTERP_DEFAULT_C_BUDGET;
     }
@@ -850,9 +519,8 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
     }
     if (target->state == FIBER_NEW) {
         target->state = FIBER_ACTIVE;
-        interp_state_start(&target->ps, tstate,
-                           (_PyStackChunk *)stack_chunk_of(target->stack.base, target->stack.size),
-                           DATA_CHUNK_SIZE, fiber_recursion_budget(target->stack.size));
+        interp_state_start(&target->ps, tstate, fiber_stack_chunk(&target->stack),
+                           FIBER_DATA_CHUNK_SIZE, fiber_recursion_budget(target->stack.size));
     }
     else {
         interp_state_restore(&target->ps, tstate);
@@ -866,8 +534,8 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
     }
     else {
         __sanitizer_start_switch_fiber(origin_dead ? NULL : &fake_stack,
-                                       target->stack.base + page_size,
-                                       target->stack.size - page_size);
+                                       fiber_stack_low(&target->stack),
+                                       fiber_stack_usable_size(&target->stack));
     }
 #endif
     loop_stack_switch(origin_dead ? &dummy : &origin->sp, target->sp, NULL);
@@ -877,22 +545,24 @@ switch_to(FiberThread *ft, Fiber *origin, Fiber *target, int origin_dead)
 }
 
 /* Give a never-started fiber its stack. Runs no Python code and sets no Python error: the
- * finishing path calls it on a stack that is about to be released. */
-static int
+ * finishing path calls it on a stack that is about to be released. Kept out of line: it runs
+ * once per fiber, and inlined into fiber_switch_with it only makes every switch's frame bigger. */
+static __attribute__((noinline)) int
 fiber_give_stack(Fiber *target)
 {
     if (target->stack.base == NULL) {
         if (fiber_stack_alloc(&target->stack) < 0) {
             return -1;
         }
-        target->sp = loop_stack_prepare(stack_top_of(target->stack.base, target->stack.size),
-                                        fiber_main, NULL);
+        target->sp = loop_stack_prepare(fiber_stack_top(&target->stack), fiber_main, NULL);
     }
     return 0;
 }
 
 /* Check that `target` can run now and, if it never ran, give it a stack. May run Python code
- * (looking up a subclass's run method), so it happens before anything is committed (T13). */
+ * (looking up a subclass's run method), so it happens before anything is committed: that code
+ * may switch elsewhere, or start, kill or move `target`, and the caller re-reads the state
+ * afterwards instead of trusting what it saw before. */
 static int
 prepare_target(FiberThread *ft, Fiber *target)
 {
@@ -942,7 +612,7 @@ prepare_target(FiberThread *ft, Fiber *target)
             }
         }
         if (fiber_give_stack(target) < 0) {
-            stack_alloc_raise();
+            fiber_stack_raise_alloc_error();
             return -1;
         }
     }
@@ -1040,9 +710,8 @@ fiber_complete_start(Fiber *self, PyObject **run)
         PyObject *ctx = self->ps.context;
         self->ps.context = NULL;
         PyThreadState *tstate = PyThreadState_Get();
-        if (ctx != NULL && tstate->context == NULL) {
-            tstate->context = ctx;
-            tstate->context_ver++;
+        if (ctx != NULL && interp_current_context(tstate) == NULL) {
+            (void)interp_context_replace(tstate, ctx);     /* replaces nothing */
         }
         else {
             Py_XDECREF(ctx);     /* .context was set meanwhile: that one wins */
@@ -1119,22 +788,9 @@ fiber_main(void *unused)
     }
     self->state = FIBER_DEAD;
 
-    PyThreadState *tstate = ft->tstate;
-    /* Frames are all gone; free any non-root data-stack chunk CPython kept around. */
-    PyObjectArenaAllocator arena;
-    PyObject_GetArenaAllocator(&arena);
-    _PyStackChunk *chunk = tstate->datastack_chunk;
-    while (chunk != NULL && chunk->previous != NULL) {
-        _PyStackChunk *prev = chunk->previous;
-        arena.free(arena.ctx, chunk, chunk->size);
-        chunk = prev;
-    }
-    /* The context reference is parked on the fiber and dropped by its dealloc, so no Python
-     * code runs on this stack after the decision to leave it. */
-    self->ps.context = tstate->context;
-    tstate->context = NULL;
-    self->ps.exc_state = tstate->exc_state;
-    tstate->exc_state.exc_value = NULL;
+    /* Frames are all gone. The context reference is parked on the fiber and dropped by its
+     * dealloc, so no Python code runs on this stack after the decision to leave it. */
+    interp_state_finish(&self->ps, ft->tstate);
 
     for (;;) {
         Fiber *parent = self->parent;
@@ -1773,7 +1429,8 @@ fiber_get_frame(Fiber *self, void *closure)
         Py_RETURN_NONE;
     }
     /* Make the suspended chain current for a moment and let CPython build the frame object;
-     * with the collector off, nothing can run Python code in between (T5). A fiber left
+     * with the collector off, nothing can run Python code in between (a collection there would
+     * see the suspended fiber's frames as the running ones). A fiber left
      * suspended by a thread that exited is shown the same way: its stack is never unmapped. */
     PyThreadState *tstate = PyThreadState_Get();
     int gc_was_enabled = PyGC_Disable();
@@ -1799,7 +1456,7 @@ fiber_get_context(Fiber *self, void *closure)
     PyObject *ctx;
     FiberThread *ft = tls_thread;
     if (ft != NULL && ft->current == self) {
-        ctx = ft->tstate->context;
+        ctx = interp_current_context(ft->tstate);
     }
     else if (fiber_running_elsewhere(self, ft)) {
         PyErr_SetString(PyExc_ValueError,
@@ -1846,11 +1503,7 @@ fiber_set_context(Fiber *self, PyObject *value, void *closure)
     /* (greenlet lets a finished greenlet's context be replaced: it is what .context shows.) */
     Py_XINCREF(value);
     if (ft != NULL && ft->current == self) {
-        PyThreadState *tstate = ft->tstate;
-        PyObject *old = tstate->context;
-        tstate->context = value;
-        tstate->context_ver++;
-        Py_XDECREF(old);
+        Py_XDECREF(interp_context_replace(ft->tstate, value));
     }
     else {
         fiber_store_context(self, NULL, value);
@@ -1893,13 +1546,10 @@ fiber_stack_usage(Fiber *self, PyObject *unused)
         (tls_thread != NULL && tls_thread->current == self)) {
         Py_RETURN_NONE;
     }
-    char *top = stack_top_of(self->stack.base, self->stack.size);
-    char *chunk = stack_chunk_of(self->stack.base, self->stack.size);
+    char *top = fiber_stack_top(&self->stack);
+    char *chunk = fiber_stack_chunk(&self->stack);
     Py_ssize_t c_bytes = top - (char *)self->sp;
-    Py_ssize_t data_bytes = -1;
-    if ((char *)self->ps.datastack_chunk == chunk) {
-        data_bytes = (char *)self->ps.datastack_top - chunk;
-    }
+    Py_ssize_t data_bytes = interp_state_data_stack_bytes(&self->ps, chunk);
     return Py_BuildValue("{s:n,s:n}", "c_stack_bytes", c_bytes, "data_stack_bytes", data_bytes);
 }
 
@@ -2011,7 +1661,7 @@ mod_gettrace(PyObject *module, PyObject *unused)
 static PyObject *
 mod_get_stack_size(PyObject *module, PyObject *unused)
 {
-    return PyLong_FromSize_t(stack_size);
+    return PyLong_FromSize_t(fiber_stack_size());
 }
 
 static PyObject *
@@ -2021,29 +1671,28 @@ mod_set_stack_size(PyObject *module, PyObject *arg)
     if (size == (size_t)-1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (size < MIN_STACK_SIZE) {
-        PyErr_Format(PyExc_ValueError, "stack size must be at least %u bytes", MIN_STACK_SIZE);
+    if (fiber_stack_set_size(size) < 0) {
         return NULL;
     }
-    size = (size + page_size - 1) & ~(page_size - 1);
-    if (size != stack_size) {
-        stack_pool_flush();
-        stack_size = size;
-    }
-    return PyLong_FromSize_t(stack_size);
+    return PyLong_FromSize_t(fiber_stack_size());
 }
 
+/* The allocator's counters, and which stack switch this build uses. */
 static PyObject *
 mod_stack_stats(PyObject *module, PyObject *unused)
 {
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:s,s:s}",
-                         "stack_size", (Py_ssize_t)stack_size,
-                         "stacks_mapped", (Py_ssize_t)stacks_mapped,
-                         "stacks_pooled", (Py_ssize_t)stack_pool_len,
-                         "stacks_cold", (Py_ssize_t)stack_cold_len,
-                         "stacks_fresh", (Py_ssize_t)stack_fresh_len,
-                         "guard", guard_mode == 1 ? "madvise" : guard_mode == 2 ? "mprotect" : "unknown",
-                         "arch", LOOP_STACK_SWITCH_ARCH);
+    PyObject *stats = fiber_stack_stats();
+    if (stats == NULL) {
+        return NULL;
+    }
+    PyObject *arch = PyUnicode_FromString(LOOP_STACK_SWITCH_ARCH);
+    if (arch == NULL || PyDict_SetItemString(stats, "arch", arch) < 0) {
+        Py_XDECREF(arch);
+        Py_DECREF(stats);
+        return NULL;
+    }
+    Py_DECREF(arch);
+    return stats;
 }
 
 /* Make `type` (a subclass of Fiber that adds no storage) the type of main fibers: of threads that
@@ -2091,13 +1740,11 @@ mod_set_main_fiber_type(PyObject *module, PyObject *arg)
 static PyObject *
 mod_trash_delete_nesting(PyObject *module, PyObject *unused)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    Py_RETURN_NONE;
-#elif PY_VERSION_HEX >= 0x030C0000
-    return PyLong_FromLong(PyThreadState_Get()->trash.delete_nesting);
-#else
-    return PyLong_FromLong(PyThreadState_Get()->trash_delete_nesting);
-#endif
+    int nesting = interp_trash_delete_nesting(PyThreadState_Get());
+    if (nesting < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLong(nesting);
 }
 
 static PyMethodDef module_methods[] = {
@@ -2131,19 +1778,8 @@ static struct PyModuleDef switch_module = {
 PyMODINIT_FUNC
 PyInit__switch(void)
 {
-    page_size = (size_t)sysconf(_SC_PAGESIZE);
-    const char *env = getenv("LOOP_STACK_SIZE");
-    if (env != NULL && *env) {
-        char *endp;
-        unsigned long long v = strtoull(env, &endp, 0);
-        if (*endp == 'k' || *endp == 'K') v <<= 10;
-        else if (*endp == 'm' || *endp == 'M') v <<= 20;
-        if (v < MIN_STACK_SIZE) {
-            PyErr_Format(PyExc_ImportError, "LOOP_STACK_SIZE=%s is below the minimum of %u bytes",
-                         env, MIN_STACK_SIZE);
-            return NULL;
-        }
-        stack_size = ((size_t)v + page_size - 1) & ~(page_size - 1);
+    if (fiber_stack_init() < 0) {
+        return NULL;
     }
     if (!interp_context_layout_ok()) {
         PyErr_SetString(PyExc_ImportError,

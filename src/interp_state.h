@@ -4,34 +4,55 @@
  * CPython keeps the state of "the code that is running now" in PyThreadState. When a fiber is
  * switched out, the fields below belong to it and must leave the thread state; when it comes back
  * they are put back. Which fields exist, and what they are called, changes with every minor
- * version (see ../../shared/research/switching-internals.md, trap T1). So each supported version
- * gets one small header with the same four functions, and this file picks exactly one of them,
- * once, by PY_VERSION_HEX. Nothing else in the extension names a PyThreadState field.
+ * version: 3.11 and 3.12 hang the frame chain off a _PyCFrame on the C stack, 3.13 keeps the
+ * current frame on the thread state itself; the recursion counters split in 3.12; the trashcan
+ * state moved twice (state_31x.h each say what their version has). A switch that misses one of
+ * them works until the one program that needs it. So each supported version gets one small
+ * header with the same functions, and this file picks exactly one of them, once, by
+ * PY_VERSION_HEX.
  *
- * The contract every state_3xx.h implements:
+ * Nothing else in the extension names a PyThreadState field: this file and the state_31x.h it
+ * includes are the only ones; _switch.c reaches the thread state through the functions below
+ * (and CPython's public API), and fiber_stack.c never sees it. Of InterpState, _switch.c uses one
+ * field by name: `context`, the strong reference to the context of a fiber that is not running,
+ * which doubles as the context a fiber that has not started will start in.
+ *
+ * The contract every state_31x.h implements:
  *
  *   typedef struct InterpState;          fields saved while a fiber is not running
  *   interp_state_save(s, tstate)         running fiber -> s (moves the context reference into s)
  *   interp_state_restore(s, tstate)      s -> thread state (moves the context reference back)
  *   interp_state_start(s, tstate, chunk, chunk_size, c_budget)
  *                                        thread state for a fiber that has never run: empty frame
- *                                        chain, our own root data-stack chunk, depth 0, clean
- *                                        exception state, s->context as its context
+ *                                        chain, `chunk` (chunk_size bytes of the fiber's stack
+ *                                        mapping) as its root data-stack chunk, depth 0, clean
+ *                                        exception state, s->context as its context; c_budget:
+ *                                        the recursion units the fiber's stack holds
+ *                                        (_switch.c, fiber_recursion_budget)
  *   INTERP_BASE_CFRAME_DECL / interp_state_enter_base(tstate, base)
  *                                        3.11/3.12 only: install the fiber's bottom _PyCFrame,
  *                                        which must live on the fiber's own C stack
  *   interp_state_top_frame_swap(tstate, s, save)
  *                                        expose a suspended fiber's frame chain for introspection
- *   interp_state_start(..., budget)      budget: the recursion units the fiber's stack holds
- *                                        (_switch.c, fiber_recursion_budget)
+ *   interp_trash_delete_nesting(tstate)  the trashcan's nesting depth, -1 where there is none
  *   INTERP_DEFAULT_C_BUDGET              CPython's per-thread C recursion budget (0 where C and
  *                                        Python calls share one counter)
  *   INTERP_STACK_BYTES_PER_UNIT          C stack one recursion unit may use: the worst pattern
  *                                        measured (sorted() whose key function sorts again, ~5 KB
  *                                        of C stack per level) plus a quarter for what was not
  *
- * None of these functions may call into Python, allocate, or DECREF: they run between "save" and
- * "jump", where a garbage collection or a finalizer would see a half-switched thread (trap T5).
+ * and this file adds, for all versions:
+ *
+ *   interp_state_finish(s, tstate)       a finished fiber leaves the thread state (see below)
+ *   interp_state_data_stack_bytes(s, chunk)
+ *                                        frame data a suspended fiber keeps in its root chunk
+ *   interp_current_context(tstate), interp_context_replace(tstate, ctx)
+ *                                        the running code's contextvars context
+ *
+ * None of the switch functions (save, restore, start, enter_base, top_frame_swap, finish) may
+ * call into Python, allocate, or DECREF: they run between "save" and "jump", where a garbage
+ * collection or a finalizer would see a thread state that belongs half to one fiber and half to
+ * the other, and run its code on the wrong frames.
  *
  * Also here, shared by all three versions: the interp_context_* accessors of a Context's
  * variables (see "contextvars" below). They are not part of a switch and may DECREF.
@@ -84,15 +105,16 @@
 
 /* A never-run fiber: our own root data-stack chunk, set up exactly as CPython's push_chunk()
  * leaves a root chunk (data[0] reserved, so CPython never pops it); clean exception state. */
-#define INTERP_COMMON_START(s, ts, chunk, chunk_size) do { \
+#define INTERP_COMMON_START(s, ts, chunk_memory, chunk_size) do { \
+    _PyStackChunk *root_chunk_ = (_PyStackChunk *)(chunk_memory); \
     (ts)->recursion_headroom = 0; \
     (ts)->tracing = 0; \
-    (chunk)->previous = NULL; \
-    (chunk)->size = (chunk_size); \
-    (chunk)->top = 0; \
-    (ts)->datastack_chunk = (chunk); \
-    (ts)->datastack_top = &(chunk)->data[1]; \
-    (ts)->datastack_limit = (PyObject **)((char *)(chunk) + (chunk_size)); \
+    root_chunk_->previous = NULL; \
+    root_chunk_->size = (chunk_size); \
+    root_chunk_->top = 0; \
+    (ts)->datastack_chunk = root_chunk_; \
+    (ts)->datastack_top = &root_chunk_->data[1]; \
+    (ts)->datastack_limit = (PyObject **)((char *)root_chunk_ + (chunk_size)); \
     (ts)->exc_state.exc_value = NULL; \
     (ts)->exc_state.previous_item = NULL; \
     (ts)->exc_info = &(ts)->exc_state; \
@@ -181,6 +203,54 @@ interp_context_layout_ok(void)
 #  include "state_313.h"
 #else
 #  define LOOP_UNSUPPORTED_REASON "loop._switch supports CPython 3.11, 3.12 and 3.13 only"
+#endif
+
+#ifndef LOOP_UNSUPPORTED_REASON
+/* The end of a fiber, after its last frame has returned: CPython's extra data-stack chunks are
+ * given back (the root chunk is part of the fiber's stack mapping), and the context and the
+ * handled-exception state move into s, so nothing of the finished fiber is left on the thread
+ * state when the next fiber is restored over it. The context reference is dropped later, with
+ * the fiber: this runs no Python code, because the finished fiber leaves its stack right after
+ * and must not leave frames of any code run here behind on it. It frees memory (to CPython's
+ * arena allocator, which runs no code) but drops no reference. */
+static inline void
+interp_state_finish(InterpState *s, PyThreadState *ts)
+{
+    PyObjectArenaAllocator arena;
+    PyObject_GetArenaAllocator(&arena);
+    _PyStackChunk *chunk = ts->datastack_chunk;
+    while (chunk != NULL && chunk->previous != NULL) {
+        _PyStackChunk *prev = chunk->previous;
+        arena.free(arena.ctx, chunk, chunk->size);
+        chunk = prev;
+    }
+    s->context = ts->context;
+    ts->context = NULL;
+    s->exc_state = ts->exc_state;
+    ts->exc_state.exc_value = NULL;
+}
+
+/* Bytes of frame data a suspended fiber keeps in its root data-stack chunk `root_chunk`, or -1
+ * when its frames have spilled into chunks CPython allocated. */
+static inline Py_ssize_t
+interp_state_data_stack_bytes(const InterpState *s, const char *root_chunk)
+{
+    if ((const char *)s->datastack_chunk != root_chunk) {
+        return -1;
+    }
+    return (const char *)s->datastack_top - root_chunk;
+}
+
+/* Make `ctx` (a reference is stolen; NULL for none yet) the running code's context. Returns the
+ * context it replaces, a reference the caller drops. */
+static inline PyObject *
+interp_context_replace(PyThreadState *ts, PyObject *ctx)
+{
+    PyObject *old = ts->context;
+    ts->context = ctx;
+    ts->context_ver++;
+    return old;
+}
 #endif
 
 #endif

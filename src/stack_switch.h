@@ -3,32 +3,82 @@
  *
  * Why hand-written assembly and not inline asm in a C function: the switch must save exactly the
  * registers the platform ABI calls callee-saved, and nothing the compiler decides to keep in a
- * register or a stack slot may survive it by accident (greenlet trap T12: a compiler caching a
- * thread-local address, or "restoring" a register from a stale slot). A file-scope asm function
- * with a fixed calling convention has no such hidden state: everything it needs is in its
- * arguments, and everything it preserves is listed below.
+ * register or a stack slot may survive it by accident. Inline asm inside a C function leaves the
+ * compiler free to keep values (a thread-local's address, a spilled register) across the asm
+ * statement in places the asm does not know about, and a switch that changes the stack pointer
+ * under it breaks them. A file-scope asm function with a fixed calling convention has no such
+ * hidden state: to the C caller it is an ordinary call of an external function, so the compiler
+ * keeps live values only in callee-saved registers (which the switch saves) or in the caller's
+ * own frame (which stays on the suspended stack, untouched), and it assumes the call may have
+ * changed any memory whose address escaped.
  *
- * ABI (identical on every architecture):
+ * This header is included by _switch.c only: it defines the two global (hidden) assembly
+ * symbols, which a second translation unit would define again.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * The calling contract (both architectures)
  *
  *     void *loop_stack_switch(void **save_sp, void *load_sp, void *transfer);
  *
- *   1. pushes the callee-saved registers and the floating-point control state onto the current
- *      stack, and stores the resulting stack pointer in *save_sp;
- *   2. loads load_sp, a value an earlier call stored through save_sp (or one made by
- *      loop_stack_prepare), pops the registers saved there and returns into that stack;
- *   3. the call being resumed returns `transfer`.
+ *   Called like any C function, with the platform's C calling convention. It
+ *   1. saves the callee-saved registers and the floating-point control state (listed per
+ *      architecture below) in a frame on the current stack, and stores the address of that
+ *      frame (the stack pointer after saving) in *save_sp;
+ *   2. sets the stack pointer to load_sp, which must be a value an earlier call stored through
+ *      save_sp and that has not been resumed since, or one made by loop_stack_prepare; restores
+ *      the registers saved in that frame and returns on that stack;
+ *   3. so the call being resumed returns `transfer` (a fresh stack ignores it).
+ *   Registers the ABI calls caller-saved (scratch) are not preserved, as with any call. Memory
+ *   outside the two frames and *save_sp is not touched. save_sp may point to memory on either
+ *   stack. The frame stays above the stack pointer at every instruction, so a signal handler
+ *   that runs in the middle of a switch cannot overwrite it.
  *
  *     void *loop_stack_prepare(void *stack_top, void (*entry)(void *), void *arg);
  *
- *   lays out a register frame at the top of a fresh stack and returns the load_sp for it. The first
- *   switch into it "returns" into loop_fiber_trampoline, which calls entry(arg) on the new stack.
- *   entry must never return (the fiber's last act is a switch away). The trampoline marks the
- *   return address as undefined in its unwind info, so debuggers, profilers and glibc's forced
- *   unwinding stop cleanly at the bottom of a fiber.
+ *   Lays out a register frame just below stack_top (any address; it is rounded down to 16
+ *   bytes) and returns the load_sp for it. The first switch into it "returns" into
+ *   loop_fiber_trampoline, which calls entry(arg) on the new stack with the stack aligned as the
+ *   C ABI requires at a call. entry must never return (the fiber's last act is a switch away;
+ *   the trampoline traps if it does). The floating-point control state of the fresh stack is
+ *   that of the thread calling loop_stack_prepare. The trampoline marks the return address as
+ *   undefined in its unwind info and ends the frame-pointer chain with 0, so debuggers,
+ *   profilers and glibc's forced unwinding stop cleanly at the bottom of a fiber.
  *
- * Saved state per architecture:
- *   x86-64 SysV: rbx, rbp, r12-r15, MXCSR, x87 control word (56 bytes + return address).
- *   aarch64 AAPCS64: x19-x28, x29 (fp), x30 (lr), d8-d15, FPCR (176 bytes).
+ *   loop_stack_switch's own unwind info describes only its entry: a debugger stopped on one of
+ *   its instructions may show a wrong backtrace; nothing else ever unwinds from inside it.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * x86-64, System V ABI (Linux)
+ *
+ *   Saved: rbx, rbp, r12, r13, r14, r15 (the callee-saved general registers), MXCSR (all of it;
+ *   the ABI asks only for its control bits) and the x87 control word (the x87 status word is
+ *   not preserved, as the ABI allows). All xmm registers are caller-saved, so none is saved.
+ *   Frame at *save_sp, 56 bytes, lowest address first, with the return address above it:
+ *       +0 MXCSR (4), +4 x87 control word (2), +6 padding (2),
+ *       +8 r15, +16 r14, +24 r13, +32 r12, +40 rbx, +48 rbp, +56 return address.
+ *   Alignment: a call leaves rsp = 8 (mod 16) at entry; six pushes and 8 bytes more make the
+ *   saved stack pointer 16-byte aligned. loop_stack_prepare places the frame so that after the
+ *   `ret` into the trampoline rsp is 16-byte aligned, and the trampoline's `call` then enters
+ *   entry with rsp = 8 (mod 16), as after any call. The red zone below rsp is not used: the
+ *   caller is not a leaf function. The direction flag is clear on entry and on return, as the
+ *   ABI requires; the switch does not touch it.
+ *   Registers: save_sp in rdi, load_sp in rsi, transfer in rdx, result in rax. The trampoline
+ *   finds entry in rbx and arg in r12 (restored from the prepared frame).
+ *
+ * aarch64, AAPCS64 (Linux)
+ *
+ *   Saved: x19-x28 (callee-saved), x29 (frame pointer), x30 (link register: where the switch
+ *   returns), the low 64 bits of v8-v15 (d8-d15, the only callee-saved part of the vector
+ *   registers) and FPCR (rounding mode and trap enables; FPSR holds only status flags and is
+ *   not preserved).
+ *   Frame at *save_sp, 176 bytes (a multiple of 16): +0 x19 ... +72 x28, +80 x29, +88 x30,
+ *   +96 d8 ... +152 d15, +160 FPCR, +168 padding.
+ *   Alignment: sp is 16-byte aligned at every instruction, as AAPCS64 requires whenever sp is
+ *   used to access memory; the frame size keeps it so. loop_stack_prepare leaves sp 16-byte
+ *   aligned for the trampoline.
+ *   Registers: save_sp in x0, load_sp in x1, transfer in x2, result in x0. The trampoline finds
+ *   entry in x19 and arg in x20 (restored from the prepared frame).
+ * ---------------------------------------------------------------------------------------------
  */
 #ifndef LOOP_STACK_SWITCH_H
 #define LOOP_STACK_SWITCH_H

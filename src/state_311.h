@@ -56,8 +56,9 @@ interp_state_restore(InterpState *s, PyThreadState *ts)
     INTERP_COMMON_RESTORE(s, ts);
     ts->tracing_what = s->tracing_what;
     /* Trace and profile functions belong to the thread, so the resumed fiber traces if the
-     * thread does (greenlet#256) -- unless it is itself inside a trace function. The formula is
-     * CPython's _PyThreadState_UpdateTracing. */
+     * thread does -- a fiber that was suspended before sys.settrace() was called is traced once
+     * it resumes, as a thread's other frames are -- unless it is itself inside a trace function.
+     * The formula is CPython's _PyThreadState_UpdateTracing. */
     ts->cframe->use_tracing =
         (ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) ? 255 : 0;
     interp_recursion_apply(s, ts);
@@ -66,7 +67,7 @@ interp_state_restore(InterpState *s, PyThreadState *ts)
 }
 
 static inline void
-interp_state_start(InterpState *s, PyThreadState *ts, _PyStackChunk *chunk, int chunk_size,
+interp_state_start(InterpState *s, PyThreadState *ts, void *chunk, int chunk_size,
                    int c_budget)
 {
     /* ts->cframe keeps pointing at the origin's (still mapped) cframe until the new fiber's
@@ -97,4 +98,10 @@ interp_state_top_frame_swap(PyThreadState *ts, InterpState *s, InterpTopFrame *s
 {
     if (s) { *saved = ts->cframe; ts->cframe = s->cframe; }
     else { ts->cframe = *saved; }
+}
+
+static inline int
+interp_trash_delete_nesting(PyThreadState *ts)
+{
+    return ts->trash_delete_nesting;
 }

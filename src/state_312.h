@@ -41,7 +41,7 @@ interp_state_restore(InterpState *s, PyThreadState *ts)
 }
 
 static inline void
-interp_state_start(InterpState *s, PyThreadState *ts, _PyStackChunk *chunk, int chunk_size,
+interp_state_start(InterpState *s, PyThreadState *ts, void *chunk, int chunk_size,
                    int c_budget)
 {
     INTERP_COMMON_START(s, ts, chunk, chunk_size);
@@ -67,4 +67,10 @@ interp_state_top_frame_swap(PyThreadState *ts, InterpState *s, InterpTopFrame *s
 {
     if (s) { *saved = ts->cframe; ts->cframe = s->cframe; }
     else { ts->cframe = *saved; }
+}
+
+static inline int
+interp_trash_delete_nesting(PyThreadState *ts)
+{
+    return ts->trash.delete_nesting;
 }

@@ -1,6 +1,7 @@
 /* CPython 3.13: _PyCFrame is gone and the current frame sits on the thread state itself
- * (GH-108035; greenlet's first 3.13 port forgot to swap it, trap T1). The trashcan keeps only
- * delete_later; its nesting is derived from c_recursion_remaining. */
+ * (GH-108035), so the frame pointer to swap is tstate->current_frame; a port of the 3.12 switch
+ * that does not swap it leaves the next fiber running on the previous fiber's frames. The
+ * trashcan keeps only delete_later; its nesting is derived from c_recursion_remaining. */
 #define INTERP_DEFAULT_C_BUDGET Py_C_RECURSION_LIMIT
 /* measured: 5,151 bytes and 4 units of c_recursion_remaining per level of sorted(key=...) */
 #define INTERP_STACK_BYTES_PER_UNIT 1600
@@ -37,7 +38,7 @@ interp_state_restore(InterpState *s, PyThreadState *ts)
 }
 
 static inline void
-interp_state_start(InterpState *s, PyThreadState *ts, _PyStackChunk *chunk, int chunk_size,
+interp_state_start(InterpState *s, PyThreadState *ts, void *chunk, int chunk_size,
                    int c_budget)
 {
     ts->current_frame = NULL;
@@ -59,4 +60,12 @@ interp_state_top_frame_swap(PyThreadState *ts, InterpState *s, InterpTopFrame *s
 {
     if (s) { *saved = ts->current_frame; ts->current_frame = s->current_frame; }
     else { ts->current_frame = *saved; }
+}
+
+/* No separate trashcan nesting counter on 3.13 (see above). */
+static inline int
+interp_trash_delete_nesting(PyThreadState *ts)
+{
+    (void)ts;
+    return -1;
 }
