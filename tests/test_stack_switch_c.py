@@ -1,5 +1,6 @@
 """The assembly switch on its own, outside Python: natively, and for aarch64 under qemu when a
 cross compiler (gcc-aarch64-linux-gnu) and qemu-user are installed."""
+import glob
 import os
 import shutil
 import subprocess
@@ -46,7 +47,15 @@ def test_extension_compiles_for_aarch64(tmp_path):
     if not cc:
         pytest.skip("gcc-aarch64-linux-gnu is not installed")
     include = sysconfig.get_paths()["include"]
-    proc = subprocess.run([cc, "-std=c11", "-O2", "-fPIC", "-Wall", "-c", "-I", include,
-                           "-o", str(tmp_path / "switch.o"), os.path.join(ROOT, "src", "_switch.c")],
+    sources = sorted(glob.glob(os.path.join(ROOT, "src", "*.c")))
+    assert len(sources) >= 2, sources
+    objects = []
+    for source in sources:
+        obj = str(tmp_path / (os.path.basename(source) + ".o"))
+        proc = subprocess.run([cc, "-std=c11", "-O2", "-fPIC", "-Wall", "-c", "-I", include,
+                               "-o", obj, source], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        objects.append(obj)
+    proc = subprocess.run([cc, "-shared", "-o", str(tmp_path / "_switch.so")] + objects,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
