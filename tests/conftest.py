@@ -24,14 +24,13 @@ SETTLE_SECONDS = 1.0
 def _hub_state(hub):
     return {
         "wakeup sources": hub.wakeup_registrations(),
-        "fd table": sorted(set(hub._readers) | set(hub._writers)),
-        "ready queue": list(hub._ready),
+        "fd table": hub.watched_fds(),
+        "ready queue": hub.ready_entries(),
     }
 
 
 def _settled(hub):
-    return not hub.wakeup_sources and not hub._ready and not hub._readers \
-        and not hub._writers
+    return not hub.wakeup_sources and not hub.ready_entries() and not hub.watched_fds()
 
 
 def _settle(hub):
@@ -46,7 +45,7 @@ def _settle(hub):
     while not _settled(hub) and time.monotonic() < deadline:
         loop.sleep(0.005)
     # a collected socket forgets its fd registration in __del__
-    if hub._readers or hub._writers:
+    if hub.watched_fds():
         import gc
         gc.collect()
         loop.sleep(0)
@@ -54,15 +53,22 @@ def _settle(hub):
 
 def _clean_up(hub, state):
     """End what the test left behind, so that the next test starts from an empty hub: the
-    green threads that wait get GreenletExit, hub timers are cancelled, fds forgotten."""
+    green threads that wait or are ready get GreenletExit, hub timers are cancelled, fds
+    forgotten."""
     import loop
-    from loop._core.hub import HubTimer, Waiter
+    from loop._core.hub import HubTimer
+    from loop._core.waiter import Waiter
     from loop._switch import Fiber
+    fibers = []
     for key in state["wakeup sources"]:
         if isinstance(key, HubTimer):
             key.cancel()
-            continue
-        fiber = key.fiber if isinstance(key, Waiter) else key
+        else:
+            fibers.append(key.fiber if isinstance(key, Waiter) else key)
+    # a green thread that never waits (it only yields) is seen in the ready queue alone
+    fibers.extend(entry[0] if isinstance(entry, tuple) else entry
+                  for entry in state["ready queue"])
+    for fiber in dict.fromkeys(fibers):
         if isinstance(fiber, Fiber) and not fiber.dead and fiber.parent is hub.fiber:
             hub.interrupt(fiber, loop.GreenletExit())
     for fd in state["fd table"]:
@@ -76,7 +82,7 @@ def hub_is_left_empty(request):
     yield
     from loop._core.hub import get_hub_if_exists
     hub = get_hub_if_exists()
-    if hub is None or hub.adopted or hub._destroyed:
+    if hub is None or hub.adopted or hub.destroyed or _settled(hub):
         return
     _settle(hub)
     if _settled(hub) or request.node.nodeid in KEEPS_HUB_STATE:

@@ -126,7 +126,7 @@ def test_foreign_wake_of_a_waiter_left_by_an_exception_does_not_switch_into_it(b
     # the hub's thread-safe call, must then be dropped, not switch into the green thread later.
     out = run("""
         import threading, time, loop
-        from loop._core.hub import Waiter
+        from loop._core.waiter import Waiter
         hub = loop.get_hub()
         for _ in range(3):
             waiter = Waiter(hub)
@@ -230,7 +230,7 @@ while time.monotonic() < deadline:
             print("FAILED seed=%d round=%d %r %r" % (seed, rounds, g, g.exception)); sys.exit(1)
 for _ in range(20):
     loop.sleep(0.01)
-    if not hub.wakeup_sources and not hub._ready:
+    if not hub.wakeup_sources and not hub.ready_entries():
         break
 left = hub.wakeup_registrations()
 print("rounds", rounds, "left", left)

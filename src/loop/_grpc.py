@@ -52,6 +52,10 @@ import os
 import sys
 import types
 
+from loop._core.threadpool import ThreadPool
+from loop.monkey._registry import is_module_patched
+from loop.pool import Group
+
 __all__ = ["init", "is_initialized", "DEFAULT_MAX_THREADS"]
 
 #: Upper bound of the dedicated pool: the most grpc waits (calls, streams, servers) in flight
@@ -78,7 +82,6 @@ def init(max_threads=DEFAULT_MAX_THREADS):
         return
     if not isinstance(max_threads, int) or isinstance(max_threads, bool) or max_threads < 1:
         raise ValueError("max_threads must be a positive integer, not %r" % (max_threads,))
-    from loop.monkey._registry import is_module_patched
     if not is_module_patched("threading"):
         raise RuntimeError("loop.grpc.init() needs threading patched: call "
                            "loop.monkey.patch_all() first")
@@ -87,9 +90,6 @@ def init(max_threads=DEFAULT_MAX_THREADS):
         raise RuntimeError("grpc's gevent integration is already switched on in this process "
                            "(grpc.experimental.gevent.init_gevent() ran); it cannot serve two "
                            "event loops")
-
-    from loop.pool import Group
-    from loop._core.threadpool import ThreadPool
 
     pool = ThreadPool(max_threads)
     hub_view = types.SimpleNamespace(threadpool=pool)

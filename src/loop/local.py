@@ -10,12 +10,11 @@ swap, because green threads of several OS threads may share one ``local``.
 """
 from weakref import ref
 
-from loop.monkey._registry import get_original
+from loop._core.originals import RLock as _RLock
 from loop._switch import getcurrent
 
-# The real RLock, even if ``_thread`` was patched before this import: the lock must exclude
-# green threads of other OS threads, which a green lock (owned by one hub) cannot do.
-_RLock = get_original("_thread", "RLock")
+# The real RLock (bound by the core before any patch): the lock must exclude green threads of
+# other OS threads, which a green lock (owned by one hub) cannot do.
 
 __all__ = ["local"]
 

@@ -20,12 +20,13 @@ a wakeup source of its hub, which otherwise would see nothing that could end it.
 """
 from collections import deque
 
-from loop._core.hub import _TIMED_OUT, Waiter, _allocate_lock
+from loop._core.originals import allocate_lock
+from loop._core.waiter import TIMED_OUT, Waiter
 from loop._switch import getcurrent
 
 #: Serialises the queueing paths of every green lock (see "Several OS threads"); held only for
 #: a few bytecodes, never while waiting.  The original _thread lock, bound by the hub.
-_guard = _allocate_lock()
+_guard = allocate_lock()
 
 __all__ = ["Semaphore", "BoundedSemaphore", "DummySemaphore", "Lock", "RLock"]
 
@@ -69,7 +70,7 @@ class Semaphore:
             else:
                 self._remove(waiter)
             raise
-        if result is _TIMED_OUT:
+        if result is TIMED_OUT:
             self._remove(waiter)
             return False
         return True

@@ -8,10 +8,10 @@ resumes -- ``apply()`` returning, a ``join()`` -- its slot is free again, as in 
 ``spawn`` waits while the pool is full, which is what gives ``imap`` its back-pressure.
 """
 from loop._core.api import iwait, killall
-from loop._core.hub import monotonic
-from loop._switch import getcurrent
 from loop._core.event import Event
 from loop._core.greenlet import DIRECT_LINK_TYPES, Greenlet, GreenletExit
+from loop._core.originals import monotonic
+from loop._switch import getcurrent
 from loop.lock import DummySemaphore, Semaphore
 from loop.queue import Queue
 

@@ -6,7 +6,7 @@ They follow the stdlib ``queue`` interface (``put``/``get`` with ``block`` and `
 clauses keep working -- ``task_done``/``join`` and, as in Python 3.13, ``shutdown``).
 ``maxsize`` of None or <= 0 means unbounded.
 
-Blocked getters and putters wait in FIFO order on :class:`loop._core.hub.Waiter`.  A wake-up means
+Blocked getters and putters wait in FIFO order on :class:`loop._core.waiter.Waiter`.  A wake-up means
 "try again", not "here is your item": the woken green thread re-checks the queue, so a green
 thread that did not have to wait can still take the item first.  If a woken green thread dies
 before it runs, it passes its wake-up to the next waiter so none is lost.
@@ -16,11 +16,12 @@ import queue as _stdlib_queue
 import types
 from collections import deque
 
-from loop._core.hub import _TIMED_OUT, Waiter, monotonic
-from loop._switch import getcurrent
 from loop._core.event import Event
+from loop._core.originals import monotonic
 from loop._core.timeout import Timeout as _Timeout
 from loop._core.timeout import timeout_object
+from loop._core.waiter import TIMED_OUT, Waiter
+from loop._switch import getcurrent
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue", "LifoQueue", "PriorityQueue", "Channel",
            "Empty", "Full", "ShutDown"]
@@ -61,7 +62,7 @@ def _wait_turn(waiters, deadline):
         else:
             _discard(waiters, waiter)
         raise
-    if result is _TIMED_OUT:
+    if result is TIMED_OUT:
         _discard(waiters, waiter)
         return False
     return True
@@ -359,7 +360,7 @@ class Channel:
         except BaseException:
             _discard(self._putters, entry)  # still there unless a getter took the item
             raise
-        if result is _TIMED_OUT:
+        if result is TIMED_OUT:
             _discard(self._putters, entry)
             raise Full
 

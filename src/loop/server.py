@@ -75,18 +75,21 @@ import errno
 import logging
 import os
 import socket as _stdlib_socket
+import ssl
+import stat
 import sys
 import threading
 import traceback
 
 # Thread identity must come from the real _thread module bound before any monkey patching:
 # a patched threading.get_ident() names green threads, and close() would bounce forever.
-from loop._core.hub import _get_ident as _real_get_ident
-from loop._core.hub import get_hub
-from loop._green.serversocket import ServerSocket
 from loop._core.event import Event
 from loop._core.greenlet import Greenlet
+from loop._core.hub import get_hub
+from loop._core.originals import get_ident as _real_get_ident
+from loop._green.serversocket import ServerSocket
 from loop.pool import Group, Pool
+from loop.ssl import SSLSocket
 
 __all__ = ["StreamServer", "parse_address"]
 
@@ -440,7 +443,6 @@ class StreamServer:
 
     def wrap_socket(self, sock):
         """Wrap an accepted green socket for TLS (server side, lazy handshake)."""
-        from loop.ssl import SSLSocket
         return SSLSocket._create(sock=sock, server_side=True, do_handshake_on_connect=False,
                                  context=self.ssl_context)
 
@@ -557,7 +559,6 @@ _SSL_KEYWORDS = frozenset(("certfile", "keyfile", "ca_certs", "cert_reqs", "ssl_
 
 def _ssl_context_from(ssl_args):
     """A server-side SSLContext from gevent's ``ssl.wrap_socket`` keywords."""
-    import ssl
     unknown = set(ssl_args) - _SSL_KEYWORDS
     if unknown:
         raise TypeError("unexpected keyword arguments: %s" % ", ".join(sorted(unknown)))
@@ -583,7 +584,6 @@ def _ssl_context_from(ssl_args):
 def _remove_stale_unix_socket(path):
     # A socket file left behind by a dead server would make bind() fail with EADDRINUSE.  Only
     # remove it if it is a socket and nobody answers on it.
-    import stat
     try:
         if not stat.S_ISSOCK(os.stat(path).st_mode):
             return

@@ -5,27 +5,21 @@ function with ``("switch" | "throw", (origin, target))`` on every switch of the 
 installed it.
 
 The blocking monitor is off unless ``LOOP_MAX_BLOCKING_TIME`` (seconds) is set when a hub is
-created.  It installs a switch hook that records which fiber runs and since when, and starts one
-real (unpatched) thread that wakes up every half period: if a green thread other than the hub
-has kept the loop for longer than the limit without switching, it prints that green thread and
-its current stack to stderr, once per blocking episode.  The hook costs a Python call per
-switch, which is why it is opt-in.
+created; the hub starts it, so it lives in the core (:mod:`loop._core.monitor`, which explains
+it) and is re-exported here.
 """
-import _thread
 import gc
 import sys
-import time
+import threading
 import traceback
 
+from loop._core.hub import get_hub, get_hub_if_exists
+from loop._core.monitor import BlockingMonitor, start_blocking_monitor
+from loop._core.originals import monotonic as _monotonic
 from loop._switch import Fiber, getcurrent, gettrace, settrace
 
 __all__ = ["print_run_info", "format_run_info", "assert_switches", "start_blocking_monitor",
            "BlockingMonitor", "wrap_errors"]
-
-_monotonic = time.monotonic
-_real_sleep = time.sleep
-_start_new_thread = _thread.start_new_thread
-
 
 # ---------------------------------------------------------------------------------------------
 # print_run_info
@@ -43,10 +37,8 @@ def _fiber_state(fiber):
 def format_run_info(thread_stacks=True, greenlet_stacks=True, limit=None):
     """Lines describing every OS thread (with its stack) and every live green thread (with
     the stack where it waits)."""
-    from loop._core.hub import get_hub_if_exists
     lines = []
     if thread_stacks:
-        import threading
         names = {t.ident: t.name for t in threading.enumerate()}
         lines.append("*" * 40 + " Threads")
         for ident, frame in sys._current_frames().items():
@@ -119,7 +111,6 @@ class assert_switches:
             self._previous(event, args)
 
     def __enter__(self):
-        from loop._core.hub import get_hub
         self._hub_fiber = get_hub().fiber
         self._previous = gettrace()
         self._last = _monotonic()
@@ -141,74 +132,6 @@ class assert_switches:
             raise _FailedToSwitch("%r ran %.3fs without switching (limit %.3fs)"
                                   % (self.longest_fiber, self.longest, self.max_blocking_time))
         return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Blocking monitor
-
-class BlockingMonitor:
-    """Reports green threads that keep the loop longer than ``max_blocking_time`` seconds."""
-
-    def __init__(self, hub, max_blocking_time, stream=None):
-        self.hub = hub
-        self.max_blocking_time = max_blocking_time
-        self.stream = stream
-        self.thread_ident = hub.thread_ident
-        self.active = hub.fiber
-        self.since = _monotonic()
-        self.switches = 0
-        self.reported_switch = -1
-        self.running = True
-        self.reports = 0
-        self._previous = gettrace()
-        settrace(self._trace)
-        _start_new_thread(self._watch, ())
-
-    def _trace(self, event, args):
-        self.active = args[1]
-        self.since = _monotonic()
-        self.switches += 1
-        if self._previous is not None:
-            self._previous(event, args)
-
-    def _watch(self):
-        period = max(self.max_blocking_time / 2.0, 0.001)
-        while self.running:
-            _real_sleep(period)
-            active = self.active
-            if active is self.hub.fiber or self.reported_switch == self.switches:
-                continue
-            held = _monotonic() - self.since
-            if held >= self.max_blocking_time:
-                self.reported_switch = self.switches
-                self.report(active, held)
-
-    def report(self, fiber, held):
-        frame = sys._current_frames().get(self.thread_ident)
-        lines = ["loop: %r blocked the event loop for %.3f seconds (LOOP_MAX_BLOCKING_TIME=%s)"
-                 % (fiber, held, self.max_blocking_time)]
-        if frame is not None:
-            lines.extend(line.rstrip("\n") for line in traceback.format_stack(frame))
-        stream = self.stream if self.stream is not None else sys.stderr
-        try:
-            stream.write("\n".join(lines) + "\n")
-            stream.flush()
-        except Exception:
-            pass
-        self.reports += 1
-
-    def stop(self):
-        self.running = False
-        if gettrace() == self._trace:
-            settrace(self._previous)
-
-
-def start_blocking_monitor(hub, max_blocking_time, stream=None):
-    """Start a :class:`BlockingMonitor` for ``hub`` (called by the hub when
-    ``LOOP_MAX_BLOCKING_TIME`` is set)."""
-    monitor = BlockingMonitor(hub, max_blocking_time, stream)
-    hub.blocking_monitor = monitor
-    return monitor
 
 
 class wrap_errors:

@@ -69,9 +69,10 @@ from collections import deque
 
 # The real lock and thread identity, bound before any monkey patching: the send lock is shared
 # by OS threads, and a patched (green) lock cannot be.
-from loop._core.hub import _allocate_lock as _real_allocate_lock
-from loop._core.hub import _get_ident as _real_get_ident
-from loop._core.hub import Waiter, get_hub_if_exists
+from loop._core.hub import get_hub_if_exists
+from loop._core.originals import allocate_lock as _real_allocate_lock
+from loop._core.originals import get_ident as _real_get_ident
+from loop._core.waiter import Waiter
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage)
@@ -225,7 +226,7 @@ class _BoundedDeflate(PerMessageDeflate):
 class _Turn:
     """One sender's place in the queue of a :class:`_SendLock`.
 
-    A green thread waits on its own hub (a :class:`loop._core.hub.Waiter`); a thread without a hub
+    A green thread waits on its own hub (a :class:`loop._core.waiter.Waiter`); a thread without a hub
     waits on a real lock.  ``granted`` is written under the send lock's guard and decides who
     owns the lock: a wake-up is only a hint to go and look.  A green waiter looks again every
     few seconds even without one, because the releaser may be another OS thread whose wake-up

@@ -1,15 +1,19 @@
 """The module-level green API with gevent's names: spawn, sleep, joinall, wait, iwait...
 
-Everything here is a thin layer over :mod:`loop._core.hub` (waiting) and :mod:`loop.greenlet`
-(green threads); nothing in this module switches fibers itself.
+Everything here is a thin layer over :mod:`loop._core.hub` and :mod:`loop._core.waiter`
+(waiting) and :mod:`loop._core.greenlet` (green threads); nothing in this module switches fibers
+itself.
 """
 import os
 
-from loop._core.hub import _TIMED_OUT, Waiter, get_hub, monotonic
-from loop._core.hub import sleep as sleep
-from loop._core.hub import reinit as reinit
-from loop._switch import Fiber, getcurrent
 from loop._core.greenlet import DIRECT_LINK_TYPES, Greenlet, GreenletExit
+from loop._core.hub import get_hub
+from loop._core.hub import reinit as reinit
+from loop._core.hub import sleep as sleep
+from loop._core.originals import monotonic
+from loop._core.timeout import Timeout
+from loop._core.waiter import TIMED_OUT, Waiter
+from loop._switch import Fiber, getcurrent
 
 __all__ = ["spawn", "spawn_later", "spawn_raw", "joinall", "killall", "kill", "wait", "iwait",
            "sleep", "idle", "getcurrent", "get_hub", "signal_handler", "reinit", "fork"]
@@ -19,11 +23,7 @@ def spawn(function, *args, **kwargs):
     """Start ``function(*args, **kwargs)`` in a new :class:`Greenlet` and return it."""
     g = Greenlet(function, *args, **kwargs)
     g._scheduled = True
-    hub = g._hub
-    hub._ready.append(g)  # Hub.schedule_start inlined: a bare fiber in the queue is its start
-    if not hub._drain_scheduled:
-        hub._drain_scheduled = True
-        hub._call_soon(hub._drain)
+    g._hub.schedule_start(g)
     return g
 
 
@@ -112,7 +112,7 @@ def _iwait(objects, timeout, count):
                     waiter.wait()
                 else:
                     remaining = deadline - monotonic()
-                    if remaining <= 0 or waiter.wait(remaining) is _TIMED_OUT:
+                    if remaining <= 0 or waiter.wait(remaining) is TIMED_OUT:
                         collector.waiter = None
                         if position >= len(ready):
                             return
@@ -197,8 +197,7 @@ def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
         kill(g, exception, block=False)
     if not (block and alive) or current is get_hub().fiber:
         return
-    from loop._core.timeout import Timeout
-    with Timeout._start_new_or_dummy(timeout):
+    with Timeout(timeout):  # seconds, or None: no timer
         wait([g for g in alive if isinstance(g, Greenlet)])
         while any(not g.dead for g in alive):  # raw fibers: nothing to link to
             get_hub().sleep(0.001)

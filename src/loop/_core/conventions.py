@@ -37,8 +37,12 @@ Other libev watchers (``io``, ``signal``, ``child``, ``prepare``...) have no cou
 ``loop.wait_readable``/``wait_writable``, ``loop.signal_handler`` and ``loop.os.waitpid``.
 """
 import sys
+import threading
+import traceback
 
 from loop._core import hub as _hub
+from loop._core import waiter as _waiter
+from loop._core.exceptions import safe_repr
 from loop._switch import FiberExit
 
 __all__ = ["Hub", "Waiter", "get_hub_class", "set_default_hub_class"]
@@ -195,7 +199,6 @@ class Hub(_hub.Hub):
     @property
     def main_hub(self):
         """True for the hub of the process's main thread."""
-        import threading
         return self.thread_ident == threading.main_thread().ident
 
     @property
@@ -234,14 +237,13 @@ class Hub(_hub.Hub):
     def print_exception(self, context, type, value, tb):
         """Print the traceback and ``<context> failed with <type name>`` to
         ``exception_stream``."""
-        import traceback
         stream = self.exception_stream
         if stream is None:
             return
         type, value, tb = self._normalize_exception(type, value, tb)
         try:
             traceback.print_exception(type, value, tb, file=stream)
-            stream.write("%s failed with %s\n\n" % (_hub._safe_repr(context),
+            stream.write("%s failed with %s\n\n" % (safe_repr(context),
                                                     getattr(type, "__name__", type)))
             stream.flush()
         except Exception:  # a closed or broken stream must not break the hub
@@ -252,7 +254,7 @@ class Hub(_hub.Hub):
         _add_gevent_loop_methods(self)
 
 
-class Waiter(_hub.Waiter):
+class Waiter(_waiter.Waiter):
     """One wait of one green thread, with gevent's names: ``get()`` waits, ``switch(value)``
     and ``throw(exc)`` wake it (from the hub or another green thread), once."""
     __slots__ = ()
@@ -305,18 +307,17 @@ class Waiter(_hub.Waiter):
 
     def clear(self):
         """Forget a delivered value so the waiter can be used again (not while waited on)."""
-        if self.state == _hub._WAITING:
+        if self.state == _waiter.WAITING:
             raise AssertionError("cannot clear a Waiter that a green thread waits on")
-        self.state = _hub._IDLE
+        self.state = _waiter.IDLE
         self.fiber = None
-        self.value = _hub._NOTHING
+        self.value = _waiter.NOTHING
         self.error = None
 
 
 def get_hub_class():
     """The class get_hub() creates in a thread that has no hub yet."""
-    getter = getattr(_hub, "get_hub_class", None)
-    return getter() if getter is not None else Hub
+    return _hub.get_hub_class()
 
 
 def set_default_hub_class(cls):
@@ -324,7 +325,4 @@ def set_default_hub_class(cls):
     a hub yet."""
     if not (isinstance(cls, type) and issubclass(cls, Hub)):
         raise TypeError("the hub class must be a subclass of loop.hub.Hub, not %r" % (cls,))
-    setter = getattr(_hub, "set_hub_class", None)
-    if setter is None:
-        raise NotImplementedError("this build of loop cannot change its hub class")
-    setter(cls)
+    _hub.set_hub_class(cls)

@@ -1,16 +1,17 @@
 """``Event`` and ``AsyncResult``: one green thread (or OS thread) tells others that something
 happened.
 
-Both wait through :class:`loop._core.hub.Waiter` and wake by queueing their waiters in the hub, so
+Both wait through :class:`loop._core.waiter.Waiter` and wake by queueing their waiters in the hub, so
 ``set()`` never switches: the caller keeps running and the waiters run after it yields.  Both can
 be set from another OS thread (the wake-ups then go through the waiting hub's thread-safe
 callback) and both support ``rawlink``/``unlink``, so ``loop.wait`` and ``loop.iwait`` accept
 them.
 """
-from loop._core.hub import _TIMED_OUT, Waiter, get_hub
+from loop._core.hub import get_hub
 from loop._core.links import DIRECT_LINK_TYPES, check_link, notify, notify_one, without
 from loop._core.timeout import Timeout as _Timeout
 from loop._core.timeout import timeout_object
+from loop._core.waiter import TIMED_OUT, Waiter
 
 __all__ = ["Event", "AsyncResult"]
 
@@ -39,7 +40,7 @@ class _Linkable:
         except BaseException:
             self._forget(waiter)
             raise
-        if result is _TIMED_OUT:
+        if result is TIMED_OUT:
             self._forget(waiter)
             return False
         return True
@@ -193,8 +194,7 @@ class AsyncResult(_Linkable):
         if not self._ready:
             if not block or not self._wait_for_notify(timeout):
                 if not self._ready:
-                    from loop._core.timeout import Timeout
-                    raise Timeout(timeout if block else 0)
+                    raise _Timeout(timeout if block else 0)
         exception = self._exception
         if exception is not None:
             # Re-raise with the traceback it was stored with: raising the same object again

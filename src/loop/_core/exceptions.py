@@ -61,3 +61,18 @@ for _public in __all__:
     if isinstance(_public, type) and _public.__module__ == __name__:
         _public.__module__ = "loop.exceptions"
 del _public
+
+#: The message of the ``BlockingSwitchOutError`` that a wait started inside the hub raises.
+BLOCKING_IN_HUB = (
+    "Cannot block inside the hub: this code runs in an asyncio callback or coroutine on the "
+    "hub's event loop.  Use 'await' there (and 'await loop.run_green(fn)' to run blocking green "
+    "code), or move the call into a green thread.")
+
+
+def safe_repr(obj):
+    """``repr(obj)``, or the default repr when the object's own raises: for error reports,
+    which must not fail themselves."""
+    try:
+        return repr(obj)
+    except Exception:
+        return object.__repr__(obj)

@@ -17,7 +17,7 @@ exception instance, as in gevent.
 
 Links.  ``rawlink(callback)`` callbacks run in the hub once the green thread is done and must not
 block; ``link(callback)`` runs each callback in a new green thread.  Waiting on a green thread
-(``join``, ``get``, ``iwait``) is itself a link, but a cheap one: a :class:`loop._core.hub.Waiter` (or
+(``join``, ``get``, ``iwait``) is itself a link, but a cheap one: a :class:`loop._core.waiter.Waiter` (or
 another type in ``DIRECT_LINK_TYPES``) only queues a wake-up, so it is fired straight from the
 finishing green thread instead of through an extra hub callback (:mod:`loop._core.links`, shared with
 ``Event``).
@@ -42,11 +42,12 @@ Switching.  Besides the hub, this is the only module that switches fibers, and o
 import sys
 from itertools import count as _count
 
-from loop._core.hub import Waiter, current_hub
+from loop._core.hub import current_hub
 from loop._core.links import DIRECT_LINK_TYPES, check_link, notify, notify_one, without
-from loop._switch import Fiber, FiberExit, getcurrent
 from loop._core.timeout import Timeout as _Timeout
 from loop._core.timeout import timeout_object
+from loop._core.waiter import Waiter
+from loop._switch import Fiber, FiberExit, getcurrent
 
 __all__ = ["Greenlet", "GreenletExit", "joinall", "killall", "DIRECT_LINK_TYPES"]
 
@@ -255,6 +256,7 @@ class Greenlet(Fiber):
         return self.value
 
     def __await__(self):
+        # In-function import: greenlet -> interop -> api -> greenlet.
         from loop._core.interop import wait_greenlet_future
         return wait_greenlet_future(self).__await__()
 
@@ -421,12 +423,14 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 def joinall(greenlets, timeout=None, raise_error=False, count=None):
     """:func:`loop.joinall` (gevent.greenlet exports it here too)."""
+    # In-function import: greenlet -> api -> greenlet (api spawns Greenlets).
     from loop._core.api import joinall
     return joinall(greenlets, timeout, raise_error, count)
 
 
 def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
     """:func:`loop.killall` (gevent.greenlet exports it here too)."""
+    # In-function import: greenlet -> api -> greenlet (api spawns Greenlets).
     from loop._core.api import killall
     return killall(greenlets, exception, block, timeout)
 

@@ -13,14 +13,16 @@ libev's place, which is what lets asyncio code and green threads share one loop.
 
 Who may switch
 --------------
-Only two modules switch fibers: this one and :mod:`loop.greenlet` (which only throws into its own
-green thread on ``Greenlet.throw``).  Everything else -- events, locks, queues, pools, timeouts,
-sockets, servers -- waits through :class:`Waiter`, :meth:`Hub.sleep`, :meth:`Hub.yield_now`,
-:meth:`Hub.wait_readable` / :meth:`Hub.wait_writable` and wakes through :meth:`Waiter.wake` and
-:meth:`Hub.interrupt`.  Keeping the switches in one place is what makes the two safety checks
-possible: a wait checks that it was resumed by the event it registered (else
-``InvalidSwitchError``), and a wait started from inside the hub itself -- an asyncio callback or
-coroutine -- fails at once with ``BlockingSwitchOutError`` instead of deadlocking the loop.
+Only the core switches fibers (:mod:`loop._core` names its modules).  Here: the drain of the
+ready queue, :meth:`Hub.resume` (a single-shot hub callback resuming its green thread),
+:meth:`Hub.interrupt` (an exception thrown into a waiting green thread), and the waits of this
+module (:meth:`Hub.switch`, :meth:`Hub.sleep`, :meth:`Hub.yield_now`, :func:`sleep`).  Everything
+else waits through :class:`loop._core.waiter.Waiter` or those waits, and wakes through
+:meth:`Waiter.wake` and :meth:`Hub.interrupt`.  Keeping the switches in few places is what makes
+the two safety checks possible: a wait checks that it was resumed by the event it registered
+(else ``InvalidSwitchError``), and a wait started from inside the hub itself -- an asyncio
+callback or coroutine -- fails at once with ``BlockingSwitchOutError`` instead of deadlocking
+the loop.
 
 The ready queue
 ---------------
@@ -87,24 +89,24 @@ check; if the situation still holds when it runs (and no asyncio task or stdlib 
 pending), nothing can ever wake the thread's main green thread, so ``LoopExit`` is thrown into
 it -- gevent's "this operation would block forever".  Other code may schedule on the hub's loop
 directly (``hub.loop.call_later``, ``add_reader``); the hub's loop classes record those calls
-(uvloop's timers cannot be inspected afterwards), see ``_with_raw_accounting``.
+(uvloop's timers cannot be inspected afterwards), see :mod:`loop._core.eventloop`.
 
 Interrupted waits
 -----------------
-A waiting green thread can be resumed early by an exception (``Timeout``, ``kill``).  If its
-regular wake-up was already queued, that stale entry would later switch into it at some unrelated
-point.  Every waiting primitive here therefore removes its own queued entry when it is left by an
-exception.  That path is rare, so its O(n) ``deque.remove`` does not matter.  A wake from another
-OS thread reaches the hub later, through the loop's thread-safe call: it queues the green thread
-only if the wait is still the one it woke (``Waiter._wake_in_hub``).
+A wait left by an exception (``Timeout``, ``kill``) takes its own queued wake-up out of the
+ready queue (:meth:`Hub.unqueue`), see :mod:`loop._core.waiter`.
 
 Unpatched stdlib
 ----------------
-The hub must keep working after :mod:`loop.monkey` replaced ``socket``, ``select``, ``selectors``,
-``threading`` and ``time``.  This module therefore binds the originals it needs when it is
-imported (``_thread``, ``_socket``, the selector class), uses a raw ``_socket`` pair for the
-stdlib loop's self-pipe, and :func:`prepare` imports asyncio, uvloop and concurrent.futures; the
-monkey module calls it before patching anything.
+The hub must keep working after :mod:`loop.monkey` replaced ``socket``, ``select``,
+``selectors``, ``threading`` and ``time``: it takes every stdlib function it needs from
+:mod:`loop._core.originals`, bound before any patch, and runs the loop classes of
+:mod:`loop._core.eventloop`.
+
+File descriptors
+----------------
+The fd table (who waits on which descriptor, and how registrations outlive a wait) is
+:mod:`loop._core.fdtable`; the Hub methods under "file descriptors" below work on it.
 
 Adopting a running asyncio loop
 -------------------------------
@@ -113,92 +115,33 @@ When green code is first used from inside a running asyncio loop (``asyncio.run(
 loop becomes the hub fiber.  asyncio stays in charge of the program's lifetime, so there is no
 main green thread and no ``LoopExit`` in that mode.
 """
-import _socket
-import _thread
 import errno
 import os
 import sys
+import traceback
 from _weakref import ref as _weakref
 from collections import deque
 
+from loop._core import originals
+from loop._core.eventloop import has_pending_work, new_event_loop
+from loop._core.exceptions import (BLOCKING_IN_HUB, BlockingSwitchOutError,
+                                   ConcurrentObjectUseError, InvalidSwitchError, LoopExit,
+                                   safe_repr)
+from loop._core.fdtable import FdSlot, abandoned_loops
+from loop._core.monitor import start_blocking_monitor
+from loop._core.originals import get_ident, monotonic, prepare
+from loop._core.waiter import TIMED_OUT, TIMER, YIELD, Waiter
 from loop._switch import Fiber, FiberError, FiberExit, getcurrent
-from loop._core.exceptions import (BlockingSwitchOutError, ConcurrentObjectUseError,
-                             InvalidSwitchError, LoopExit)
 
-__all__ = ["Hub", "Waiter", "get_hub", "get_hub_if_exists", "reinit", "prepare",
-           "wait_readable", "wait_writable", "cancel_wait", "forget_fd"]
+__all__ = ["Hub", "HubTimer", "Waiter", "get_hub", "get_hub_if_exists", "current_hub", "reinit",
+           "prepare", "sleep", "wait_readable", "wait_writable", "cancel_wait", "forget_fd",
+           "get_hub_class", "set_hub_class", "nested_loops", "SYSTEM_ERROR"]
 
-# ---------------------------------------------------------------------------------------------
-# Originals, bound now so that a later monkey patch cannot reach the hub.
-
-_get_ident = _thread.get_ident
-_start_new_thread = _thread.start_new_thread
-_allocate_lock = _thread.allocate_lock
-_socketpair = _socket.socketpair
-_tls = _thread._local()
-
-import selectors as _selectors  # noqa: E402  (cheap, and needed before any patch)
-import time as _time  # noqa: E402
-
-_DefaultSelector = _selectors.DefaultSelector
-monotonic = _time.monotonic
-real_sleep = _time.sleep
+_tls = originals.thread_local()
 
 #: Exceptions that are not errors of one green thread but requests to stop the program; they are
 #: delivered to the thread's main green thread rather than printed.
 SYSTEM_ERROR = (KeyboardInterrupt, SystemExit)
-
-_originals = {}
-
-# asyncio's running-loop slot, bound by prepare() (a hub exists only after it ran).
-_get_running_loop = _set_running_loop = None
-
-
-def prepare():
-    """Import and bind everything the hub needs from the stdlib (asyncio, uvloop,
-    concurrent.futures).  Call before monkey patching; idempotent."""
-    if _originals:
-        return _originals
-    import asyncio
-    import asyncio.events
-    import concurrent.futures
-    _originals["asyncio"] = asyncio
-    _originals["concurrent.futures"] = concurrent.futures
-    _originals["get_running_loop"] = asyncio.events._get_running_loop
-    global _get_running_loop, _set_running_loop
-    _get_running_loop = asyncio.events._get_running_loop
-    _set_running_loop = asyncio.events._set_running_loop
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    _originals["uvloop"] = uvloop
-    from loop._core import nesting as _nesting
-    _nesting.install(asyncio, uvloop)
-    # The thread pool binds _thread.start_new_thread when imported; imported after patching it
-    # would start green threads instead of OS threads, and DNS lookups would never return.
-    import loop._core.threadpool  # noqa: F401
-    # The hub class too: importing it when a thread makes its hub, after patching, would take
-    # the (green) import lock, which needs a hub.
-    get_hub_class()
-    return _originals
-
-
-# Sentinels passed as the switch value so a wait can tell who resumed it.
-class _Token:
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
-
-    def __repr__(self):
-        return "<%s>" % self.name
-
-
-_YIELD = _Token("yield")
-_TIMER = _Token("timer")
-_TIMED_OUT = _Token("timed out")
-_NOTHING = _Token("nothing")
 
 
 class _AnonymousSource:
@@ -224,177 +167,13 @@ class _Call:
         return "<callback %r%r>" % (self.fn, self.args)
 
 
-def _new_event_loop():
-    originals = prepare()
-    asyncio = originals["asyncio"]
-    backend = os.environ.get("LOOP_BACKEND", "").strip().lower()
-    uvloop = originals["uvloop"]
-    if backend == "uvloop":
-        if uvloop is None:
-            raise ImportError("LOOP_BACKEND=uvloop but uvloop is not installed")
-        return _hub_uvloop_class()()
-    if backend in ("", "auto") and uvloop is not None:
-        return _hub_uvloop_class()()
-    if backend not in ("", "auto", "asyncio"):
-        raise ValueError("LOOP_BACKEND must be 'asyncio' or 'uvloop', not %r" % backend)
-    return _hub_selector_loop_class()()
-
-
-_HubUVLoop = None
-
-
-def _hub_uvloop_class():
-    """uvloop's loop with user-scheduled handles counted (see _with_raw_accounting)."""
-    global _HubUVLoop
-    if _HubUVLoop is None:
-        uvloop = prepare()["uvloop"]
-        # uvloop's call_at calls self.call_later: hooking call_later sees both.  The module
-        # name stays uvloop's, for code that recognises uvloop by type(loop).__module__.
-        _HubUVLoop = _with_raw_accounting(uvloop.Loop, "call_later", "HubUVLoop",
-                                          uvloop.Loop.__module__)
-    return _HubUVLoop
-
-
-class _RawCall:
-    """A callback that code other than the hub scheduled on the hub's own loop with
-    ``call_later``/``call_at``.  Until it ran or was cancelled it can still wake a green
-    thread, so it keeps ``LoopExit`` away (see ``_loop_has_pending_work``)."""
-    __slots__ = ("pending", "callback", "args", "handle")
-
-    def __init__(self, pending, callback, args):
-        self.pending = pending
-        self.callback = callback
-        self.args = args
-        self.handle = None
-
-    def __call__(self):
-        self.pending.discard(self)
-        self.callback(*self.args)
-
-    def __repr__(self):
-        return "<hub-counted %s>" % (_safe_repr(self.callback),)
-
-
-def _prune_raw_calls(loop):
-    pending = loop._hub_raw_calls
-    for raw in [raw for raw in pending if raw.handle is not None and raw.handle.cancelled()]:
-        pending.discard(raw)
-    loop._hub_raw_prune_at = 2 * len(pending) + 64
-
-
-def _with_raw_accounting(base, timer_name, name, module=__name__):
-    """A subclass of the event loop class ``base`` whose public ``add_reader``/``add_writer``
-    (and ``timer_name``, for uvloop, whose timers cannot be inspected: the timer method that
-    the other one calls) record what code other than the hub scheduled, so that the LoopExit
-    check sees it.  The hub's own calls go through the ``_hub_*`` aliases of the base methods
-    and cost nothing extra."""
-    base_timer = getattr(base, timer_name) if timer_name else None
-    base_add_reader, base_add_writer = base.add_reader, base.add_writer
-    base_remove_reader, base_remove_writer = base.remove_reader, base.remove_writer
-
-    def timer(self, when, callback, *args, context=None):
-        # Never the hub's own timers: they count themselves and use the _hub_call_later alias.
-        pending = self._hub_raw_calls
-        raw = _RawCall(pending, callback, args)
-        raw.handle = handle = base_timer(self, when, raw, context=context)
-        pending.add(raw)
-        if len(pending) > self._hub_raw_prune_at:
-            _prune_raw_calls(self)
-        return handle
-
-    def add_reader(self, fd, callback, *args):
-        base_add_reader(self, fd, callback, *args)
-        self._hub_raw_readers.add(fd if isinstance(fd, int) else fd.fileno())
-
-    def add_writer(self, fd, callback, *args):
-        base_add_writer(self, fd, callback, *args)
-        self._hub_raw_writers.add(fd if isinstance(fd, int) else fd.fileno())
-
-    def remove_reader(self, fd):
-        self._hub_raw_readers.discard(fd if isinstance(fd, int) else fd.fileno())
-        return base_remove_reader(self, fd)
-
-    def remove_writer(self, fd):
-        self._hub_raw_writers.discard(fd if isinstance(fd, int) else fd.fileno())
-        return base_remove_writer(self, fd)
-
-    def __init__(self, *args, **kwargs):
-        self._hub_raw_calls = set()
-        self._hub_raw_prune_at = 64
-        self._hub_raw_readers = set()
-        self._hub_raw_writers = set()
-        base.__init__(self, *args, **kwargs)
-
-    namespace = {
-        "__init__": __init__,
-        "add_reader": add_reader, "add_writer": add_writer,
-        "remove_reader": remove_reader, "remove_writer": remove_writer,
-        "_hub_add_reader": base_add_reader, "_hub_add_writer": base_add_writer,
-        "_hub_remove_reader": base_remove_reader, "_hub_remove_writer": base_remove_writer,
-        "_hub_call_later": base.call_later,
-        "__module__": module,
-    }
-    if timer_name is not None:
-        namespace[timer_name] = timer
-    return type(name, (base,), namespace)
-
-
-_HubSelectorLoop = None
-
-
-def _hub_selector_loop_class():
-    """The stdlib loop, built on the original selector and a raw ``_socket`` self-pipe."""
-    global _HubSelectorLoop
-    if _HubSelectorLoop is not None:
-        return _HubSelectorLoop
-    asyncio = prepare()["asyncio"]
-
-    # Timers need no hook here: _loop_has_pending_work reads this loop's timer heap.
-    class HubSelectorEventLoop(_with_raw_accounting(asyncio.SelectorEventLoop, None,
-                                                    "RawCountingSelectorEventLoop")):
-        def __init__(self):
-            super().__init__(selector=_DefaultSelector())
-
-        def _make_self_pipe(self):
-            # asyncio calls socket.socketpair() at this point, which a monkey patch would make
-            # green; the raw C sockets have the recv/send/fileno/close that asyncio uses.
-            self._ssock, self._csock = _socketpair()
-            self._ssock.setblocking(False)
-            self._csock.setblocking(False)
-            self._internal_fds += 1
-            self._add_reader(self._ssock.fileno(), self._read_from_self)
-
-        def _reinit_after_fork(self):
-            # The epoll instance and the self-pipe are shared with the parent: touching their
-            # registrations here would change the parent's.  Build new ones, carrying the
-            # registrations over, and close our copies of the old descriptors.
-            old = self._selector
-            ssock_fd = self._ssock.fileno()
-            new = _DefaultSelector()
-            for key in list(old.get_map().values()):
-                if key.fd != ssock_fd:
-                    new.register(key.fileobj, key.events, key.data)
-            old.close()  # closes the fd; no epoll_ctl calls
-            self._selector = new
-            self._ssock.close()
-            self._csock.close()
-            self._internal_fds -= 1
-            self._make_self_pipe()
-            if getattr(self, "_signal_handlers", None):
-                import signal
-                signal.set_wakeup_fd(self._csock.fileno())
-
-    _HubSelectorLoop = HubSelectorEventLoop
-    return HubSelectorEventLoop
-
-
-class _HubFiber(Fiber):
+class HubFiber(Fiber):
     """The fiber that runs a hub's event loop; knows its hub, so a green thread finds its hub
     with ``getcurrent().parent.hub`` instead of a thread-local lookup."""
     __slots__ = ("hub",)
 
 
-def _root_fiber():
+def root_fiber():
     fiber = getcurrent()
     while fiber.parent is not None:
         fiber = fiber.parent
@@ -413,7 +192,7 @@ class Hub:
     """
 
     def __init__(self, adopt_loop=None):
-        self.thread_ident = _get_ident()
+        self.thread_ident = get_ident()
         self._ready = deque()
         self._drain_scheduled = False
         #: Wakeup sources (see "Wakeup sources" in the module docstring): the hub's own pending
@@ -437,13 +216,14 @@ class Hub:
         #: True once an owned hub's fiber runs: get_hub() can then skip its slow checks.
         self._started = False
         if adopt_loop is None:
-            self.loop = _new_event_loop()
+            self.loop = new_event_loop()
             self.adopted = False
-            self.main = _root_fiber()
-            self.fiber = _HubFiber(self._run_loop, self.main)
+            self.main = root_fiber()
+            self.fiber = HubFiber(self._run_loop, self.main)
             self.fiber.hub = self
             # run_in_executor(None, ...) on the hub must use real threads even after
             # patch_thread(): a green worker could only be waited for by blocking the hub.
+            # In-function import: hub -> threadpool -> event -> waiter -> hub.
             from loop._core.threadpool import ThreadPoolExecutor
             self.loop.set_default_executor(ThreadPoolExecutor(pool=self.threadpool))
         else:
@@ -465,8 +245,7 @@ class Hub:
         self.blocking_monitor = None
         max_blocking = os.environ.get("LOOP_MAX_BLOCKING_TIME")
         if max_blocking:
-            from loop import util
-            util.start_blocking_monitor(self, float(max_blocking))
+            start_blocking_monitor(self, float(max_blocking))
 
     def __repr__(self):
         return "<Hub %s loop=%s thread=%s ready=%d sources=%d>" % (
@@ -483,6 +262,20 @@ class Hub:
         """What keeps ``LoopExit`` away right now: the keys of the hub's pending timers (a
         sleeping fiber, a Waiter, a HubTimer) and the other registered sources."""
         return list(self._timers) + list(self._sources)
+
+    def ready_entries(self):
+        """What the ready queue holds now (a copy): ``(target, value)`` pairs, and bare fibers
+        queued for their start."""
+        return list(self._ready)
+
+    def watched_fds(self):
+        """The descriptors in this hub's fd table, either direction, sorted."""
+        return sorted(set(self._readers) | set(self._writers))
+
+    @property
+    def destroyed(self):
+        """True once :meth:`destroy` ran."""
+        return self._destroyed
 
     # -- running the loop ------------------------------------------------------------------
 
@@ -515,9 +308,9 @@ class Hub:
     def switch(self):
         """Switch from the current green thread to the hub; return what resumed us."""
         if getcurrent() is self.fiber:
-            raise BlockingSwitchOutError(_blocking_message())
-        if not self._ready and not self._timers and not self._sources:
-            self._note_blocking()
+            raise BlockingSwitchOutError(BLOCKING_IN_HUB)
+        if self.idle_now():
+            self.note_blocking()
         return self.fiber.switch()
 
     def _drain(self):
@@ -541,7 +334,7 @@ class Hub:
             # The event loop was busy since the last drain (callbacks resuming green threads
             # directly on IO): this drain gets as long, so IO cannot starve the ready queue.
             budget = started - busy_since
-        _set_running_loop(None)  # green threads do not run inside the event loop
+        originals.set_running_loop(None)  # green threads do not run inside the event loop
         try:
             while True:
                 n = chunk if chunk < left else left
@@ -575,7 +368,7 @@ class Hub:
         except IndexError:
             pass
         finally:
-            _set_running_loop(self.loop)
+            originals.set_running_loop(self.loop)
             if ready and not self._dying:
                 # With a drain pending, the loop polls without waiting: the time until that
                 # drain runs is work, not idle time.
@@ -585,16 +378,16 @@ class Hub:
                 self._busy_since = None
                 self._drain_scheduled = False
                 if not self._timers and not self._sources:
-                    self._note_blocking()
+                    self.note_blocking()
 
     def _on_hub_killed(self):
         self._dying = True
         self.loop.stop()
 
-    def _resume(self, fiber, value):
+    def resume(self, fiber, value):
         """Switch into one waiting green thread from a hub callback (an event loop callback,
         never from within a drain)."""
-        _set_running_loop(None)
+        originals.set_running_loop(None)
         try:
             fiber.switch(value)
         except FiberExit:
@@ -602,43 +395,57 @@ class Hub:
         except BaseException as exc:
             self.handle_error(fiber, type(exc), exc, exc.__traceback__)
         finally:
-            _set_running_loop(self.loop)
-        if not self._ready and not self._timers and not self._sources:
-            self._note_blocking()
+            originals.set_running_loop(self.loop)
+        if self.idle_now():
+            self.note_blocking()
 
     # -- scheduling --------------------------------------------------------------------------
 
-    def _schedule(self, target, value):
-        self._ready.append((target, value))
+    def enqueue(self, entry):
+        """The ready queue's one rule: append ``entry`` -- a ``(target, value)`` pair, resumed
+        as ``target.switch(value)``, or a bare fiber, meaning ``(fiber, None)`` -- and make sure
+        one drain is scheduled.  Only from this hub's OS thread."""
+        self._ready.append(entry)
         if not self._drain_scheduled:
             self._drain_scheduled = True
             self._call_soon(self._drain)
+
+    def unqueue(self, entry):
+        """Take ``entry`` out of the ready queue if it is still there: a wait left by an
+        exception removes its own queued wake-up (see :mod:`loop._core.waiter`)."""
+        try:
+            self._ready.remove(entry)
+        except ValueError:
+            pass
+
+    def schedule(self, target, value):
+        """Queue ``target.switch(value)`` (a waiting green thread and its wake value)."""
+        self.enqueue((target, value))
+
+    def idle_now(self):
+        """True when nothing is ready and nothing registered can wake a green thread: a green
+        thread about to block then calls :meth:`note_blocking`."""
+        return not self._ready and not self._timers and not self._sources
 
     def run_callback(self, fn, *args):
         """Call ``fn(*args)`` in the hub soon, in order with ready green threads.  ``fn`` must
         not block.  Only from this hub's OS thread; see :meth:`run_callback_threadsafe`."""
-        self._schedule(_Call(fn, args), None)
+        self.schedule(_Call(fn, args), None)
 
     def run_callback_threadsafe(self, fn, *args):
         """Like :meth:`run_callback`, callable from any OS thread."""
-        if _get_ident() == self.thread_ident:
-            self._schedule(_Call(fn, args), None)
+        if get_ident() == self.thread_ident:
+            self.schedule(_Call(fn, args), None)
         else:
-            self.loop.call_soon_threadsafe(self._schedule, _Call(fn, args), None)
+            self.loop.call_soon_threadsafe(self.schedule, _Call(fn, args), None)
 
     def schedule_start(self, fiber, value=None):
         """Queue ``fiber.switch(value)``: starts a green thread created with this hub's fiber as
         parent.  Used by :mod:`loop.greenlet`."""
-        if value is not None:
-            self._schedule(fiber, value)
-            return
         # The fiber alone stands for (fiber, None): a spawn then leaves one GC-tracked object
         # behind (the green thread) instead of two, and spawning 100,000 green threads
         # triggers that many fewer collections.
-        self._ready.append(fiber)
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            self._call_soon(self._drain)
+        self.enqueue(fiber if value is None else (fiber, value))
 
     def interrupt(self, fiber, exc):
         """Raise ``exc`` in a waiting green thread at its waiting point.
@@ -647,8 +454,8 @@ class Hub:
         queued, so the caller keeps running."""
         if getcurrent() is self.fiber:
             if not fiber.dead:
-                previous = _get_running_loop()  # from a drain (None) or a loop callback
-                _set_running_loop(None)
+                previous = originals.get_running_loop()  # from a drain (None) or a loop callback
+                originals.set_running_loop(None)
                 try:
                     fiber.throw(exc)
                 except FiberExit:
@@ -656,7 +463,7 @@ class Hub:
                 except BaseException as err:
                     self.handle_error(fiber, type(err), err, err.__traceback__)
                 finally:
-                    _set_running_loop(previous)
+                    originals.set_running_loop(previous)
         else:
             self.run_callback(self._interrupt_later, fiber, exc)
 
@@ -691,7 +498,7 @@ class Hub:
 
     # -- waiting -----------------------------------------------------------------------------
 
-    def _note_blocking(self):
+    def note_blocking(self):
         # Called when a green thread blocks with no timer of its own: maybe nothing is left
         # that could wake anybody.  The check runs later, after the current callback finished
         # whatever it still had to wake.
@@ -703,7 +510,7 @@ class Hub:
         self._deadlock_check_scheduled = False
         if self._ready or self._timers or self._sources or self.adopted or self._idle_waiters:
             return
-        if _loop_has_pending_work(self.loop):
+        if has_pending_work(self.loop, _HUB_TIMER_OWNERS):
             return
         main = self.main
         if main is None or main.dead or main is getcurrent():
@@ -717,18 +524,15 @@ class Hub:
         """``sleep(0)``: go to the back of the ready queue."""
         current = getcurrent()
         if current is self.fiber:
-            raise BlockingSwitchOutError(_blocking_message())
-        entry = (current, _YIELD)
-        self._ready.append(entry)
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            self._call_soon(self._drain)
+            raise BlockingSwitchOutError(BLOCKING_IN_HUB)
+        entry = (current, YIELD)
+        self.enqueue(entry)
         try:
             resumed_by = self.fiber.switch()
         except BaseException:
-            _remove_entry(self._ready, entry)
+            self.unqueue(entry)
             raise
-        if resumed_by is not _YIELD:
+        if resumed_by is not YIELD:
             raise InvalidSwitchError("Invalid switch into %r while yielding: %r"
                                      % (current, resumed_by))
 
@@ -737,23 +541,23 @@ class Hub:
         keep ``LoopExit`` away."""
         current = getcurrent()
         if current is self.fiber:
-            raise BlockingSwitchOutError(_blocking_message())
+            raise BlockingSwitchOutError(BLOCKING_IN_HUB)
         if not ref:
-            self._note_blocking()
-        handle = self._arm_timer(current, ref, seconds, self._timer_fired, current, ref)
+            self.note_blocking()
+        handle = self.arm_timer(current, ref, seconds, self._timer_fired, current, ref)
         try:
             resumed_by = self.fiber.switch()
         except BaseException:
-            self._cancel_timer(current, handle, ref)
+            self.cancel_timer(current, handle, ref)
             raise
-        if resumed_by is not _TIMER:
-            self._cancel_timer(current, handle, ref)
+        if resumed_by is not TIMER:
+            self.cancel_timer(current, handle, ref)
             raise InvalidSwitchError("Invalid switch into %r while sleeping: %r"
                                      % (current, resumed_by))
 
     def _timer_fired(self, fiber, ref):
-        self._timer_done(fiber, ref)
-        self._resume(fiber, _TIMER)
+        self.timer_done(fiber, ref)
+        self.resume(fiber, TIMER)
 
     # The hub's own timers (a sleep, a Waiter's timeout, a HubTimer) are registered under that
     # key while pending: ref=True ones in self._timers, which makes them wakeup sources (see
@@ -762,7 +566,7 @@ class Hub:
     # fired (_timer_done) or was cancelled (_cancel_timer) -- unregisters; both pop by key, so
     # neither can unregister twice.
 
-    def _arm_timer(self, key, ref, seconds, fn, *args):
+    def arm_timer(self, key, ref, seconds, fn, *args):
         handle = self._call_later(seconds, fn, *args)
         if ref:
             self._timers[key] = handle
@@ -770,13 +574,13 @@ class Hub:
             self._unref_timers[key] = handle
         return handle
 
-    def _timer_done(self, key, ref):
+    def timer_done(self, key, ref):
         if ref:
             self._timers.pop(key, None)
         elif self._unref_timers is not None:
             self._unref_timers.pop(key, None)
 
-    def _cancel_timer(self, key, handle, ref):
+    def cancel_timer(self, key, handle, ref):
         # The registered handle is the live one: after a fork, the one on the child's new loop.
         if ref:
             handle = self._timers.pop(key, handle)
@@ -812,7 +616,7 @@ class Hub:
                 if isinstance(key, HubTimer):
                     fn, args = key._fire, ()
                 elif isinstance(key, Waiter):
-                    fn, args = key._timed_out, (ref,)
+                    fn, args = key.timer_expired, (ref,)
                 else:  # a sleeping fiber
                     fn, args = self._timer_fired, (key, ref)
                 table[key] = self._call_later(max(delay, 0.0), fn, *args)
@@ -823,39 +627,28 @@ class Hub:
 
     # -- file descriptors --------------------------------------------------------------------
     #
-    # Each descriptor and direction has one _FdSlot (in self._readers / self._writers) that
-    # knows who waits on it: at most one *exclusive* waiter (a green socket's recv,
-    # wait_readable; a second one is a ConcurrentObjectUseError, as in gevent), any number of
-    # *watchers* (select/poll calls: they only need "something happened, poll again") and at
-    # most one hub-side *callback* (a server's accept loop).  The slot's ready callback is
-    # installed on the event loop while anybody uses it.
-    #
-    # A green socket passes itself as the wait's owner.  Its registration then outlives the
-    # wait, so a connection's recv -> EAGAIN -> wait -> recv cycle costs no epoll_ctl (on
-    # uvloop no poll handle either) per wait.  It is removed when a readiness report finds
-    # nobody waiting (the loop is level-triggered: unread data would be reported again and
-    # again), and when the socket closes, detaches or is collected (forget_fd).  A registration
-    # whose owner vanished without forget_fd (collected in another OS thread, closed at the C
-    # level) is recognised by the owner's weak reference when the descriptor number is waited
-    # on again, and rebuilt: the kernel may hold the old file under that number, or nothing.
+    # One FdSlot per descriptor and direction, in self._readers / self._writers: see
+    # loop._core.fdtable for who may wait on a slot and how a registration outlives a wait.
 
     def wait_readable(self, fd, timeout=None, timeout_exc=None):
         """Block the current green thread until ``fd`` is readable."""
-        self._wait_fd(fd, True, timeout, timeout_exc, None)
+        self.wait_fd(fd, True, timeout, timeout_exc, None)
 
     def wait_writable(self, fd, timeout=None, timeout_exc=None):
         """Block the current green thread until ``fd`` is writable."""
-        self._wait_fd(fd, False, timeout, timeout_exc, None)
+        self.wait_fd(fd, False, timeout, timeout_exc, None)
 
-    def _wait_fd(self, fd, readable, timeout, timeout_exc, owner):
-        # owner: the socket that owns fd and calls forget_fd() before closing it, or None (the
-        # registration then ends with the wait: nobody would tell us when fd is closed).
+    def wait_fd(self, fd, readable, timeout=None, timeout_exc=None, owner=None):
+        """Block the current green thread until ``fd`` is readable (``readable``) or writable.
+        ``owner``: the socket that owns ``fd`` and calls :meth:`forget_fd` before closing it;
+        its registration then outlives the wait.  Without one the registration ends with the
+        wait: nobody would tell the hub when ``fd`` is closed."""
         if not isinstance(fd, int):
             fd = fd.fileno()
         table = self._readers if readable else self._writers
         slot = table.get(fd)
         if slot is None:
-            slot = table[fd] = _FdSlot(self, fd, readable)
+            slot = table[fd] = FdSlot(self, table, fd, readable)
         else:
             if slot.waiter is not None:
                 raise ConcurrentObjectUseError(
@@ -877,7 +670,7 @@ class Hub:
         sources = self._sources
         sources.add(waiter)
         try:
-            if waiter.wait(timeout) is _TIMED_OUT:
+            if waiter.wait(timeout) is TIMED_OUT:
                 raise timeout_exc if timeout_exc is not None else TimeoutError("timed out")
         finally:
             sources.discard(waiter)
@@ -885,6 +678,9 @@ class Hub:
                 slot.waiter = None
                 if slot.owner is None and slot.watchers is None and slot.callback is None:
                     slot.discard()
+
+    # The old name, kept while the green socket module moves to wait_fd.
+    _wait_fd = wait_fd
 
     def wait_fds(self, readers, writers, timeout=None):
         """Block until a descriptor in ``readers`` is readable or one in ``writers`` writable
@@ -901,7 +697,7 @@ class Hub:
                 for fd in fds:
                     slot = table.get(fd)
                     if slot is None:
-                        slot = table[fd] = _FdSlot(self, fd, readable)
+                        slot = table[fd] = FdSlot(self, table, fd, readable)
                     elif slot.owner is not None:
                         slot = self._check_owner(slot)
                     watchers = slot.watchers
@@ -914,7 +710,7 @@ class Hub:
                     watched.append(slot)
                     if not slot.registered:
                         slot.register()
-            return waiter.wait(timeout) is not _TIMED_OUT
+            return waiter.wait(timeout) is not TIMED_OUT
         finally:
             sources.discard(waiter)
             for slot in watched:
@@ -934,7 +730,7 @@ class Hub:
         table = self._readers if readable else self._writers
         slot = table.get(fd)
         if slot is None:
-            slot = table[fd] = _FdSlot(self, fd, readable)
+            slot = table[fd] = FdSlot(self, table, fd, readable)
         elif slot.owner is not None:
             slot = self._check_owner(slot)
         slot.callback = callback
@@ -971,7 +767,7 @@ class Hub:
         table = self._readers if readable else self._writers
         slot = table.get(fd)
         if slot is None:
-            slot = table[fd] = _FdSlot(self, fd, readable)
+            slot = table[fd] = FdSlot(self, table, fd, readable)
         return slot
 
     def _reset_fd(self, fd):
@@ -1024,7 +820,7 @@ class Hub:
         # The old loop must never be freed here: closing its poll handles would EPOLL_CTL_DEL
         # our descriptors from the epoll instance that the parent shares and still uses (kept
         # registrations included).
-        _abandoned_loops.append(old_loop)
+        abandoned_loops.append(old_loop)
         for table in (self._readers, self._writers):
             for slot in list(table.values()):
                 if slot.registered:
@@ -1092,13 +888,12 @@ class Hub:
             self.interrupt(main, exc)
 
     def print_exception(self, context, exc_type, exc_value, tb):
-        import traceback
         stream = sys.stderr
         if stream is None:
             return
         try:
             traceback.print_exception(exc_type, exc_value, tb, file=stream)
-            stream.write("%s failed with %s\n\n" % (_safe_repr(context),
+            stream.write("%s failed with %s\n\n" % (safe_repr(context),
                                                     getattr(exc_type, "__name__", exc_type)))
             stream.flush()
         except Exception:
@@ -1110,6 +905,7 @@ class Hub:
     def threadpool(self):
         """The hub's own :class:`loop.threadpool.ThreadPool` of real threads (created lazily)."""
         if self._threadpool is None:
+            # In-function import: hub -> threadpool -> event -> waiter -> hub.
             from loop._core.threadpool import ThreadPool
             self._threadpool = ThreadPool(int(os.environ.get("LOOP_THREADPOOL_SIZE", "10")),
                                           hub=self)
@@ -1134,7 +930,7 @@ class Hub:
                 pass
 
     def _reinit_after_fork(self):
-        self.thread_ident = _get_ident()
+        self.thread_ident = get_ident()
         loop = self.loop
         # (thread pools, this hub's included, reset themselves: loop.threadpool's fork hook)
         if hasattr(loop, "_reinit_after_fork"):
@@ -1142,7 +938,7 @@ class Hub:
             return
         # uvloop (libuv) cannot be reused in a child: start a new loop, carry the fd waits
         # and the hub's own timers over.  Asyncio tasks and callbacks of the old loop are lost.
-        new_loop = _new_event_loop()
+        new_loop = new_event_loop()
         self.loop = new_loop
         # The wakeup sources need no recount: they are registrations, and the ones that
         # belong to the parent's threads (thread pool jobs) were ended by the pools' reinit.
@@ -1170,13 +966,13 @@ class HubTimer:
         self.fn = fn
         self.args = args
         self.active = True
-        self.handle = hub._arm_timer(self, ref, seconds, self._fire)
+        self.handle = hub.arm_timer(self, ref, seconds, self._fire)
 
     def _fire(self):
         if not self.active:
             return
         self.active = False
-        self.hub._timer_done(self, self.ref)
+        self.hub.timer_done(self, self.ref)
         try:
             self.fn(*self.args)
         except BaseException as exc:
@@ -1185,304 +981,18 @@ class HubTimer:
     def cancel(self):
         if self.active:
             self.active = False
-            self.hub._cancel_timer(self, self.handle, self.ref)
+            self.hub.cancel_timer(self, self.handle, self.ref)
 
     def __repr__(self):
         return "<HubTimer %r%r>" % (self.fn, self.args)
-
-
-# ---------------------------------------------------------------------------------------------
-# The Waiter: how every other module blocks
-
-_IDLE, _WAITING, _WOKEN, _DONE = range(4)
-
-
-class Waiter:
-    """One wait of one green thread, woken once.
-
-    The waiting green thread calls :meth:`wait`; anybody in the same hub thread (or, through the
-    loop's thread-safe call, another OS thread) calls :meth:`wake` or :meth:`wake_error`, which
-    queue the waiter's green thread in the hub.  A wake that comes before :meth:`wait` is kept
-    and returned at once.
-    """
-    __slots__ = ("hub", "fiber", "value", "error", "state")
-
-    def __init__(self, hub=None):
-        self.hub = hub if hub is not None else get_hub()
-        self.fiber = None
-        self.value = _NOTHING
-        self.error = None
-        self.state = _IDLE
-
-    def __repr__(self):
-        return "<Waiter %s fiber=%r>" % (("idle", "waiting", "woken", "done")[self.state],
-                                         self.fiber)
-
-    @property
-    def woken(self):
-        """True once a wake was delivered (a timeout is not a wake)."""
-        value = self.value
-        return value is not _NOTHING and value is not _TIMED_OUT
-
-    def wake(self, value=None):
-        """Resume the waiting green thread with ``value``.  Returns True if this wake was
-        delivered, False if the waiter was already woken, timed out or abandoned."""
-        state = self.state
-        if state == _WAITING:
-            self.state = _WOKEN
-            self.value = value
-            hub = self.hub
-            if _get_ident() == hub.thread_ident:
-                hub._schedule(self.fiber, self)
-            else:
-                hub.loop.call_soon_threadsafe(self._wake_in_hub)
-            return True
-        if state == _IDLE:
-            self.state = _WOKEN
-            self.value = value
-            return True
-        return False
-
-    def wake_error(self, exc):
-        """Resume the waiting green thread by raising ``exc`` in it."""
-        if self.state in (_IDLE, _WAITING):
-            self.error = exc
-            return self.wake(None)
-        return False
-
-    @property
-    def waiting(self):
-        """True while a green thread is blocked in :meth:`wait` and not yet woken."""
-        return self.state == _WAITING
-
-    # a Waiter can be used directly as a link callback (Greenlet.rawlink, Event.rawlink)
-    __call__ = wake
-
-    def wait(self, timeout=None, ref=True, foreign=False):
-        """Block until woken; return the value (or ``_TIMED_OUT`` after ``timeout`` seconds).
-
-        ``foreign=True``: another OS thread may wake this wait, so it is a wakeup source of its
-        own (it keeps ``LoopExit`` away) while it lasts."""
-        if self.state == _WOKEN:
-            self.state = _DONE
-            return self._result()
-        hub = self.hub
-        fiber = getcurrent()
-        if fiber is hub.fiber:
-            raise BlockingSwitchOutError(_blocking_message())
-        self.fiber = fiber
-        # A wake from another OS thread may have come in since the first check (the calls
-        # above can let other threads run); from here to the switch nothing lets them run
-        # before state says _WAITING, and a later wake goes through the hub.
-        if self.state == _WOKEN:
-            self.state = _DONE
-            return self._result()
-        self.state = _WAITING
-        if foreign:
-            hub._sources.add(self)
-        timer = None
-        if timeout is not None:
-            if not ref:
-                hub._note_blocking()
-            timer = hub._arm_timer(self, ref, timeout, self._timed_out, ref)
-        elif not hub._ready and not hub._timers and not hub._sources:
-            hub._note_blocking()
-        try:
-            resumed_by = hub.fiber.switch()
-        except BaseException:
-            if self.state == _WOKEN:
-                # Our wake-up is queued; it must not switch into us later.
-                _remove_entry(hub._ready, (fiber, self))
-            self.state = _DONE
-            self._end_wait(timer, ref, foreign)
-            raise
-        self.state = _DONE
-        self._end_wait(timer, ref, foreign)
-        if resumed_by is not self:
-            raise InvalidSwitchError("Invalid switch into %r: got %r, expected %r"
-                                     % (fiber, resumed_by, self))
-        return self._result()
-
-    def _end_wait(self, timer, ref, foreign):
-        # Ends this wait's registrations: its timer unless that fired (which ended it), and
-        # its foreign-wake registration.
-        if timer is not None and self.value is not _TIMED_OUT:
-            self.hub._cancel_timer(self, timer, ref)
-        if foreign:
-            self.hub._sources.discard(self)
-
-    def _wake_in_hub(self):
-        # A wake from another OS thread, run in the hub's thread: the waiter may have been
-        # left by an exception in between, and then must not be switched into.
-        if self.state == _WOKEN and self.fiber is not None:
-            self.hub._schedule(self.fiber, self)
-
-    def _timed_out(self, ref):
-        self.hub._timer_done(self, ref)
-        if self.state != _WAITING:
-            return
-        self.state = _WOKEN
-        self.value = _TIMED_OUT
-        self.hub._resume(self.fiber, self)
-
-    def _result(self):
-        error = self.error
-        if error is not None:
-            self.error = None
-            raise error
-        return self.value
-
-
-def _remove_entry(ready, entry):
-    try:
-        ready.remove(entry)
-    except ValueError:
-        pass
 
 
 def _raise(exc):
     raise exc
 
 
-def _safe_repr(obj):
-    try:
-        return repr(obj)
-    except Exception:
-        return object.__repr__(obj)
-
-
-def _blocking_message():
-    return ("Cannot block inside the hub: this code runs in an asyncio callback or coroutine "
-            "on the hub's event loop.  Use 'await' there (and 'await loop.run_green(fn)' to run "
-            "blocking green code), or move the call into a green thread.")
-
-
+#: The classes whose methods are the hub's own timer callbacks (see has_pending_work).
 _HUB_TIMER_OWNERS = (Hub, Waiter, HubTimer)
-
-
-def _loop_has_pending_work(loop):
-    asyncio = _originals.get("asyncio")
-    if asyncio is not None:
-        try:
-            if asyncio.all_tasks(loop):
-                return True
-        except RuntimeError:
-            pass
-    scheduled = getattr(loop, "_scheduled", None)  # the stdlib loop's timer heap
-    if scheduled:
-        for handle in scheduled:
-            # The hub's own timers are registered in Hub._timers already, or are ref=False
-            # on purpose (Hub.join's timeout): neither keeps LoopExit away.
-            if not handle.cancelled() and not isinstance(
-                    getattr(handle._callback, "__self__", None), _HUB_TIMER_OWNERS):
-                return True
-    # What other code scheduled on the hub's own loop through its public methods (uvloop
-    # timers until they ran or were cancelled, fd callbacks until removed): see
-    # _with_raw_accounting.
-    if getattr(loop, "_hub_raw_calls", None):
-        _prune_raw_calls(loop)
-        if loop._hub_raw_calls:
-            return True
-    if getattr(loop, "_hub_raw_readers", None) or getattr(loop, "_hub_raw_writers", None):
-        return True
-    return False
-
-
-# ---------------------------------------------------------------------------------------------
-# File descriptor slots (see "file descriptors" in Hub)
-
-#: uvloop loops that a forked child replaced (see Hub._carry_fd_waits).
-_abandoned_loops = []
-
-
-class _FdSlot:
-    """One descriptor and direction on one hub: who waits on it, and whether the event loop
-    has our callback installed."""
-    __slots__ = ("hub", "fd", "readable", "waiter", "watchers", "callback", "owner",
-                 "registered")
-
-    def __init__(self, hub, fd, readable):
-        self.hub = hub
-        self.fd = fd
-        self.readable = readable
-        self.waiter = None      # the exclusive Waiter
-        self.watchers = None    # list of select/poll Waiters
-        self.callback = None    # a hub-side callback (a server's accept loop)
-        self.owner = None       # weak reference to the socket that keeps the registration
-        self.registered = False
-
-    def __repr__(self):
-        return "<_FdSlot fd=%d %s%s waiter=%r watchers=%d%s%s>" % (
-            self.fd, "read" if self.readable else "write",
-            "" if self.registered else " unregistered", self.waiter,
-            len(self.watchers or ()), " callback" if self.callback is not None else "",
-            " kept" if self.owner is not None else "")
-
-    def is_unused(self):
-        return (self.waiter is None and self.watchers is None and self.callback is None
-                and self.owner is None)
-
-    def register(self):
-        loop = self.hub.loop
-        try:  # the base methods: our registrations are not user code's (see _RawCall)
-            add = loop._hub_add_reader if self.readable else loop._hub_add_writer
-        except AttributeError:  # an adopted asyncio loop
-            add = loop.add_reader if self.readable else loop.add_writer
-        add(self.fd, self.ready)
-        self.registered = True
-
-    def unregister(self):
-        if self.registered:
-            self.registered = False
-            loop = self.hub.loop
-            try:
-                try:
-                    remove = loop._hub_remove_reader if self.readable else loop._hub_remove_writer
-                except AttributeError:
-                    remove = loop.remove_reader if self.readable else loop.remove_writer
-                remove(self.fd)
-            except (OSError, ValueError, RuntimeError):
-                pass  # closed behind our back; uvloop: the number is a transport's by now
-
-    def wake_watchers(self):
-        """Queue every select/poll watcher (they poll again) and forget them."""
-        watchers = self.watchers
-        if watchers is not None:
-            self.watchers = None
-            for waiter in watchers:
-                waiter.wake(True)
-
-    def discard(self):
-        self.unregister()
-        hub = self.hub
-        table = hub._readers if self.readable else hub._writers
-        if table.get(self.fd) is self:
-            del table[self.fd]
-
-    def ready(self):
-        # The event loop's callback.  Watchers are queued (there may be many); the exclusive
-        # waiter is switched into directly, last, because it may close the descriptor or wait
-        # on it again before _resume returns.
-        if self.watchers is not None:
-            self.wake_watchers()
-        callback = self.callback
-        if callback is not None:
-            try:
-                callback()
-            except BaseException as exc:
-                self.hub.handle_error(callback, type(exc), exc, exc.__traceback__)
-        waiter = self.waiter
-        if waiter is not None and waiter.state == _WAITING:
-            self.waiter = None
-            if self.owner is None and self.callback is None:
-                self.discard()
-            waiter.state = _WOKEN
-            self.hub._resume(waiter.fiber, waiter)
-        elif self.callback is None:
-            # Nobody waits any more, e.g. a kept registration that data overtook while its
-            # socket's green thread was busy.  The next wait registers again.
-            self.discard()
-
 
 # ---------------------------------------------------------------------------------------------
 # Finding the hub
@@ -1509,7 +1019,8 @@ nested_loops = set()
 def _running_asyncio_loop():
     if "asyncio" not in sys.modules:
         return None
-    running = prepare()["get_running_loop"]()
+    prepare()
+    running = originals.get_running_loop()
     if running is not None and running in nested_loops:
         return None
     return running
@@ -1520,16 +1031,12 @@ _hub_class = None
 
 
 def get_hub_class():
-    """The class get_hub() instantiates: :class:`loop.hub.Hub` (this Hub with gevent's error
-    conventions) unless :func:`set_hub_class` chose another."""
+    """The class get_hub() instantiates: :class:`loop._core.conventions.Hub` (this Hub with
+    gevent's error conventions, public as ``loop.hub.Hub``) unless :func:`set_hub_class` chose another."""
     global _hub_class
     if _hub_class is None:  # resolved by prepare(), before any patch
-        try:
-            from loop.hub import Hub as _hub_class
-        except ModuleNotFoundError as exc:  # a build without the gevent-style facade
-            if exc.name != "loop.hub":
-                raise
-            _hub_class = Hub
+        # In-function import: hub -> conventions -> hub (its Hub subclasses this one).
+        from loop._core.conventions import Hub as _hub_class
     return _hub_class
 
 
@@ -1565,7 +1072,7 @@ def _check_hub(hub):
     new = cls(adopt_loop=running) if running is not None else cls()
     for entry in hub._ready:
         if type(entry) is tuple:
-            new._schedule(*entry)
+            new.schedule(*entry)
         else:
             new.schedule_start(entry)
     _tls.hub = new
@@ -1604,27 +1111,24 @@ def sleep(seconds=0, ref=True):
     # current green thread's parent.
     current = getcurrent()
     hub_fiber = current.parent
-    if type(hub_fiber) is _HubFiber:
+    if type(hub_fiber) is HubFiber:
         hub = hub_fiber.hub
     else:
         hub = get_hub()
         hub_fiber = hub.fiber
         if current is hub_fiber:
-            raise BlockingSwitchOutError(_blocking_message())
+            raise BlockingSwitchOutError(BLOCKING_IN_HUB)
     if seconds > 0:
         hub.sleep(seconds, ref)
         return
-    entry = (current, _YIELD)
-    hub._ready.append(entry)
-    if not hub._drain_scheduled:
-        hub._drain_scheduled = True
-        hub._call_soon(hub._drain)
+    entry = (current, YIELD)
+    hub.enqueue(entry)
     try:
         resumed_by = hub_fiber.switch()
     except BaseException:
-        _remove_entry(hub._ready, entry)
+        hub.unqueue(entry)
         raise
-    if resumed_by is not _YIELD:
+    if resumed_by is not YIELD:
         raise InvalidSwitchError("Invalid switch into %r while yielding: %r"
                                  % (current, resumed_by))
 
@@ -1632,7 +1136,7 @@ def sleep(seconds=0, ref=True):
 def current_hub():
     """The hub of the current green thread (fast), else this thread's hub."""
     parent = getcurrent().parent
-    if type(parent) is _HubFiber:
+    if type(parent) is HubFiber:
         return parent.hub
     return get_hub()
 
@@ -1663,3 +1167,11 @@ def forget_fd(fd):
     hub = get_hub_if_exists()
     if hub is not None:
         hub.forget_fd(fd)
+
+
+# Old names of this module, kept importable while the modules outside the core that use them
+# move to the public ones (loop._core.originals, loop._core.waiter).
+_TIMED_OUT = TIMED_OUT
+_get_ident = get_ident
+_allocate_lock = originals.allocate_lock
+real_sleep = originals.sleep

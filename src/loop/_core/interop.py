@@ -8,7 +8,7 @@ and green threads are scheduled by the same ``run_forever``.  Code that runs as 
 callbacks) runs on the hub fiber; green threads are other fibers that the hub switches into.
 
 * Green -> asyncio: :func:`await_` wraps the awaitable in a task on the hub loop and parks the
-  calling green thread on a :class:`loop._core.hub.Waiter` until the task's done-callback wakes it.
+  calling green thread on a :class:`loop._core.waiter.Waiter` until the task's done-callback wakes it.
   Only that green thread waits; everything else keeps running.  If the green thread is killed
   or times out, the task is cancelled.
 * asyncio -> green: a :class:`loop.Greenlet` is awaitable.  ``await g`` links an asyncio future
@@ -23,9 +23,12 @@ callbacks) runs on the hub fiber; green threads are other fibers that the hub sw
 asyncio is imported only when a hub is created, so ``import loop`` stays cheap.
 """
 
-from loop._core.hub import Waiter, get_hub, get_hub_if_exists, prepare
-from loop._switch import getcurrent
+from loop._core.api import spawn
 from loop._core.exceptions import BlockingSwitchOutError
+from loop._core.hub import get_hub, get_hub_if_exists
+from loop._core.originals import prepare
+from loop._core.waiter import Waiter
+from loop._switch import getcurrent
 
 __all__ = ["await_", "run_green", "wait_greenlet_future"]
 
@@ -97,5 +100,4 @@ def wait_greenlet_future(greenlet):
 async def run_green(function, *args, **kwargs):
     """From asyncio code: run ``function(*args, **kwargs)`` in a new green thread and await its
     result.  Cancelling the awaiting task kills the green thread."""
-    from loop._core.api import spawn
     return await spawn(function, *args, **kwargs)

@@ -1,7 +1,7 @@
 """Link notification, shared by :class:`loop.greenlet.Greenlet` and :mod:`loop.event`.
 
 A *link* is a callable that gets the source (a green thread, an ``Event``, an ``AsyncResult``)
-once the source is ready.  Most links are the :class:`loop._core.hub.Waiter` of a green thread that
+once the source is ready.  Most links are the :class:`loop._core.waiter.Waiter` of a green thread that
 waits for the source (``join``, ``wait``, ``iwait``): such a link only queues a wake-up, so
 whoever makes the source ready calls it at once, which costs no hub callback.  Any other link
 may block, switch or fail, so those run later, together in one hub callback, each guarded by
@@ -10,7 +10,7 @@ the hub's error reporting, and never in the middle of the code that made the sou
 The sources keep their links themselves (a green thread drops them once fired, an event keeps
 them for the next ``set()``); this module only runs them.
 """
-from loop._core.hub import Waiter
+from loop._core.waiter import Waiter
 
 __all__ = ["DIRECT_LINK_TYPES", "check_link", "notify", "notify_one", "without"]
 

@@ -10,7 +10,7 @@ an event loop.  Libraries decide on that view (Django's ``async_unsafe`` refuses
 when ``get_running_loop()`` answers; ``asyncio.run()`` refuses to start), and under gevent,
 whose hub is not an asyncio loop, they see none.  So the hub clears the slot whenever it resumes
 green threads and puts its loop back when it returns to the event loop (``Hub._drain``,
-``Hub._resume``, ``Hub.interrupt``: the only places it switches into them).  Only code that
+``Hub.resume``, ``Hub.interrupt``: the only places it switches into them).  Only code that
 asyncio itself runs -- a task, a callback, a coroutine under ``loop.await_`` -- sees the hub's
 loop.  That is two writes of the slot per drain, not a hook on every switch.
 
@@ -48,10 +48,13 @@ it, and treats its self-pipe bytes as wake-ups only.
 uvloop's loop waits inside libuv, never in a Python selector, so it cannot be nested; starting
 one in a green thread raises with that explanation.
 """
-import _thread
 import functools
+import selectors
+import signal
+import weakref
 
 from loop._core import hub as _hub
+from loop._core import originals
 from loop._switch import getcurrent, gettrace, settrace
 
 __all__ = ["install"]
@@ -68,7 +71,7 @@ UVLOOP_MESSAGE = (
     "Use loop.await_(coro) to run the coroutine on the hub's loop (uvloop already, when "
     "installed), or the stdlib loop (asyncio.new_event_loop()) after loop.monkey.patch_all().")
 
-_thread_state = _thread._local()
+_thread_state = originals.thread_local()
 
 
 class _ThreadViews:
@@ -117,7 +120,7 @@ def _enter_nested():
         state = _thread_state.views = _ThreadViews()
     state.depth += 1
     if state.hook is None:
-        events = _hub.prepare()["asyncio"].events
+        events = originals.prepare()["asyncio"].events
         state.hook = _make_view_keeper(state, events._get_running_loop, events._set_running_loop)
         state.chained = gettrace()
         settrace(state.hook)
@@ -133,8 +136,9 @@ def _leave_nested(events):
 
 
 def _selectors_patched():
-    from loop.monkey._registry import is_object_patched
-    return is_object_patched("selectors", "DefaultSelector")
+    # Monkey patching replaces the selector classes in the stdlib module; the core holds the
+    # original one.
+    return selectors.DefaultSelector is not originals.DefaultSelector
 
 
 def _green_caller(hub):
@@ -247,8 +251,6 @@ def _signals_by_handler(add, remove):
     the process's one wake-up fd (which the hub's loop owns while it runs)."""
     if getattr(add, "__loop_nesting__", False):
         return add, remove
-    import signal
-    import weakref
 
     def nested(loop):
         if not _selectors_patched():
@@ -286,9 +288,11 @@ _events = None
 
 
 def install(asyncio, uvloop=None):
-    """Wrap asyncio's entry points that start a loop (idempotent); called by the hub's
-    :func:`loop._core.hub.prepare`, before any monkey patch."""
+    """Wrap asyncio's entry points that start a loop (idempotent); called by
+    :func:`loop._core.originals.prepare`, before any monkey patch."""
     global _events
+    # asyncio's modules are imported here, not at the top: only prepare() imports asyncio,
+    # so that ``import loop`` stays cheap.
     import asyncio.base_events as base_events
     import asyncio.runners as runners
     _events = asyncio.events

@@ -1,9 +1,9 @@
 """``ThreadPool``: run blocking functions in real OS threads; green threads wait for the results
 without blocking the hub.
 
-The workers are plain ``_thread`` threads fed from a C ``_queue.SimpleQueue``, both bound when
-this module is imported, so monkey patching ``threading`` or ``queue`` later cannot turn them
-into green threads.  A worker hands each result back to the hub of the green thread that
+The workers are plain ``_thread`` threads (:mod:`loop._core.originals`) fed from a C
+``_queue.SimpleQueue`` bound when this module is imported, so monkey patching ``threading`` or
+``queue`` later cannot turn them into green threads.  A worker hands each result back to the hub of the green thread that
 submitted the job with ``loop.call_soon_threadsafe``, which is why a pool may be shared by green
 threads of several OS threads.  Until then the job is registered as a wakeup source of that hub
 (the job object is the registration: submitting registers it, delivering the outcome ends it),
@@ -19,22 +19,19 @@ Its futures are completed in the hub's thread, never in a worker, so their state
 cross-thread locking; ``result()`` called from a green thread waits for the green thread only.
 """
 import _queue
-import _thread
 import os
 import weakref
 import concurrent.futures as _futures
-import threading as _threading
 
-from loop._core.hub import get_hub
+from loop._core import originals
+from loop._core.api import iwait
 from loop._core.event import AsyncResult, Event
+from loop._core.hub import get_hub, get_hub_if_exists
+from loop._switch import getcurrent
 
 __all__ = ["ThreadPool", "ThreadResult", "ThreadPoolExecutor"]
 
-_start_new_thread = _thread.start_new_thread
-_allocate_lock = _thread.allocate_lock
-_get_ident = _thread.get_ident
 _SimpleQueue = _queue.SimpleQueue
-_RealCondition = _threading.Condition  # bound before any patch: prepare() imports this module
 
 
 #: Every pool, so that a forked child can reset them all (see _reinit_pools_after_fork).
@@ -83,7 +80,7 @@ class ThreadPool:
             raise ValueError("maxsize must be at least 1")
         self._maxsize = maxsize
         self._tasks = _SimpleQueue()
-        self._lock = _allocate_lock()
+        self._lock = originals.allocate_lock()
         self._threads = 0
         self._idle = 0
         self._unfinished = 0
@@ -141,7 +138,7 @@ class ThreadPool:
         self._tasks.put(job)
         if start_thread:
             try:
-                _start_new_thread(self._worker, ())
+                originals.start_new_thread(self._worker, ())
             except BaseException:
                 with self._lock:
                     self._threads -= 1
@@ -171,7 +168,6 @@ class ThreadPool:
             yield result.get()
 
     def imap_unordered(self, func, *iterables):
-        from loop._core.api import iwait
         results = [self.spawn(func, *args) for args in zip(*iterables)]
         for result in iwait(results):
             yield result.get()
@@ -199,11 +195,11 @@ class ThreadPool:
         lost = self._in_flight
         self._in_flight = set()
         self._tasks = _SimpleQueue()
-        self._lock = _allocate_lock()
+        self._lock = originals.allocate_lock()
         self._threads = 0
         self._idle = 0
         self._unfinished = 0
-        me = _get_ident()
+        me = originals.get_ident()
         for job in lost:
             if job.hub.thread_ident == me:
                 self._unfinished += 1
@@ -262,7 +258,7 @@ class _PoolFuture(_futures.Future):
 
     def __init__(self, hub):
         super().__init__()
-        self._condition = _RealCondition()
+        self._condition = originals.Condition()
         self._hub = hub
         self._settled = Event()
 
@@ -280,8 +276,6 @@ class _PoolFuture(_futures.Future):
     def _wait_green(self, timeout):
         if self.done():
             return
-        from loop._core.hub import get_hub_if_exists
-        from loop._switch import getcurrent
         hub = get_hub_if_exists()
         if hub is self._hub and getcurrent() is not hub.fiber:
             self._settled.wait(timeout)
@@ -332,8 +326,6 @@ class ThreadPoolExecutor(_futures.ThreadPoolExecutor):
         (from the hub itself or another OS thread, shutdown does not wait)."""
         self._closed = True
         if wait and self._outstanding:
-            from loop._core.hub import get_hub_if_exists
-            from loop._switch import getcurrent
             hub = get_hub_if_exists()
             if hub is not None and getcurrent() is not hub.fiber:
                 if self._drained is None:
