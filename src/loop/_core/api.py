@@ -23,7 +23,7 @@ def spawn(function, *args, **kwargs):
     """Start ``function(*args, **kwargs)`` in a new :class:`Greenlet` and return it."""
     g = Greenlet(function, *args, **kwargs)
     g._scheduled = True
-    g._hub.schedule_start(g)
+    g._hub.enqueue(g)  # a bare fiber in the ready queue is its start
     return g
 
 

@@ -202,7 +202,7 @@ class Hub:
         self._sources = set()
         self._anonymous_sources = []
         self._deadlock_check_scheduled = False
-        #: fd -> _FdSlot, one table per direction (see "file descriptors" below).
+        #: fd -> FdSlot, one table per direction (see loop._core.fdtable).
         self._readers = {}
         self._writers = {}
         self._idle_waiters = []
