@@ -120,7 +120,7 @@ def test_originals_and_idempotence():
         assert monkey.is_module_patched("socket") and monkey.is_object_patched("time", "sleep")
         assert time.sleep is not real_sleep
         assert not hasattr(select, "epoll") and not hasattr(selectors, "EpollSelector")
-        assert selectors.DefaultSelector.__module__ == "loop._green.selectors"
+        assert selectors.DefaultSelector.__module__ == "loop.selectors"
         assert threading.Lock is _thread.allocate_lock
         import loop._core.hub
         hub = loop._core.hub.get_hub()
@@ -225,7 +225,7 @@ def test_run_module_with_dash_m(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "loop.monkey", "-m", "demo_mod", "a", "b"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "args ['a', 'b'] loop._green.socket" in proc.stdout
+    assert "args ['a', 'b'] loop.socket" in proc.stdout
 
 
 def test_patched_http_stack_is_concurrent():

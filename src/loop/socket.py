@@ -1,8 +1,10 @@
-"""Green ``socket``: the stdlib module's whole namespace, with blocking calls made cooperative.
+"""Green ``socket`` (gevent's ``gevent.socket``): the stdlib module's whole namespace, with
+blocking calls made cooperative.
 
 Use ``from loop import socket`` in place of ``import socket``, or let
-``loop.monkey.patch_socket()`` put these names into the stdlib module.  See :mod:`loop._green.socket`
-for how the green socket works and :mod:`loop._green.dns` for name resolution.
+``loop.monkey.patch_socket()`` put these names into the stdlib module.  See
+:mod:`loop._green.socket` for how the green socket works and :mod:`loop._green.dns` for name
+resolution.
 """
 import socket as _stdlib_socket
 
@@ -11,16 +13,12 @@ globals().update({name: value for name, value in vars(_stdlib_socket).items()
                   if not name.startswith("__")})
 
 # ...with the blocking parts replaced.
+from loop._green.dns import __implements__ as __dns__  # noqa: E402
 from loop._green.dns import (getaddrinfo, getfqdn, gethostbyaddr, gethostbyname,  # noqa: E402
-                       gethostbyname_ex, getnameinfo)
-from loop._green.socket import (SocketType, cancel_wait, create_connection,  # noqa: E402
-                          create_server, fromfd, socket, socketpair, wait_read,
-                          wait_readwrite, wait_write)
+                             gethostbyname_ex, getnameinfo)
+from loop._green.socket import (SocketType, __extensions__, __implements__,  # noqa: E402
+                                cancel_wait, create_connection, create_server, fromfd, socket,
+                                socketpair, wait_read, wait_readwrite, wait_write)
 
-#: The names loop.monkey.patch_socket() replaces in the stdlib module (DNS names separately).
-__implements__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd"]
-__dns__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo",
-           "getfqdn"]
-__extensions__ = ["wait_read", "wait_write", "wait_readwrite", "cancel_wait"]
 __all__ = list(getattr(_stdlib_socket, "__all__", [])) + __extensions__
 del _stdlib_socket

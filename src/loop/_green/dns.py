@@ -25,9 +25,15 @@ import os
 import socket as _stdlib_socket
 
 from loop._core.hub import get_hub, get_hub_if_exists, sleep as _hub_sleep
+from loop._core.threadpool import ThreadPool
+from loop._switch import getcurrent
 
 __all__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo",
            "getfqdn", "resolver_pool", "is_numeric_host"]
+
+#: The names loop.monkey.patch_dns() replaces in the stdlib ``socket`` module.
+__implements__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
+                  "getnameinfo", "getfqdn"]
 
 # The originals (the stdlib module is not patched yet when this is imported).
 _original_getaddrinfo = _stdlib_socket.getaddrinfo
@@ -44,23 +50,17 @@ def resolver_pool():
     """The thread pool that runs lookups (created on first use)."""
     global _pool
     if _pool is None:
-        from loop._core.threadpool import ThreadPool
         _pool = ThreadPool(int(os.environ.get("LOOP_RESOLVER_THREADS", "128")))
     return _pool
 
 
 def _in_thread(func, *args):
     hub = get_hub()
-    if hub.fiber is _current_fiber():
+    if hub.fiber is getcurrent():
         # Called from an asyncio callback in the hub: we cannot wait; resolve inline, which is
         # what the stdlib would have done.
         return func(*args)
     return resolver_pool().spawn(func, *args).get()
-
-
-def _current_fiber():
-    from loop._switch import getcurrent
-    return getcurrent()
 
 
 def is_numeric_host(host):
@@ -91,7 +91,7 @@ def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     if is_numeric_host(host) and (port is None or isinstance(port, int)):
         result = _original_getaddrinfo(host, port, family, type, proto, flags)
         hub = get_hub_if_exists()  # none: no other green thread in this OS thread to let in
-        if hub is not None and hub.fiber is not _current_fiber():  # not asyncio code on it
+        if hub is not None and hub.fiber is not getcurrent():  # not asyncio code on it
             _hub_sleep(0)
         return result
     return _in_thread(_original_getaddrinfo, host, port, family, type, proto, flags)

@@ -3,7 +3,7 @@
 Two ways to get there, as in gevent, because no single one works for every kind of file:
 
 * :class:`FileObjectPosix` waits on the hub.  The raw layer is the green pipe end of
-  :mod:`loop.subprocess` (poll with a zero timeout, wait on the hub if not ready, then move
+  :mod:`loop._green.pipe` (poll with a zero timeout, wait on the hub if not ready, then move
   only what cannot block), under the stdlib's own buffering and text layers.  It suits pipes,
   ttys and sockets; a regular file always polls ready, so its reads and writes still block
   (briefly) -- use the thread variant for disk files that may be slow.
@@ -17,6 +17,10 @@ object (``.io``), so they can be passed where a file is expected.
 """
 import io as _io
 import os as _os
+
+from loop._core.hub import get_hub
+from loop._green.pipe import GreenPipe
+from loop.lock import Semaphore
 
 __all__ = ["FileObjectBase", "FileObjectBlock", "FileObjectPosix", "FileObjectThread",
            "FileObject"]
@@ -116,7 +120,6 @@ class FileObjectPosix(FileObjectBase):
         if "+" in mode or ("r" in mode) == ("w" in mode or "a" in mode or "x" in mode):
             raise ValueError("FileObjectPosix is either for reading or for writing: %r"
                              % (mode,))
-        from loop.subprocess import GreenPipe
         self.fileio = raw = GreenPipe(fd, "r" if "r" in mode else "w", closefd=close)
         if bufsize == 0:
             if "b" not in mode:
@@ -142,10 +145,8 @@ class FileObjectThread(FileObjectBase):
 
     def __init__(self, fobj, mode="rb", bufsize=-1, close=True, threadpool=None, lock=True,
                  encoding=None, errors=None, newline=None):
-        from loop._core.hub import get_hub
         self.threadpool = threadpool if threadpool is not None else get_hub().threadpool
         if lock is True:
-            from loop.lock import Semaphore
             lock = Semaphore(1)
         elif lock is False:
             lock = None
@@ -183,3 +184,8 @@ class FileObjectThread(FileObjectBase):
 
 #: The default kind: waits on the hub (FileObjectPosix), as gevent's default on POSIX.
 FileObject = FileObjectPosix
+
+# Shown (repr, pickling by reference) under the public module that re-exports them.
+for _public in (FileObjectBase, FileObjectBlock, FileObjectPosix, FileObjectThread):
+    _public.__module__ = "loop.fileobject"
+del _public

@@ -28,6 +28,11 @@ from loop._core.hub import get_hub, monotonic
 
 __all__ = ["select", "poll", "wait_any_fd", "error"]
 
+#: Removed from the stdlib module by an aggressive patch: their objects block the OS thread, and
+#: without them libraries fall back to ``poll``/``select``.
+__blocking__ = [name for name in ("epoll", "devpoll", "kqueue", "kevent")
+                if hasattr(_stdlib_select, name)]
+
 _original_select = _stdlib_select.select
 _original_poll = getattr(_stdlib_select, "poll", None)
 error = _stdlib_select.error
@@ -168,3 +173,6 @@ if _original_poll is not None:
         return _GreenPoll(_FACTORY)
 else:  # pragma: no cover
     poll = None
+
+#: The names loop.monkey.patch_select() replaces.
+__implements__ = ["select", "poll"] if poll is not None else ["select"]

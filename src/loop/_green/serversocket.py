@@ -1,10 +1,10 @@
 """The green socket the servers hand to their handlers.
 
-It is the plain green socket (:mod:`loop._green.socket`): its waits keep their event-loop registration
-between one ``recv`` and the next (the hub does that for every green socket), so a connection's
-read cycle costs no registration syscalls.  The subclass only adds :meth:`ServerSocket.try_send`,
-which the WSGI handler uses to write a response without first switching the socket's timeout
-from the read timeout to the write timeout.
+It is the plain green socket (:mod:`loop._green.socket`): its waits keep their event-loop
+registration between one ``recv`` and the next (the hub does that for every green socket), so a
+connection's read cycle costs no registration syscalls.  The subclass only adds
+:meth:`ServerSocket.try_send`, which the WSGI handler uses to write a response without first
+switching the socket's timeout from the read timeout to the write timeout.
 """
 from loop._green import socket as _green
 

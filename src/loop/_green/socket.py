@@ -57,16 +57,24 @@ first.
 """
 import _socket
 import errno as _errno
+import io
 import os
 import socket as _stdlib
 import warnings as _warnings
+from time import monotonic
 
+from loop._core.hub import cancel_wait, current_hub, forget_fd as _forget_fd, get_hub
+from loop._core.hub import sleep as _hub_sleep
 from loop._green import dns as _dns
-from loop._core.hub import (cancel_wait, current_hub, forget_fd as _forget_fd, get_hub, monotonic,
-                       sleep as _hub_sleep)
+from loop._green.select import select as _green_select
 
 __all__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd",
            "wait_read", "wait_write", "wait_readwrite", "cancel_wait"]
+
+#: The names loop.monkey.patch_socket() replaces in the stdlib module (the resolver's are
+#: :data:`loop._green.dns.__implements__`); the others are gevent's API.
+__implements__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd"]
+__extensions__ = ["wait_read", "wait_write", "wait_readwrite", "cancel_wait"]
 
 #: The original ``socket.socket`` class (bound before any patching: loop.monkey imports this
 #: module first).
@@ -322,7 +330,7 @@ class socket(_original_socket):
         try:
             fileno = file.fileno()
             fsize = os.fstat(fileno).st_size
-        except (AttributeError, OSError, _io_unsupported()) as err:
+        except (AttributeError, OSError, io.UnsupportedOperation) as err:
             raise _stdlib._GiveupOnSendfile(err)
         if not fsize:
             return 0
@@ -456,11 +464,6 @@ class socket(_original_socket):
                 pass
 
 
-def _io_unsupported():
-    import io
-    return io.UnsupportedOperation
-
-
 SocketType = _socket.socket  # as in the stdlib: the C base class
 
 
@@ -567,7 +570,10 @@ def wait_write(fileno, timeout=None, timeout_exc=None):
 
 def wait_readwrite(fileno, timeout=None, timeout_exc=None):
     """Block until ``fileno`` is readable or writable (whichever comes first)."""
-    from loop._green.select import select
-    readable, writable, _ = select([fileno], [fileno], [], timeout)
+    readable, writable, _ = _green_select([fileno], [fileno], [], timeout)
     if not readable and not writable:
         raise timeout_exc or _timed_out()
+
+
+# Shown (repr, pickling by reference) under the public module that re-exports it.
+socket.__module__ = "loop.socket"

@@ -14,21 +14,32 @@ becomes cooperative whatever the import order.  Every replacement is recorded by
 keeps the first original (``patch_all()`` twice is a no-op).
 
 The green replacements are themselves thin: the green socket *is* a ``socket.socket`` subclass
-(:mod:`loop._green.socket`), the green SSL socket *is* an ``ssl.SSLSocket`` (:mod:`loop.ssl`), green
-threads are driven by the stdlib ``threading`` module itself running on green ``_thread``
-primitives (:mod:`loop.thread`, :mod:`loop.monkey._thread_patches`), ``subprocess.Popen`` is the stdlib
-class on green pipes (:mod:`loop.subprocess`).  Behaviour therefore stays the stdlib's, which is
-what the CPython test suite run (``tests/stdlib/run_stdlib.py``, ``docs/compatibility.md``)
-checks.
+(:mod:`loop._green.socket`), the green SSL socket *is* an ``ssl.SSLSocket``
+(:mod:`loop._green.ssl`), green threads are driven by the stdlib ``threading`` module itself
+running on green ``_thread`` primitives (:mod:`loop._green.thread`,
+:mod:`loop.monkey._thread_patches`), ``subprocess.Popen`` is the stdlib class on green pipes
+(:mod:`loop._green.subprocess`).  Behaviour therefore stays the stdlib's, which is what the
+CPython test suite run (``tests/stdlib/run_stdlib.py``, ``docs/compatibility.md``) checks.
+
+The package
+-----------
+This module holds the ``patch_*`` functions and decides their order; what it installs comes
+from the green stdlib, :mod:`loop._green` (the public mirrors ``loop.socket``, ``loop.time``...
+re-export the same objects, so ``socket.socket is loop.socket.socket`` after the patch).
+:mod:`loop.monkey._registry` records every replacement and answers ``get_original``;
+:mod:`loop.monkey._thread_patches` knows which private names of ``threading`` each Python
+version copies, and keeps green threads alive across ``fork``; ``python -m loop.monkey`` runs
+:mod:`loop.monkey.__main__`, which calls :func:`main`.
 
 The hub keeps the real stdlib
 -----------------------------
 The hub runs an asyncio (or uvloop) event loop; if asyncio's selector, self-pipe socket or
 locks were green, the hub would wait on itself.  Before anything is replaced,
-:func:`loop._core.hub.prepare` imports asyncio, uvloop and concurrent.futures and the hub binds the
-originals it needs (``_socket.socketpair``, the original ``DefaultSelector`` class, ``_thread``
-functions, ``time.sleep``); every loop module that needs an original binds it at import, and
-this module imports them all before the first patch.
+:func:`loop._core.hub.prepare` imports asyncio, uvloop and concurrent.futures, and the core has
+bound the originals it needs (``_socket.socketpair``, the original ``DefaultSelector`` class,
+``_thread`` functions, ``time.sleep``).  Every loop module that needs an original binds it at
+its own import (the green modules bind the real functions they wrap), and this module imports
+them all at its top, so that no patch can come first.
 
 Import order
 ------------
@@ -65,11 +76,41 @@ them to installed plugins (entry points), with any extra keyword arguments it wa
 assigning a new dict to ``loop.monkey.saved`` replaces it (as gevent's tests do to start over).
 """
 import functools
+import importlib
+import os as _os
+import runpy
+import select as _select
+import selectors as _selectors
+import ssl as _ssl
+import subprocess as _subprocess
 import sys
 import types
 
-from loop._core import hub as _hub
+# Imported here, before any patch can run, for their side effect: each module of loop binds the
+# stdlib objects it needs (real locks, the real thread start, the functions the green stdlib
+# wraps) when it is imported, so all of them must be loaded while the stdlib is still the
+# stdlib.  (The green stdlib modules below are also what the patches install.)
+import loop._core.api  # noqa: F401
+import loop._core.interop  # noqa: F401
+import loop.event  # noqa: F401
+import loop.local  # noqa: F401
+import loop.lock  # noqa: F401
+import loop.pool  # noqa: F401
+import loop.queue  # noqa: F401
+import loop.threadpool  # noqa: F401
+from loop import events
+from loop._core.hub import prepare
+from loop._green import dns as _green_dns
+from loop._green import os as _green_os
+from loop._green import select as _green_select
+from loop._green import selectors as _green_selectors
+from loop._green import signal as _green_signal
+from loop._green import socket as _green_socket
+from loop._green import ssl as _green_ssl
+from loop._green import subprocess as _green_subprocess
+from loop._green import time as _green_time
 from loop.monkey import _registry as _patch_registry
+from loop.monkey import _thread_patches
 from loop.monkey._registry import (MonkeyPatchWarning, get_original, is_module_patched,
                                   is_object_patched, patch_item, remove_item,
                                   warn_stale_references)
@@ -97,18 +138,12 @@ sys.modules[__name__].__class__ = _MonkeyModule
 
 
 def _prepare():
-    """Bind every original loop needs, before the first replacement."""
-    _hub.prepare()
-    # Importing these binds their originals (see each module); the thread pool in particular
-    # must start real threads, so it has to bind _thread.start_new_thread now.
-    import loop._core.api, loop._core.interop  # noqa: F401  (and greenlet, timeout)
-    from loop import event, local, lock, pool, queue, threadpool  # noqa: F401
-    from loop._green import dns, select, selectors, socket  # noqa: F401
-    from loop import os, signal, ssl, subprocess, thread, time  # noqa: F401
+    """Import what the hub runs on (asyncio, uvloop, concurrent.futures) before the first
+    replacement; the modules imported above bound their originals already."""
+    prepare()
 
 
 def _replaced_originals(module_name, names):
-    import importlib
     module = importlib.import_module(module_name)
     found = {}
     for name in names:
@@ -121,7 +156,6 @@ def _replaced_originals(module_name, names):
 
 
 def _patch_module(module_name, green_module, names):
-    import importlib
     module = importlib.import_module(module_name)
     for name in names:
         patch_item(module, name, getattr(green_module, name))
@@ -152,10 +186,8 @@ def _announced(module_name, green_module_name):
     def decorate(patch):
         @functools.wraps(patch)
         def announced(*args, **kwargs):
-            from loop import events
             if not events.subscribers:
                 return patch(*args, **kwargs)
-            import importlib
             _prepare()
             target = importlib.import_module(module_name)
             source = importlib.import_module(green_module_name)
@@ -178,8 +210,7 @@ def _announced(module_name, green_module_name):
 def patch_time():
     """``time.sleep`` yields to other green threads."""
     _prepare()
-    from loop import time as green_time
-    _patch_module("time", green_time, green_time.__implements__)
+    _patch_module("time", _green_time, _green_time.__implements__)
 
 
 @_announced("socket", "loop.socket")
@@ -187,8 +218,7 @@ def patch_socket(dns=True, aggressive=True):
     """Green ``socket.socket``, ``create_connection``, ``create_server``, ``socketpair``,
     ``fromfd``; with ``dns``, the resolver functions too."""
     _prepare()
-    from loop import socket as green_socket
-    _patch_module("socket", green_socket, green_socket.__implements__)
+    _patch_module("socket", _green_socket, _green_socket.__implements__)
     if dns:
         patch_dns()
 
@@ -197,20 +227,17 @@ def patch_dns():
     """``getaddrinfo``, ``gethostbyname(_ex)``, ``gethostbyaddr``, ``getnameinfo``,
     ``getfqdn`` run in a thread pool."""
     _prepare()
-    from loop import socket as green_socket
-    _patch_module("socket", green_socket, green_socket.__dns__)
+    _patch_module("socket", _green_dns, _green_dns.__implements__)
 
 
 @_announced("select", "loop.select")
 def patch_select(aggressive=True):
     """Green ``select.select`` and ``select.poll``; also patches ``selectors``."""
     _prepare()
-    from loop import select as green_select
-    import select
-    _patch_module("select", green_select, green_select.__implements__)
+    _patch_module("select", _green_select, _green_select.__implements__)
     if aggressive:
-        for name in green_select.__blocking__:
-            remove_item(select, name)
+        for name in _green_select.__blocking__:
+            remove_item(_select, name)
     patch_selectors(aggressive)
 
 
@@ -219,23 +246,14 @@ def patch_selectors(aggressive=True):
     """``selectors.DefaultSelector`` (and ``PollSelector``/``SelectSelector``) wait on the
     hub; stale copies in subprocess, socketserver and multiprocessing are re-pointed."""
     _prepare()
-    import selectors
-
-    from loop import selectors as green_selectors
-    from loop._green.select import select as green_select_function
-    green = green_selectors.GreenSelector
-    patch_item(selectors, "DefaultSelector", green)
-    if hasattr(selectors, "PollSelector"):
-        patch_item(selectors, "PollSelector", green)
-
-    class GreenSelectSelector(get_original("selectors", "SelectSelector")):
-        """``SelectSelector`` on the green ``select``."""
-        _select = staticmethod(green_select_function)
-
-    patch_item(selectors, "SelectSelector", GreenSelectSelector)
+    green = _green_selectors.GreenSelector
+    patch_item(_selectors, "DefaultSelector", green)
+    if hasattr(_selectors, "PollSelector"):
+        patch_item(_selectors, "PollSelector", green)
+    patch_item(_selectors, "SelectSelector", _green_selectors.GreenSelectSelector)
     if aggressive:
-        for name in green_selectors.__blocking__:
-            remove_item(selectors, name)
+        for name in _green_selectors.__blocking__:
+            remove_item(_selectors, name)
     for module_name, attr in (("subprocess", "_PopenSelector"),
                               ("socketserver", "_ServerSelector"),
                               ("multiprocessing.connection", "_WaitSelector")):
@@ -249,16 +267,12 @@ def patch_ssl():
     """Green ``ssl.SSLSocket``; every ``SSLContext`` (also ones created before the patch)
     hands out green SSL sockets."""
     _prepare()
-    import ssl
-
-    from loop import ssl as green_ssl
-    from loop._green.socket import create_connection
     original_context = get_original("ssl", "SSLContext")
-    patch_item(original_context, "sslsocket_class", green_ssl.SSLSocket)
+    patch_item(original_context, "sslsocket_class", _green_ssl.SSLSocket)
     # ssl.SSLSocket itself stays the stdlib class: ssl._create() calls
     # super(SSLSocket, self) with the module-level name, which must be the stdlib class.  The
     # green class is its subclass, so isinstance(sock, ssl.SSLSocket) holds.
-    patch_item(ssl, "create_connection", create_connection)
+    patch_item(_ssl, "create_connection", _green_socket.create_connection)
 
 
 @_announced("threading", "loop.thread")
@@ -266,8 +280,7 @@ def patch_thread(threading=True, _threading_local=True, logging=True):
     """Threads become green threads; ``threading`` locks, conditions, events, semaphores,
     ``local`` and ``get_ident`` are green."""
     _prepare()
-    from loop.monkey._thread_patches import patch_thread_modules
-    patch_thread_modules(threading, _threading_local, logging)
+    _thread_patches.patch_thread_modules(threading, _threading_local, logging)
 
 
 @_announced("queue", "loop.queue")
@@ -275,8 +288,7 @@ def patch_queue():
     """``queue.SimpleQueue`` becomes the pure-Python one on green locks (``queue.Queue`` and
     friends use threading's locks, green once threads are patched)."""
     _prepare()
-    from loop.monkey._thread_patches import patch_queue as patch
-    patch()
+    _thread_patches.patch_queue()
 
 
 @_announced("os", "loop.os")
@@ -284,8 +296,7 @@ def patch_os():
     """``os.waitpid``/``os.wait`` block only the calling green thread (``os.fork`` already
     re-initialises the hub in the child through ``os.register_at_fork``)."""
     _prepare()
-    from loop import os as green_os
-    _patch_module("os", green_os, green_os.__implements__)
+    _patch_module("os", _green_os, _green_os.__implements__)
 
 
 @_announced("subprocess", "loop.subprocess")
@@ -293,21 +304,15 @@ def patch_subprocess():
     """``subprocess.Popen`` pipes and ``communicate`` are green (``wait`` needs
     :func:`patch_os` and :func:`patch_time`, which ``patch_all`` applies)."""
     _prepare()
-    import subprocess
-
-    from loop.subprocess import green_io, patch_module
-    from loop._green.selectors import GreenSelector
-    patch_item(subprocess, "io", green_io)
-    patch_item(subprocess, "_PopenSelector", GreenSelector)
-    del patch_module
+    patch_item(_subprocess, "io", _green_subprocess.green_io)
+    patch_item(_subprocess, "_PopenSelector", _green_selectors.GreenSelector)
 
 
 @_announced("signal", "loop.signal")
 def patch_signal():
     """``signal.signal`` handlers may wake and block green threads."""
     _prepare()
-    from loop import signal as green_signal
-    _patch_module("signal", green_signal, green_signal.__implements__)
+    _patch_module("signal", _green_signal, _green_signal.__implements__)
 
 
 def patch_psycopg():
@@ -323,6 +328,7 @@ def patch_psycopg():
     """
     _prepare()
     try:
+        # Late on purpose: psycopg is optional, and only a caller that asks gets it imported.
         import psycopg.waiting as waiting
     except ImportError:
         return False
@@ -352,7 +358,6 @@ def patch_all(socket=True, dns=True, time=True, select=True, thread=True, os=Tru
 
     Other keyword arguments are not used here; they are handed to the patch-all events'
     subscribers and plugins (see :mod:`loop.events`), as gevent does."""
-    from loop import events
     arguments = dict(socket=socket, dns=dns, time=time, select=select, thread=thread, os=os,
                      ssl=ssl, subprocess=subprocess, signal=signal, queue=queue,
                      psycopg=psycopg, aggressive=aggressive)
@@ -385,8 +390,7 @@ def patch_all(socket=True, dns=True, time=True, select=True, thread=True, os=Tru
             patch_psycopg()
         else:
             # Not imported yet: psycopg reads this when it is, without us importing it now.
-            import os as os_module
-            os_module.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_poll")
+            _os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_poll")
     if warn_stale:
         # Only originals that this call actually replaced count as stale.
         replaced = {key: name for key, name in originals.items()
@@ -407,7 +411,6 @@ signal, queue, psycopg, aggressive)."""
 
 
 def main(argv=None):
-    import runpy
     argv = list(sys.argv[1:] if argv is None else argv)
     options = {}
     while argv and argv[0].startswith("--"):
@@ -431,8 +434,7 @@ def main(argv=None):
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     else:
         sys.argv = argv
-        import os.path
-        sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+        sys.path[0] = _os.path.dirname(_os.path.abspath(argv[0]))
         runpy.run_path(argv[0], run_name="__main__")
     return 0
 

@@ -5,6 +5,7 @@ original the first time a name is touched.  A second patch of the same name keep
 original, so ``get_original`` always answers with the real stdlib object and ``patch_all()``
 twice is harmless.
 """
+import importlib
 import sys
 import warnings
 
@@ -43,7 +44,6 @@ def _original(module_name, name):
         if value is _MISSING:
             raise AttributeError(name)
         return value
-    import importlib
     return getattr(importlib.import_module(module_name), name)
 
 

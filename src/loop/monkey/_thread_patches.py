@@ -17,7 +17,7 @@ an already imported ``threading`` (the usual case: asyncio and the hub imported 
 ``_CRLock`` is set to ``None`` so ``threading.RLock()`` builds the pure-Python ``_RLock`` on the
 green lock and green ``get_ident``.
 
-The main thread needs no re-keying: :func:`loop.thread.get_ident` returns the real OS thread
+The main thread needs no re-keying: :func:`loop._green.thread.get_ident` returns the real OS thread
 ident for an OS thread's root fiber, which is what ``threading._active`` and ``_main_thread``
 already use.  ``threading._shutdown`` then works unchanged: on 3.11/3.12 it releases the main
 thread's (real) sentinel lock and acquires the green sentinels of non-daemon green threads; on
@@ -34,20 +34,26 @@ cooperatively would block the whole OS thread for the next green thread that wan
 module-level locks of the stdlib that are held across a wait (``concurrent.futures.thread``'s
 shutdown lock, ``logging``'s lock and its handlers' locks) are replaced when they are free.
 """
+import _thread
+import _threading_local as _stdlib_threading_local
+import atexit
 import os
+import queue as _stdlib_queue
 import sys
+import threading as _stdlib_threading
 
-from loop.monkey._registry import patch_item
+from loop._core.hub import get_hub_if_exists
+from loop._green import thread as green
+from loop._switch import getcurrent
+from loop.local import local as green_local
+from loop.monkey._registry import get_original, patch_item
 
 _V313 = sys.version_info >= (3, 13)
 
 
 def patch_thread_modules(threading=True, _threading_local=True, logging=True):
-    import _thread
-
-    from loop import thread as green
-    from loop.local import local as green_local
-
+    """Patch ``_thread`` and, as asked, ``threading``, ``_threading_local`` and the module
+    locks of ``logging`` (each flag says whether to patch that one)."""
     items = {
         "start_new_thread": green.start_new_thread,
         "start_new": green.start_new,
@@ -70,16 +76,14 @@ def patch_thread_modules(threading=True, _threading_local=True, logging=True):
             patch_item(_thread, name, value)
 
     if threading:
-        _patch_threading(green, green_local)
-    _install_fork_hooks(green, threading)
+        _patch_threading()
+    _install_fork_hooks(threading)
     if _threading_local:
-        import _threading_local as module
-        patch_item(module, "local", green_local)
-    _replace_module_locks(green, logging)
+        patch_item(_stdlib_threading_local, "local", green_local)
+    _replace_module_locks(logging)
 
 
-def _patch_threading(green, green_local):
-    import threading
+def _patch_threading():
     items = {
         "_allocate_lock": green.allocate_lock,
         "Lock": green.allocate_lock,
@@ -96,10 +100,10 @@ def _patch_threading(green, green_local):
         items.update(_start_new_thread=green.start_new_thread,
                      _set_sentinel=green._set_sentinel)
     for name, value in items.items():
-        patch_item(threading, name, value)
-    if _V313 and hasattr(threading, "_thread_local_info"):
+        patch_item(_stdlib_threading, name, value)
+    if _V313 and hasattr(_stdlib_threading, "_thread_local_info"):
         # Tracks dummy threads per OS thread with a real local(); per green thread now.
-        patch_item(threading, "_thread_local_info", _DummyTracking(green_local()))
+        patch_item(_stdlib_threading, "_thread_local_info", _DummyTracking(green_local()))
 
 
 class _DummyTracking:
@@ -111,15 +115,11 @@ class _DummyTracking:
     __slots__ = ("_green", "_real")
 
     def __init__(self, green):
-        import atexit
-
-        from loop.monkey._registry import get_original
         object.__setattr__(self, "_green", green)
         object.__setattr__(self, "_real", get_original("_thread", "_local")())
         atexit.register(_forget_green_entries, green)
 
     def _current(self):
-        from loop._switch import getcurrent
         green = getcurrent().parent is not None
         return object.__getattribute__(self, "_green" if green else "_real")
 
@@ -156,14 +156,14 @@ def _forget_green_entries(green):
 
 _fork_keep = None     # id(Thread) -> Thread, from the before-fork hook to the child's hook
 _fork_tables = None   # threading's tables as they were before the fork
-_green_module = None   # loop.thread, once the fork hooks are registered
+_fork_hooks_registered = False
 _wrapped_threading = False
 
 
-def _install_fork_hooks(green, threading):
-    global _green_module, _wrapped_threading
+def _install_fork_hooks(threading):
+    global _fork_hooks_registered, _wrapped_threading
     if threading and not _wrapped_threading:
-        import threading as module
+        module = _stdlib_threading
         if _V313:
             methods = ((module.Thread, "_after_fork"), (module._DummyThread, "_after_fork"))
         else:
@@ -173,8 +173,8 @@ def _install_fork_hooks(green, threading):
             if original is not None:
                 setattr(cls, name, _unless_kept(original))
         _wrapped_threading = True
-    if _green_module is None and hasattr(os, "register_at_fork"):
-        _green_module = green
+    if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
+        _fork_hooks_registered = True
         os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                             after_in_child=_after_fork_in_child)
 
@@ -195,20 +195,18 @@ def _unless_kept(original):
 def _before_fork():
     global _fork_keep, _fork_tables
     _fork_keep = _fork_tables = None
-    threading = sys.modules.get("threading")
-    if not _wrapped_threading or threading is None:
+    if not _wrapped_threading:
         return
-    from loop._core.hub import get_hub_if_exists
-    from loop._switch import getcurrent
+    threading = _stdlib_threading
     keep = {}
-    for _ident, function in _green_module._green_threads_of(get_hub_if_exists()):
+    for _ident, function in green.green_threads_of(get_hub_if_exists()):
         thread = getattr(function, "__self__", None)  # Thread.start passes self._bootstrap
         if isinstance(thread, threading.Thread):
             keep[id(thread)] = thread
     if getcurrent().parent is not None:
         # Forking in a green thread: the OS thread's own Thread (usually the main thread)
         # runs on in the child, in its root fiber.
-        root = threading._active.get(_green_module._original_get_ident())
+        root = threading._active.get(green.os_thread_ident())
         if root is not None:
             keep[id(root)] = root
         # A green thread without a Thread (loop.spawn) gets the dummy that current_thread()
@@ -232,8 +230,7 @@ def _after_fork_in_child():
     keep, tables = _fork_keep, _fork_tables
     _fork_keep = _fork_tables = None
     try:
-        from loop._core.hub import get_hub_if_exists
-        _green_module._end_other_threads_after_fork(get_hub_if_exists())
+        green.end_other_threads_after_fork(get_hub_if_exists())
         if keep:
             _restore_threads(keep, *tables)
     except Exception as exc:  # never let a fork hook kill the child
@@ -241,7 +238,7 @@ def _after_fork_in_child():
 
 
 def _restore_threads(keep, active, limbo, main_thread, shutdown_locks):
-    import threading
+    threading = _stdlib_threading
     with threading._active_limbo_lock:
         for ident, thread in active.items():
             if id(thread) in keep:
@@ -259,7 +256,7 @@ def _restore_threads(keep, active, limbo, main_thread, shutdown_locks):
                     threading._shutdown_locks.add(lock)
 
 
-def _replace_module_locks(green, logging):
+def _replace_module_locks(logging):
     reprlib = sys.modules.get("reprlib")
     if reprlib is not None and hasattr(reprlib, "get_ident"):
         # recursive_repr's guard is keyed by thread: per green thread now.
@@ -269,8 +266,8 @@ def _replace_module_locks(green, logging):
         lock = getattr(futures_thread, "_global_shutdown_lock", None)
         if lock is not None and not isinstance(lock, green.LockType) and not lock.locked():
             patch_item(futures_thread, "_global_shutdown_lock", green.allocate_lock())
-    if logging and "logging" in sys.modules:
-        import logging as logging_module
+    logging_module = sys.modules.get("logging") if logging else None
+    if logging_module is not None:  # only a logging imported before the patch has old locks
         lock = getattr(logging_module, "_lock", None)
         if lock is not None and not isinstance(lock, green.RLock) and _is_free(lock):
             patch_item(logging_module, "_lock", _new_rlock())
@@ -282,8 +279,9 @@ def _replace_module_locks(green, logging):
 
 
 def _new_rlock():
-    import threading
-    return threading.RLock()
+    # threading.RLock looked up now: the patched module builds its pure-Python _RLock on the
+    # green lock.
+    return _stdlib_threading.RLock()
 
 
 def _is_free(lock):
@@ -296,7 +294,6 @@ def _is_free(lock):
 
 
 def patch_queue():
-    import queue
     # queue.Queue and friends use threading's (now green) locks already; the C SimpleQueue
     # would block the OS thread, its pure-Python twin runs on a green Semaphore.
-    patch_item(queue, "SimpleQueue", queue._PySimpleQueue)
+    patch_item(_stdlib_queue, "SimpleQueue", _stdlib_queue._PySimpleQueue)
