@@ -422,14 +422,11 @@ def main(argv=None):
             print(_USAGE, file=sys.stderr)
             return 2
         options[flag[5:].replace("-", "_")] = False
-    if not argv:
+    if not argv or argv == ["-m"]:
         print(_USAGE, file=sys.stderr)
         return 2
     patch_all(**options)
     if argv[0] == "-m":
-        if len(argv) < 2:
-            print(_USAGE, file=sys.stderr)
-            return 2
         sys.argv = argv[1:]
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     else:

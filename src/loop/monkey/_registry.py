@@ -72,6 +72,11 @@ _KEEP_ORIGINALS = ("loop", "asyncio", "uvloop", "concurrent", "_pytest", "pytest
                    "multiprocessing", "test", "gevent", "greenlet", "unittest", "typing",
                    "logging", "_socket", "_ssl", "posix", "dummy_threading", "encodings")
 
+#: (module, name) copies of an original that are never called after the module's import, so
+#: they cannot block a green thread.  ``tempfile`` makes its one lock with ``_allocate_lock``
+#: at import, and ``patch_all`` itself imports it (``importlib.metadata``, for the plugins).
+_HARMLESS_COPIES = {("tempfile", "_allocate_lock")}
+
 
 def warn_stale_references(replaced):
     """Warn about modules that copied a now-replaced original (``from time import sleep``
@@ -91,7 +96,8 @@ def warn_stale_references(replaced):
                 key = id(value)
             except Exception:
                 continue
-            if key in replaced and not attr.startswith("__"):
+            if key in replaced and not attr.startswith("__") and \
+                    (module_name, attr) not in _HARMLESS_COPIES:
                 stale.append("%s.%s (the original %s)" % (module_name, attr, replaced[key]))
     if stale:
         warnings.warn(
