@@ -368,7 +368,7 @@ def _install_gevent_alias():
     package = types.ModuleType("gevent", "loop, imported under the name gevent")
     package.__path__ = [gevent_dir]
     package.__package__ = "gevent"
-    package.__dict__.update({k: v for k, v in vars(loop).items() if not k.startswith("__")})
+    package.__dict__.update({k: getattr(loop, k) for k in dir(loop) if not k.startswith("__")})
     for attr in ("getswitchinterval", "setswitchinterval"):
         if hasattr(loop, attr):
             setattr(package, attr, getattr(loop, attr))
