@@ -1,7 +1,9 @@
 """loop.monkey: every test patches a *child* Python process, never the pytest process."""
+import ast
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -16,7 +18,6 @@ def run_python(code, *args, patch_via_main=False, timeout=60, expect_rc=0):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + env.get("PYTHONPATH", "")
     if patch_via_main:
-        import tempfile
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
             f.write(code)
         command = [sys.executable, "-m", "loop.monkey", f.name, *args]
@@ -409,7 +410,6 @@ def test_public_green_classes_show_their_public_module():
 def test_public_green_modules_define_nothing_of_their_own():
     # Thin mirrors: the code lives in loop/_green/, where monkey takes it from; a function or
     # class written in a public module would be a second copy that the patch does not install.
-    import ast
     for name in PUBLIC_GREEN_MODULES:
         path = os.path.join(ROOT, "src", "loop", name + ".py")
         with open(path, encoding="utf-8") as f:

@@ -1,16 +1,22 @@
 """loop.socket: green sockets on real descriptors (TCP on 127.0.0.1 and ::1, Unix, UDP)."""
+import _socket
 import errno
+import gc
 import io
 import os
 import socket as stdlib_socket
 import tempfile
 import threading
 import time
+import warnings
 
 import pytest
 
 import loop
+from loop import select as gselect
+from loop import selectors as gselectors
 from loop import socket as gsocket
+from loop._green import dns as _dns
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -497,8 +503,6 @@ def test_timeout_keeps_registration_and_accounting():
 
 
 def test_collected_socket_forgets_its_registration():
-    import gc
-    import warnings
     hub = loop.get_hub()
     a, b = gsocket.socketpair()
     _ping(a, b)
@@ -520,7 +524,6 @@ def test_collected_socket_forgets_its_registration():
 
 
 def test_registration_of_socket_closed_behind_the_hubs_back_is_rebuilt():
-    import _socket
     a, b = gsocket.socketpair()
     _ping(a, b)
     fd = a.fileno()
@@ -635,7 +638,6 @@ def test_dns_functions_match_stdlib():
 
 
 def test_dns_runs_in_threads_many_at_once():
-    from loop._green import dns as _dns
     release = threading.Event()
     started = []
     original = _dns._original_getaddrinfo
@@ -663,8 +665,6 @@ def test_dns_runs_in_threads_many_at_once():
 # -- select / selectors ----------------------------------------------------------------------------
 
 def test_green_select_and_poll():
-    from loop import select as gselect
-    from loop import selectors as gselectors
     a, b = gsocket.socketpair()
     assert gselect.select([a], [], [], 0) == ([], [], [])
     loop.spawn_later(0.05, b.send, b"x")

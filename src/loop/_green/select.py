@@ -23,8 +23,9 @@ is a ``ConcurrentObjectUseError``.
 import math
 import select as _stdlib_select
 import sys
+from time import monotonic
 
-from loop._core.hub import get_hub, monotonic
+from loop._core.hub import get_hub
 
 __all__ = ["select", "poll", "wait_any_fd", "error"]
 

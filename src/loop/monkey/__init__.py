@@ -60,8 +60,8 @@ the common "asyncio / ssl / threading / concurrent.futures was imported first" c
 
 Order of the patches
 --------------------
-os, thread (before time: it binds the real sleep), time, socket + dns, select + selectors, ssl
-(needs the green socket), subprocess (needs green os/select), signal, queue (needs green
+os, thread, time, socket + dns, select + selectors, ssl (its ``create_connection`` is the green
+socket's), subprocess (whose ``wait`` needs green os and time), signal, queue (needs green
 threading).  ``aggressive=True`` (the default) also *removes* ``select.epoll``/``kqueue``/
 ``devpoll`` and the matching selector classes, so that libraries probing for them fall back to
 the green ``poll``/``select``; the hub's own selector was bound before.
