@@ -459,13 +459,13 @@ def core_imports_in_functions_that_break_no_cycle(graph, core=CORE):
 
 def core_imports_in_functions_without_a_comment(graph, core=CORE):
     """In-function imports of a loop module in the core with no comment on their line or the
-    line above (the comment names the cycle the deferral breaks)."""
+    three lines above (the comment names the cycle the deferral breaks)."""
     found = set()
     for module, target, line, function in graph.sites:
         if function is None or not in_package(module, core):
             continue
         lines = graph.paths[module].read_text(encoding="utf-8").splitlines()
-        nearby = lines[line - 1] + "\n" + (lines[line - 2] if line > 1 else "")
+        nearby = "\n".join(lines[max(0, line - 4):line])
         if "#" not in nearby:
             found.add("%s:%d (in %s)" % (where(graph.paths[module], graph.src), line, function))
     return sorted(found)
@@ -568,7 +568,8 @@ OUTSIDE_NOTES = (
     (re.compile(r"\bresearch[/]"), "a path into research notes outside the repository"),
     (re.compile(r"\.\./shared\b"), "a path into a shared directory beside the repository"),
 )
-#: A relative path (``../x/y``) that resolves, from the file's directory, outside the repository.
+#: A relative path going up (two dots, a slash, then more): from the file's directory it must
+#: resolve to something that exists inside the repository.
 RELATIVE_PATH = re.compile(r"(?<![\w./-])(?:\.\./)+[\w.\-/]*")
 
 
@@ -601,9 +602,12 @@ def references_outside(root, scanned=SCANNED):
         for number, line in enumerate(text.splitlines(), 1):
             reasons = [why for pattern, why in OUTSIDE_NOTES if pattern.search(line)]
             for match in RELATIVE_PATH.finditer(line):
-                target = os.path.normpath(os.path.join(path.parent, match.group()))
+                relative_path = match.group().rstrip(".,")
+                target = os.path.normpath(os.path.join(path.parent, relative_path))
                 if os.path.commonpath([top, target]) != top:
-                    reasons.append("%s leaves the repository" % match.group())
+                    reasons.append("%s leaves the repository" % relative_path)
+                elif not os.path.exists(target):
+                    reasons.append("%s names nothing in the repository" % relative_path)
             for why in reasons:
                 found.append("%s:%d: %s: %s" % (relative, number, why, line.strip()[:100]))
     return found
@@ -802,7 +806,7 @@ def test_import_cost_checks_fail_when_imports_are_heavy(tmp_path):
 
 def test_outside_reference_checker_finds_each_kind(tmp_path):
     # Built from pieces so that this file itself does not match the patterns.  (From docs/,
-    # one level up is still inside the repository: only the named pattern catches it there.)
+    # one level up is still inside the repository: there the path names nothing.)
     up = "." + "./"
     trap = "trap " + "T5"
     notes = "research" + "/switching.md"
@@ -810,8 +814,9 @@ def test_outside_reference_checker_finds_each_kind(tmp_path):
     root = write_tree(tmp_path / "repo", {
         "src/_switch.c": "/* found the hard way (%s) */\n#include \"%ssrc/x.h\"\n" % (trap, up),
         "src/interp_state.h": " * see %s\n" % shared,
-        "docs/design.md": "Fine: [the tests](%stests/README.md).\nSee %sshared/x.md\n" % (up, up),
+        "docs/design.md": "Fine: [the C tests](%stests/c/t.c).\nSee %sshared/x.md\n" % (up, up),
         "tests/c/t.c": "#include \"%s%ssrc/stack_switch.h\"\n" % (up, up),
+        "src/x.h": "", "src/stack_switch.h": "",
         "README.md": "Background in %s.\n" % notes,
         "bench/results/x.bin": trap + "\n",
     })
@@ -824,6 +829,8 @@ def test_outside_reference_checker_finds_each_kind(tmp_path):
         "src/interp_state.h:1: %s leaves the repository: * see %s" % (shared, shared),
         "docs/design.md:2: a path into a shared directory beside the repository: See %sshared/x.md"
         % up,
+        "docs/design.md:2: %sshared/x.md names nothing in the repository: See %sshared/x.md"
+        % (up, up),
         "README.md:1: a path into research notes outside the repository: Background in %s." % notes,
     ]
 
