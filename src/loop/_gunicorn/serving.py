@@ -77,6 +77,7 @@ class _Options:
 
 
 def server_options(worker):
+    """The worker's gunicorn settings, mapped once onto what GunicornWSGIServer reads."""
     cfg = worker.cfg
     log = worker.log
     options = _Options()
@@ -105,10 +106,10 @@ def server_options(worker):
     # secure_scheme_headers: lower-cased raw names -> the value that means https
     options.scheme_headers = {name.lower().encode("latin-1"): value
                               for name, value in (cfg.secure_scheme_headers or {}).items()}
+    # gunicorn 24.1 and later normalise the setting to off, v1, v2 or auto; before, a flag.
     mode = getattr(cfg, "proxy_protocol", "off")
-    if mode is True:                 # gunicorn before 24.1: a flag
-        mode = "auto"
-    options.proxy_mode = None if mode in (None, False, "off") else mode
+    options.proxy_mode = (None if mode in (None, False, "off")
+                          else mode if mode in ("v1", "v2") else "auto")
     options.proxy_allowed = address_filter(getattr(cfg, "proxy_allow_ips", ["127.0.0.1"]))
 
     error_log = getattr(log, "error_log", None)
@@ -166,7 +167,6 @@ def address_filter(entries):
                 seen[host] = result
         return result
     return allowed
-
 
 
 # -- the server and its handler ----------------------------------------------------------

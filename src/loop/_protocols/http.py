@@ -6,9 +6,10 @@ Design
 This module turns bytes into HTTP request events and does nothing else: it never touches a
 socket, a clock or a thread.  The WSGI server (:mod:`loop.pywsgi`) owns the IO, feeds whatever it
 received into :class:`RequestReader` and pulls events back out.  Keeping the protocol free of IO
-is what lets one implementation serve real threads today and loop's green sockets tomorrow, and
-it is what makes the parser testable byte by byte: the fuzz tests feed it arbitrary input and
-every possible split of a valid request without opening a single connection.
+is what lets it import and run without the C extension or a hub, and it is what makes the parser
+testable byte by byte: the fuzz tests feed it arbitrary input and every possible split of a
+valid request without opening a single connection.  The PROXY protocol header that may precede
+a connection's first request is read the same way, by :mod:`loop._protocols.proxy`.
 
 Why httptools
 -------------
