@@ -902,7 +902,7 @@ class WSGIHandler:
             path, _, query = target.partition(b"?")
         else:
             path, query = split_target(target)
-        if b"%" in path:
+        if path.find(b"%") >= 0:  # `b"%" in path` costs a TypeError raised and cleared
             path = unquote_to_bytes(path)
         path_info = path.decode("latin-1")
         script_name = self.server.script_name

