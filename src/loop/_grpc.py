@@ -85,6 +85,7 @@ def init(max_threads=DEFAULT_MAX_THREADS):
     if not is_module_patched("threading"):
         raise RuntimeError("loop.grpc.init() needs threading patched: call "
                            "loop.monkey.patch_all() first")
+    # grpcio is an optional dependency: imported by init() only.
     from grpc._cython import cygrpc
     if getattr(cygrpc, "g_gevent_activated", False):
         raise RuntimeError("grpc's gevent integration is already switched on in this process "

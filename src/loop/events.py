@@ -45,6 +45,7 @@ def notify_and_call_entry_points(event):
     group = getattr(event, "ENTRY_POINT_NAME", None)
     if not group:
         return
+    # importlib.metadata is slow to import, and most events have no entry points.
     from importlib import metadata
     try:
         plugins = metadata.entry_points(group=group)

@@ -32,19 +32,22 @@ Modules, by concern:
 
 Which modules switch, and why
 =============================
-Switching is kept to three modules, so that the safety checks live where the switches are: a
+Switching is kept to two modules, so that the safety checks live where the switches are: a
 wait checks that it was resumed by the event it registered (``InvalidSwitchError``), and a wait
 started inside the hub itself fails at once (``BlockingSwitchOutError``) instead of
 deadlocking the event loop.
 
 - ``hub.py`` switches *into* green threads -- the drain of the ready queue, ``Hub.resume`` (a
   single-shot callback: a timer, a readable fd, a pool result), ``Hub.interrupt`` (an
-  exception thrown into a waiter) -- and waits in ``sleep``, ``yield_now`` and ``Hub.switch``.
-  It also clears asyncio's running-loop slot around those switches, so only asyncio code sees
-  the running loop.
-- ``waiter.py`` switches *to the hub*: ``Waiter.wait`` is the one way code above the hub blocks.
+  exception thrown into a waiter) -- and *out of* them: ``Hub.park``, where every wait ends up
+  (``Waiter.wait``, the one way code above the hub blocks, and ``Hub.switch``), and the sleeps
+  (``sleep``, ``Hub.sleep``, ``Hub.yield_now``).  It also clears asyncio's running-loop slot
+  around the switches into green threads, so only asyncio code sees the running loop.
 - ``greenlet.py`` throws into its own green thread on ``Greenlet.throw`` (gevent's API), through
   the fiber type's own ``throw``.
+
+``waiter.py`` does not switch: a Waiter registers a wait and hands its green thread to
+``Hub.park``.
 
 The import rule
 ===============

@@ -92,10 +92,11 @@ class Greenlet(Fiber):
 
     @classmethod
     def spawn(cls, *args, **kwargs):
-        """Create and start a green thread: ``Greenlet.spawn(fn, *args, **kwargs)``."""
+        """Start ``function(*args, **kwargs)`` in a new green thread of this class and return
+        it: ``Greenlet.spawn(function, *args, **kwargs)``, also ``loop.spawn``."""
         g = cls(*args, **kwargs)
         g._scheduled = True
-        g._hub.schedule_start(g)
+        g._hub.enqueue(g)  # a bare fiber in the ready queue is its start
         return g
 
     @classmethod

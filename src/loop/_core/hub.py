@@ -13,12 +13,13 @@ libev's place, which is what lets asyncio code and green threads share one loop.
 
 Who may switch
 --------------
-Only the core switches fibers (:mod:`loop._core` names its modules).  Here: the drain of the
-ready queue, :meth:`Hub.resume` (a single-shot hub callback resuming its green thread),
-:meth:`Hub.interrupt` (an exception thrown into a waiting green thread), and the waits of this
-module (:meth:`Hub.switch`, :meth:`Hub.sleep`, :meth:`Hub.yield_now`, :func:`sleep`).  Everything
-else waits through :class:`loop._core.waiter.Waiter` or those waits, and wakes through
-:meth:`Waiter.wake` and :meth:`Hub.interrupt`.  Keeping the switches in few places is what makes
+Only the core switches fibers (:mod:`loop._core` names its modules), nearly all of it here: the
+drain of the ready queue, :meth:`Hub.resume` (a single-shot hub callback resuming its green
+thread), :meth:`Hub.interrupt` (an exception thrown into a waiting green thread), and the waits:
+:meth:`Hub.park`, where :class:`loop._core.waiter.Waiter` and :meth:`Hub.switch` switch out,
+and the sleeps (:meth:`Hub.sleep`, :meth:`Hub.yield_now`, :func:`sleep`).  Everything else waits
+through a Waiter or those waits, and wakes through :meth:`Waiter.wake` and
+:meth:`Hub.interrupt`.  Keeping the switches in few places is what makes
 the two safety checks possible: a wait checks that it was resumed by the event it registered
 (else ``InvalidSwitchError``), and a wait started from inside the hub itself -- an asyncio
 callback or coroutine -- fails at once with ``BlockingSwitchOutError`` instead of deadlocking
@@ -29,8 +30,10 @@ The ready queue
 Green threads that are runnable right now (just spawned, yielding with ``sleep(0)``, woken by an
 ``Event``) are not each given an asyncio ``call_soon`` handle.  They go into one deque of
 ``(target, value)`` pairs, and a single loop callback, :meth:`Hub._drain`, resumes them with
-``target.switch(value)``.  ``target`` is usually the fiber itself, so a resume allocates nothing
-but the pair.  A green thread's start is queued as the bare fiber, meaning ``(fiber, None)``:
+``target.switch(value)``.  Queueing is one rule -- append, and schedule the drain unless one is
+scheduled already -- written once, in :meth:`Hub.enqueue`, which everything that queues uses.
+``target`` is usually the fiber itself, so a resume allocates nothing but the pair.  A green
+thread's start is queued as the bare fiber, meaning ``(fiber, None)``:
 a spawned green thread then leaves one object for the garbage collector to track (itself), not
 two, which halves the collections that spawning many of them triggers.  Each drain runs only
 the entries that were queued when it started and then yields back to the event loop: a green
@@ -309,7 +312,13 @@ class Hub:
         """Switch from the current green thread to the hub; return what resumed us."""
         if getcurrent() is self.fiber:
             raise BlockingSwitchOutError(BLOCKING_IN_HUB)
-        if self.idle_now():
+        return self.park()
+
+    def park(self):
+        """Switch from the current green thread -- never the hub fiber: the caller checked --
+        to the hub, after registering how it is to be woken; return what resumed it.  If
+        nothing is ready or registered, the hub checks for ``LoopExit`` soon."""
+        if not self._ready and not self._timers and not self._sources:
             self.note_blocking()
         return self.fiber.switch()
 
@@ -396,7 +405,7 @@ class Hub:
             self.handle_error(fiber, type(exc), exc, exc.__traceback__)
         finally:
             originals.set_running_loop(self.loop)
-        if self.idle_now():
+        if not self._ready and not self._timers and not self._sources:
             self.note_blocking()
 
     # -- scheduling --------------------------------------------------------------------------
@@ -421,11 +430,6 @@ class Hub:
     def schedule(self, target, value):
         """Queue ``target.switch(value)`` (a waiting green thread and its wake value)."""
         self.enqueue((target, value))
-
-    def idle_now(self):
-        """True when nothing is ready and nothing registered can wake a green thread: a green
-        thread about to block then calls :meth:`note_blocking`."""
-        return not self._ready and not self._timers and not self._sources
 
     def run_callback(self, fn, *args):
         """Call ``fn(*args)`` in the hub soon, in order with ready green threads.  ``fn`` must
@@ -1032,7 +1036,8 @@ _hub_class = None
 
 def get_hub_class():
     """The class get_hub() instantiates: :class:`loop._core.conventions.Hub` (this Hub with
-    gevent's error conventions, public as ``loop.hub.Hub``) unless :func:`set_hub_class` chose another."""
+    gevent's error conventions, public as ``loop.hub.Hub``) unless :func:`set_hub_class` chose
+    another."""
     global _hub_class
     if _hub_class is None:  # resolved by prepare(), before any patch
         # In-function import: hub -> conventions -> hub (its Hub subclasses this one).

@@ -2,12 +2,13 @@
 without blocking the hub.
 
 The workers are plain ``_thread`` threads (:mod:`loop._core.originals`) fed from a C
-``_queue.SimpleQueue`` bound when this module is imported, so monkey patching ``threading`` or
-``queue`` later cannot turn them into green threads.  A worker hands each result back to the hub of the green thread that
-submitted the job with ``loop.call_soon_threadsafe``, which is why a pool may be shared by green
-threads of several OS threads.  Until then the job is registered as a wakeup source of that hub
-(the job object is the registration: submitting registers it, delivering the outcome ends it),
-so a green thread waiting for a result never gets ``LoopExit``.  A forked child has none of the
+``_queue.SimpleQueue`` bound when this module is imported, so monkey patching ``threading``
+or ``queue`` later cannot turn them into green threads.  A worker hands each result back to
+the hub of the green thread that submitted the job with ``loop.call_soon_threadsafe``, which is
+why a pool may be shared by green threads of several OS threads.  Until then the job is
+registered as a wakeup source of that hub (the job object is the registration: submitting
+registers it, delivering the outcome ends it), so a green thread waiting for a result never
+gets ``LoopExit``.  A forked child has none of the
 workers: the jobs of its thread that were in flight fail there with RuntimeError instead of
 waiting forever.
 

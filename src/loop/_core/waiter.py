@@ -1,10 +1,11 @@
 """The Waiter: how every module above the hub blocks a green thread, and how it is woken.
 
 A :class:`Waiter` is one wait of one green thread, woken once.  Events, locks, queues, pools,
-joins and awaits all block through it: the waiting green thread calls :meth:`Waiter.wait`, which
-switches to the hub fiber; anybody else calls :meth:`Waiter.wake` or :meth:`Waiter.wake_error`.
-That is why this module is one of the few that switch (see :mod:`loop._core`): the switch away
-is here, and the switch back is always the hub's (its ready queue, or a single-shot callback).
+joins and awaits all block through it: the waiting green thread calls :meth:`Waiter.wait`;
+anybody else calls :meth:`Waiter.wake` or :meth:`Waiter.wake_error`.  The switches themselves
+are the hub's (see :mod:`loop._core`): a wait parks its green thread with ``Hub.park`` after
+registering how it is to be woken, and a wake queues it for the hub's drain (or, for a timeout,
+the hub's timer callback resumes it).
 
 Tokens.  The hub passes a token as the switch value, so a wait can tell who resumed it: a
 :class:`Waiter` resumes its own wait with itself, a sleep is resumed with :data:`TIMER`, a
@@ -45,6 +46,19 @@ TIMER = Token("timer")
 TIMED_OUT = Token("timed out")
 NOTHING = Token("nothing")
 
+#: loop._core.hub.get_hub once a Waiter was made without a hub (see _bind_get_hub).
+_get_hub = None
+
+
+def _bind_get_hub():
+    # In-function import: waiter -> hub -> waiter (the hub's own waits use Waiters).  Bound once
+    # into a global: an import statement costs ~170 ns more than a global, in every Waiter().
+    global _get_hub
+    from loop._core.hub import get_hub
+    _get_hub = get_hub
+    return get_hub
+
+
 #: A Waiter's states: not waited on yet, a green thread waits, a wake was delivered (the green
 #: thread may not have run yet), the wait is over.
 IDLE, WAITING, WOKEN, DONE = range(4)
@@ -62,9 +76,7 @@ class Waiter:
 
     def __init__(self, hub=None):
         if hub is None:
-            # In-function import: waiter -> hub -> waiter (the hub's own waits use Waiters).
-            from loop._core.hub import get_hub
-            hub = get_hub()
+            hub = (_get_hub or _bind_get_hub())()
         self.hub = hub
         self.fiber = None
         self.value = NOTHING
@@ -90,7 +102,7 @@ class Waiter:
             self.value = value
             hub = self.hub
             if get_ident() == hub.thread_ident:
-                hub.schedule(self.fiber, self)
+                hub.enqueue((self.fiber, self))
             else:
                 hub.loop.call_soon_threadsafe(self._wake_in_hub)
             return True
@@ -142,10 +154,8 @@ class Waiter:
             if not ref:
                 hub.note_blocking()
             timer = hub.arm_timer(self, ref, timeout, self.timer_expired, ref)
-        elif hub.idle_now():
-            hub.note_blocking()
         try:
-            resumed_by = hub.fiber.switch()
+            resumed_by = hub.park()
         except BaseException:
             if self.state == WOKEN:
                 # Our wake-up is queued; it must not switch into us later.
