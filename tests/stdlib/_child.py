@@ -21,6 +21,8 @@ LOOPBACK_ONLY_NETWORK = {"test_socketserver": ["network"]}
 
 
 def apply_patch(impl):
+    # Imports here on purpose: only the implementation asked for is loaded, and it patches
+    # before anything below imports the stdlib modules it replaces.
     if impl == "loop":
         import loop.monkey
         loop.monkey.patch_all(warn_stale=False)
@@ -81,6 +83,7 @@ def main():
 
     start_thread(watchdog, ())
 
+    # Imported after the patch on purpose, as the test module itself is.
     import unittest
     from test import support
     # No cpu-hog tests, and no network: except for modules whose "network" tests only use
