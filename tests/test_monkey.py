@@ -467,3 +467,22 @@ def test_main_help(tmp_path):
     proc = _run_monkey_main(tmp_path, "--help")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: python -m loop.monkey")
+
+
+def test_public_modules_mirror_the_unpatched_stdlib_even_when_imported_after_the_patch():
+    # They copy the stdlib module's namespace when imported; the patch must not leak into that
+    # copy (an aggressive patch removes select.epoll, but loop.select still has it, as
+    # gevent.select does).
+    proc = run_python("""
+        import select, selectors, ssl
+        from loop import monkey
+        monkey.patch_all()
+        assert not hasattr(select, "epoll")
+        import loop.select, loop.selectors, loop.ssl
+        assert loop.select.epoll is monkey.get_original("select", "epoll")
+        assert loop.selectors.EpollSelector is monkey.get_original("selectors", "EpollSelector")
+        assert loop.selectors.SelectSelector is monkey.get_original("selectors", "SelectSelector")
+        assert loop.ssl.create_connection is monkey.get_original("ssl", "create_connection")
+        print("ok")
+    """)
+    assert proc.stdout.strip() == "ok"

@@ -98,6 +98,15 @@ import loop.lock  # noqa: F401
 import loop.pool  # noqa: F401
 import loop.queue  # noqa: F401
 import loop.threadpool  # noqa: F401
+# The public mirrors copy their stdlib module's namespace when imported: loaded now, they keep
+# the unpatched one whenever the program first imports them (loop.select.epoll stays).
+import loop.os  # noqa: F401
+import loop.select  # noqa: F401
+import loop.selectors  # noqa: F401
+import loop.signal  # noqa: F401
+import loop.socket  # noqa: F401
+import loop.ssl  # noqa: F401
+import loop.time  # noqa: F401
 from loop import events
 from loop._core.hub import prepare
 from loop._green import dns as _green_dns
