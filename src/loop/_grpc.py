@@ -48,7 +48,6 @@ thread waiting on one blocks the hub again; so :func:`init` requires ``threading
 (grpc counts channels from init on to know when its callback green thread may stop).
 """
 import _imp
-import os
 import sys
 import types
 
@@ -122,9 +121,9 @@ def init(max_threads=DEFAULT_MAX_THREADS):
     if cygrpc.g_gevent_threadpool is not pool:
         raise RuntimeError("this grpcio's gevent switch did not take loop's thread pool; "
                            "grpcio %s is not supported" % (_grpc_version(),))
+    # A forked child has none of the parent's pool threads: the thread pool module resets every
+    # pool, this one included, after a fork.
     _installed_pool = pool
-    # A forked child has none of the parent's pool threads; the pool must not count them.
-    os.register_at_fork(after_in_child=pool._reinit_after_fork)
 
 
 def _grpc_version():
