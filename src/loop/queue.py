@@ -6,9 +6,9 @@ They follow the stdlib ``queue`` interface (``put``/``get`` with ``block`` and `
 clauses keep working -- ``task_done``/``join`` and, as in Python 3.13, ``shutdown``).
 ``maxsize`` of None or <= 0 means unbounded.
 
-Blocked getters and putters wait in FIFO order on :class:`loop._core.waiter.Waiter`.  A wake-up means
-"try again", not "here is your item": the woken green thread re-checks the queue, so a green
-thread that did not have to wait can still take the item first.  If a woken green thread dies
+Blocked getters and putters wait in FIFO order on :class:`loop._core.waiter.Waiter`.  A wake-up
+means "try again", not "here is your item": the woken green thread re-checks the queue, so a
+green thread that did not have to wait can still take the item first.  If a woken green thread dies
 before it runs, it passes its wake-up to the next waiter so none is lost.
 """
 import heapq
@@ -242,7 +242,7 @@ class Queue(SimpleQueue):
 
     def _on_put(self):
         self.unfinished_tasks += 1
-        if self._all_done._flag:
+        if self._all_done.is_set():
             self._all_done.clear()
 
     def _on_drop(self, count):

@@ -226,8 +226,8 @@ class _BoundedDeflate(PerMessageDeflate):
 class _Turn:
     """One sender's place in the queue of a :class:`_SendLock`.
 
-    A green thread waits on its own hub (a :class:`loop._core.waiter.Waiter`); a thread without a hub
-    waits on a real lock.  ``granted`` is written under the send lock's guard and decides who
+    A green thread waits on its own hub (a :class:`loop._core.waiter.Waiter`); a thread without a
+    hub waits on a real lock.  ``granted`` is written under the send lock's guard and decides who
     owns the lock: a wake-up is only a hint to go and look.  A green waiter looks again every
     few seconds even without one, because the releaser may be another OS thread whose wake-up
     is not yet queued in this hub when the hub looks for anything left that could wake it.

@@ -1,8 +1,8 @@
 """``Event`` and ``AsyncResult``: one green thread (or OS thread) tells others that something
 happened.
 
-Both wait through :class:`loop._core.waiter.Waiter` and wake by queueing their waiters in the hub, so
-``set()`` never switches: the caller keeps running and the waiters run after it yields.  Both can
+Both wait through :class:`loop._core.waiter.Waiter` and wake by queueing their waiters in the hub,
+so ``set()`` never switches: the caller keeps running and the waiters run after it yields.  Both can
 be set from another OS thread (the wake-ups then go through the waiting hub's thread-safe
 callback) and both support ``rawlink``/``unlink``, so ``loop.wait`` and ``loop.iwait`` accept
 them.

@@ -17,10 +17,10 @@ exception instance, as in gevent.
 
 Links.  ``rawlink(callback)`` callbacks run in the hub once the green thread is done and must not
 block; ``link(callback)`` runs each callback in a new green thread.  Waiting on a green thread
-(``join``, ``get``, ``iwait``) is itself a link, but a cheap one: a :class:`loop._core.waiter.Waiter` (or
-another type in ``DIRECT_LINK_TYPES``) only queues a wake-up, so it is fired straight from the
-finishing green thread instead of through an extra hub callback (:mod:`loop._core.links`, shared with
-``Event``).
+(``join``, ``get``, ``iwait``) is itself a link, but a cheap one: a
+:class:`loop._core.waiter.Waiter` (or another type in ``DIRECT_LINK_TYPES``) only queues a
+wake-up, so it is fired straight from the finishing green thread instead of through an extra hub
+callback (:mod:`loop._core.links`, shared with ``Event``).
 
 Killing.  ``kill()`` asks the hub to raise ``GreenletExit`` (or any exception) at the point where
 the target waits, so the target's ``finally`` blocks and context managers run.  A green thread

@@ -8,9 +8,9 @@ and green threads are scheduled by the same ``run_forever``.  Code that runs as 
 callbacks) runs on the hub fiber; green threads are other fibers that the hub switches into.
 
 * Green -> asyncio: :func:`await_` wraps the awaitable in a task on the hub loop and parks the
-  calling green thread on a :class:`loop._core.waiter.Waiter` until the task's done-callback wakes it.
-  Only that green thread waits; everything else keeps running.  If the green thread is killed
-  or times out, the task is cancelled.
+  calling green thread on a :class:`loop._core.waiter.Waiter` until the task's done-callback
+  wakes it.  Only that green thread waits; everything else keeps running.  If the green thread
+  is killed or times out, the task is cancelled.
 * asyncio -> green: a :class:`loop.Greenlet` is awaitable.  ``await g`` links an asyncio future
   to it; cancelling the awaiting task kills the green thread.  :func:`run_green` spawns and
   awaits in one call.

@@ -1,8 +1,8 @@
 """Link notification, shared by :class:`loop.greenlet.Greenlet` and :mod:`loop.event`.
 
 A *link* is a callable that gets the source (a green thread, an ``Event``, an ``AsyncResult``)
-once the source is ready.  Most links are the :class:`loop._core.waiter.Waiter` of a green thread that
-waits for the source (``join``, ``wait``, ``iwait``): such a link only queues a wake-up, so
+once the source is ready.  Most links are the :class:`loop._core.waiter.Waiter` of a green thread
+that waits for the source (``join``, ``wait``, ``iwait``): such a link only queues a wake-up, so
 whoever makes the source ready calls it at once, which costs no hub callback.  Any other link
 may block, switch or fail, so those run later, together in one hub callback, each guarded by
 the hub's error reporting, and never in the middle of the code that made the source ready.
