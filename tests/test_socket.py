@@ -125,12 +125,12 @@ def test_recv_fast_path_does_not_register_a_wait():
     time.sleep(0.01)
     hub = loop.get_hub()
     calls = []
-    original = hub._wait_fd
-    hub._wait_fd = lambda *args: calls.append(args) or original(*args)
+    original = hub.wait_fd
+    hub.wait_fd = lambda *args: calls.append(args) or original(*args)
     try:
         assert a.recv(1) == b"x"
     finally:
-        del hub._wait_fd
+        del hub.wait_fd
     assert calls == []
     a.close()
     b.close()

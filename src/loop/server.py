@@ -89,7 +89,7 @@ from loop._core.hub import get_hub
 from loop._core.originals import get_ident as _real_get_ident
 from loop._green.serversocket import ServerSocket
 from loop.pool import Group, Pool
-from loop.ssl import SSLSocket
+from loop._green.ssl import SSLSocket
 
 __all__ = ["StreamServer", "parse_address"]
 

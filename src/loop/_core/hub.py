@@ -683,9 +683,6 @@ class Hub:
                 if slot.owner is None and slot.watchers is None and slot.callback is None:
                     slot.discard()
 
-    # The old name, kept while the green socket module moves to wait_fd.
-    _wait_fd = wait_fd
-
     def wait_fds(self, readers, writers, timeout=None):
         """Block until a descriptor in ``readers`` is readable or one in ``writers`` writable
         (True), or ``timeout`` seconds passed (False).  Made for select/poll: any number of
@@ -1172,11 +1169,3 @@ def forget_fd(fd):
     hub = get_hub_if_exists()
     if hub is not None:
         hub.forget_fd(fd)
-
-
-# Old names of this module, kept importable while the modules outside the core that use them
-# move to the public ones (loop._core.originals, loop._core.waiter).
-_TIMED_OUT = TIMED_OUT
-_get_ident = get_ident
-_allocate_lock = originals.allocate_lock
-real_sleep = originals.sleep

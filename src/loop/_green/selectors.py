@@ -4,8 +4,8 @@
 :class:`loop._green.select.poll`: registration bookkeeping, key objects and event translation
 stay the stdlib's, only the wait goes through the hub.  ``poll`` (not ``select``) underneath
 means no ``FD_SETSIZE`` limit.  :class:`GreenSelectSelector` is the stdlib ``SelectSelector`` on
-the green ``select``.  The hub's own asyncio loop keeps the original selector (bound by the core
-before any patching).
+the green ``select``.  The hub's own asyncio loop keeps the original selector (bound by
+:mod:`loop._core.originals` before any patching).
 """
 import selectors as _stdlib_selectors
 

@@ -173,12 +173,12 @@ class socket(_original_socket):
         # The socket owns the wait (last argument): the hub keeps the descriptor registered
         # for the next wait, and close(), detach() and __del__ tell it when to stop.
         if deadline is None:
-            current_hub()._wait_fd(fd, readable, None, None, self)
+            current_hub().wait_fd(fd, readable, None, None, self)
         else:
             remaining = deadline - monotonic()
             if remaining <= 0:
                 raise _timed_out()
-            current_hub()._wait_fd(fd, readable, remaining, _timed_out(), self)
+            current_hub().wait_fd(fd, readable, remaining, _timed_out(), self)
 
     def _read_op(self, op, args):
         """Run a C read operation, waiting for readability on EAGAIN."""

@@ -35,8 +35,8 @@ The hub keeps the real stdlib
 -----------------------------
 The hub runs an asyncio (or uvloop) event loop; if asyncio's selector, self-pipe socket or
 locks were green, the hub would wait on itself.  Before anything is replaced,
-:func:`loop._core.hub.prepare` imports asyncio, uvloop and concurrent.futures, and the core has
-bound the originals it needs (``_socket.socketpair``, the original ``DefaultSelector`` class,
+:func:`loop._core.originals.prepare` imports asyncio, uvloop and concurrent.futures, and the core
+has bound the originals it needs (``_socket.socketpair``, the original ``DefaultSelector`` class,
 ``_thread`` functions, ``time.sleep``).  Every loop module that needs an original binds it at
 its own import (the green modules bind the real functions they wrap), and this module imports
 them all at its top, so that no patch can come first.
@@ -108,7 +108,7 @@ import loop.socket  # noqa: F401
 import loop.ssl  # noqa: F401
 import loop.time  # noqa: F401
 from loop import events
-from loop._core.hub import prepare
+from loop._core.originals import prepare
 from loop._green import dns as _green_dns
 from loop._green import os as _green_os
 from loop._green import select as _green_select
