@@ -11,9 +11,33 @@ still there after that counts.
 Tests that keep something on purpose across tests (a module-scoped server, say) can be listed
 in ``KEEPS_HUB_STATE`` with the reason.
 """
+import os
 import time
 
 import pytest
+
+from backend_passes import split_for_second_pass
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+def pytest_addoption(parser):
+    parser.addoption("--second-backend-pass", action="store_true",
+                     help="leave out the tests another hub backend would only repeat "
+                          "(see tests/backend_passes.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--second-backend-pass"):
+        return
+
+    def relative_path(item):
+        return os.path.relpath(str(item.path), TESTS_DIR).replace(os.sep, "/")
+
+    kept, deselected = split_for_second_pass(items, relative_path)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
 
 #: test node id -> why it may leave hub state behind.
 KEEPS_HUB_STATE = {}
