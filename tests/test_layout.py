@@ -872,7 +872,8 @@ LEAKING_TESTS = """\
 
 
 def test_leak_check_names_what_each_test_left_behind(tmp_path):
-    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    for helper in ("conftest.py", "backend_passes.py"):
+        shutil.copy(ROOT / "tests" / helper, tmp_path / helper)
     write_tree(tmp_path, {"test_leaks.py": LEAKING_TESTS})
     env = dict(os.environ)
     env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
