@@ -257,6 +257,56 @@ def test_close_stops_accepting_but_keeps_connections():
     server.stop()
 
 
+def test_a_stopped_server_keeps_its_address_and_refuses_connections():
+    # After stop() the listener is closed: a probe to the address the server had must be
+    # refused (not fail on the server's own closed socket while looking the address up).
+    given = stdlib_socket.socket()
+    given.bind(("127.0.0.1", 0))
+    given.listen(16)
+    built = StreamServer(("127.0.0.1", 0), echo)
+    for server in (StreamServer(given, echo), built):
+        server.start()
+        bound = server.address
+        assert bound[1] > 0 and roundtrip(bound) == b"ping"
+        server.stop()
+        assert server.address == bound
+        assert (server.server_host, server.server_port) == bound[:2]
+        assert "%s:%s" % bound[:2] in repr(server)
+        with pytest.raises(ConnectionRefusedError):
+            roundtrip(bound)
+    assert given.fileno() == -1     # a given listener is closed with the server, as in gevent
+
+
+class SpawnFailed(Exception):
+    pass
+
+
+def test_an_error_of_the_spawn_function_goes_to_the_hubs_handle_error(monkeypatch):
+    # gevent's convention: an error raised by the spawn function, in the accept callback, is
+    # reported with hub.handle_error(context, type, value, tb); the accepted connection is
+    # closed and the server goes on accepting.
+    hub = loop.get_hub()
+    reported = []
+    monkeypatch.setattr(hub, "handle_error",
+                        lambda context, t, value, tb: reported.append((context, t, value)),
+                        raising=False)
+    failures = [SpawnFailed("no green thread for you")]
+
+    def spawn(func, *args):
+        if failures:
+            raise failures.pop()
+        return loop.spawn(func, *args)
+
+    with StreamServer(("127.0.0.1", 0), echo, spawn=spawn) as server:
+        with socket.create_connection(server.address, timeout=5) as client:
+            assert client.recv(10) == b""       # closed by the server, nothing sent
+        assert roundtrip(server.address) == b"ping"
+    assert len(reported) == 1
+    context, t, value = reported[0]
+    assert t is SpawnFailed and str(value) == "no green thread for you"
+    assert server in context
+
+
 def test_serve_forever_returns_after_stop_from_another_green_thread():
     server = StreamServer(("127.0.0.1", 0), echo)
     loop.spawn_later(0.2, server.stop)

@@ -63,6 +63,16 @@ to tell their handlers to wind down (the WSGI server serves what it has read wit
 :meth:`_before_kill`.  :meth:`stop` may be called from another OS thread: it then runs in the
 server's hub and the caller waits for it.
 
+Errors
+------
+Two kinds of trouble are reported in two ways.  An exception raised by code the server was given
+-- the ``spawn`` function, run in the accept callback -- is an error with a traceback, like one
+that ends a green thread: it goes to the hub's ``handle_error((address, server), type, value,
+tb)``, gevent's convention, so a program (or a test) that customises the hub's error handling
+sees it; the connection is closed and accepting goes on.  Conditions the server meets itself
+(``accept()`` failing, handlers cut at :meth:`stop`) are messages for the server's log:
+:meth:`log_error`, which subclasses send to their logs.
+
 Addresses
 ---------
 ``listener`` is an existing socket (used as it is, already listening or only bound), an
@@ -79,7 +89,6 @@ import ssl
 import stat
 import sys
 import threading
-import traceback
 
 # Thread identity must come from the real _thread module bound before any monkey patching:
 # a patched threading.get_ident() names green threads, and close() would bounce forever.
@@ -173,6 +182,7 @@ class StreamServer:
         self.ssl_context = ssl_context
         self.socket = None
         self._address = None
+        self._bound_address = None
         self.family = None
         if hasattr(listener, "accept") and hasattr(listener, "fileno"):
             if backlog is not None:
@@ -242,14 +252,15 @@ class StreamServer:
 
     @property
     def address(self):
-        """The bound address once the socket exists, else the one we were given."""
-        if self.socket is not None:
-            try:
-                return self.socket.getsockname()
-            except OSError:
-                pass
+        """The bound address once the socket exists (kept after :meth:`close`, so the port a
+        server had can still be named), else the one we were given."""
+        if self._bound_address is not None:
+            return self._bound_address
         if self._given_socket is not None:
-            return self._given_socket.getsockname()
+            try:
+                return self._given_socket.getsockname()
+            except OSError:     # closed by its owner before the server used it
+                return None
         return self._address
 
     @property
@@ -289,6 +300,7 @@ class StreamServer:
             sock = self._make_listener()
         # The accept path uses the C accept() on a non-blocking descriptor.
         sock.setblocking(False)
+        self._bound_address = sock.getsockname()
         self.socket = sock
         return sock
 
@@ -400,10 +412,9 @@ class StreamServer:
                 continue
             try:
                 spawn(handle, sock, address)
-            except Exception:
+            except Exception as exc:
                 sock.close()
-                self.log_error("could not spawn a handler for %s\n%s", address,
-                               traceback.format_exc())
+                self._hub.handle_error((address, self), type(exc), exc, exc.__traceback__)
         if shared:
             # More were waiting than this batch took: this process falls behind, take more.
             self._accept_batch = min(batch * 2, self.max_accept)
