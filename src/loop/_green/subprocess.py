@@ -18,7 +18,18 @@ The stdlib ``Popen`` is kept whole; what makes it block is replaced underneath i
   was imported); that name is pointed at :class:`loop._green.selectors.GreenSelector`.  Its direct
   ``os.read``/``os.write`` calls only happen after the selector said ready.
 * **wait.** ``Popen.wait`` calls ``os.waitpid`` (looked up at call time) and, with a timeout,
-  ``time.sleep``: the ``os`` and ``time`` patches make both green.
+  ``time.sleep``: the ``os`` and ``time`` patches make both green.  It holds the Popen's
+  ``_waitpid_lock`` (``threading.Lock()``) around the waitpid, so that lock must be green too,
+  or a second green thread waiting for the same child would block the OS thread on a lock the
+  first one holds while it waits greenly; the private copy's ``threading`` gives a green lock
+  (after ``patch_all`` the stdlib's ``threading.Lock`` is green already).
+
+gevent's ``Popen`` is also a waitable object: ``loop.wait([popen])`` and ``iwait`` return it
+once the child exited.  The private copy's ``Popen`` is a subclass with ``rawlink``/``unlink``:
+the first link starts one green thread that waits for the child with ``Popen.wait`` (so the
+exit status is recorded the stdlib's way, whoever else waits too) and then notifies the links;
+removing the last link before that ends the green thread, so an abandoned wait leaves nothing
+watching the child.
 
 :func:`patch_module` applies the first two to a subprocess module (the stdlib's, by
 ``loop.monkey.patch_subprocess()``); importing this module makes a private green copy of the
@@ -29,10 +40,15 @@ import importlib.util
 import io as _io
 import os as _os
 import subprocess as _stdlib_subprocess
+import threading as _threading
 import types as _types
 import warnings as _warnings
 
+from loop._core.greenlet import Greenlet
+from loop._core.hub import get_hub
+from loop._core.links import DIRECT_LINK_TYPES, check_link, notify, notify_one, without
 from loop._green import os as _green_os
+from loop._green import thread as _green_thread
 from loop._green import time as _green_time
 from loop._green.pipe import GreenPipe
 from loop._green.selectors import GreenSelector
@@ -89,6 +105,52 @@ class _GreenOs:
     wait = staticmethod(_green_os.wait)
 
 
+class _GreenThreading:
+    """Stands in for ``threading`` inside the private copy: ``Popen``'s ``_waitpid_lock`` is a
+    green lock (see the module docstring)."""
+
+    def __getattr__(self, name):
+        return getattr(_threading, name)
+
+    Lock = _green_thread.allocate_lock
+
+
+class _WaitablePopen:
+    """Mixed into the private copy's ``Popen``: gevent's ``rawlink``/``unlink``, so that
+    ``loop.wait``/``iwait`` can wait for the child (see the module docstring)."""
+
+    _links = None
+    _exit_watcher = None
+    _link_hub = None
+
+    def rawlink(self, callback):
+        """Call ``callback(self)`` in the hub once the child has exited (soon, if it has)."""
+        if type(callback) not in DIRECT_LINK_TYPES:
+            check_link(callback)
+        if self._link_hub is None:
+            self._link_hub = get_hub()
+        if self.returncode is not None:
+            notify_one(self, callback, self._link_hub)
+            return
+        self._links = (self._links or []) + [callback]
+        if self._exit_watcher is None:
+            self._exit_watcher = Greenlet.spawn(self._notify_at_exit)
+
+    def unlink(self, callback):
+        if self._links:
+            self._links = without(self._links, callback)
+        if not self._links and self._exit_watcher is not None:
+            watcher, self._exit_watcher = self._exit_watcher, None
+            watcher.kill(block=False)
+
+    def _notify_at_exit(self):
+        self.wait()
+        self._exit_watcher = None
+        links, self._links = self._links, None
+        if links:
+            notify(self, links, self._link_hub)
+
+
 def _private_copy():
     # A fresh copy of the stdlib module, so loop.subprocess works without monkey patching.
     spec = importlib.util.find_spec("subprocess")
@@ -97,6 +159,11 @@ def _private_copy():
     patch_module(module)
     module.os = _GreenOs()
     module.time = _green_time
+    module.threading = _GreenThreading()
+    # run(), call()... create the Popen they find in the module: the waitable one.
+    module.Popen = type("Popen", (_WaitablePopen, module.Popen), {
+        "__module__": "loop.subprocess", "__qualname__": "Popen",
+        "__doc__": module.Popen.__doc__})
     # One set of exception and result types: code catching subprocess.CalledProcessError
     # must catch ours.
     for name in ("SubprocessError", "CalledProcessError", "TimeoutExpired", "CompletedProcess"):
