@@ -362,6 +362,39 @@ def test_create_connection_all_errors():
         gsocket.create_connection(("127.0.0.1", port))
 
 
+def test_create_connection_closes_its_socket_when_interrupted():
+    # A Timeout (or a kill) is not an OSError; the socket being connected must still be closed
+    # at once, not when the traceback that references it is collected.
+    listener = stdlib_socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    # Fill the accept queue: further SYNs are dropped, so a new connect() keeps waiting.
+    fillers = []
+    for _ in range(8):
+        filler = stdlib_socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(address)
+        fillers.append(filler)
+    try:
+        with pytest.raises(loop.Timeout) as caught:
+            with loop.Timeout(0.3):
+                gsocket.create_connection(address)
+        frames = []
+        tb = caught.value.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        connecting = [f.f_locals["sock"] for f in frames
+                      if f.f_code.co_name == "create_connection" and "sock" in f.f_locals]
+        assert connecting, "create_connection's frame is not in the traceback"
+        assert connecting[0].fileno() == -1
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
 def test_sendfile():
     a, b = tcp_pair()
     data = os.urandom(3 * 1024 * 1024)

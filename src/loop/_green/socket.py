@@ -509,6 +509,12 @@ def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=N
             errors.append(exc)
             if sock is not None:
                 sock.close()
+        except BaseException:
+            # A Timeout or a kill while connecting: close now, not when the traceback that
+            # still references the socket is collected.
+            if sock is not None:
+                sock.close()
+            raise
     if errors:
         try:
             if not all_errors:
