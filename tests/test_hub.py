@@ -363,3 +363,34 @@ def test_raw_handles_on_the_hub_loop_keep_loop_exit_away(backend):
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split("\n")[:5] == ["call_later True", "call_at True", "add_reader True",
                                        "LoopExit after cancel", "join True"], r.stdout + r.stderr
+
+
+def test_timeouts_and_thrown_errors_of_waits_leave_no_garbage_cycles():
+    # A wait that raises from a local (the timeout exception handed in, a waiter's stored
+    # error) made exception -> traceback -> frame -> local -> exception: a cycle per timed-out
+    # wait that only the cyclic collector frees.
+    r = run_script("""
+        import gc, socket
+        import loop
+        from loop._core.hub import get_hub
+        from loop._core.waiter import Waiter
+
+        hub = get_hub()
+        a, b = socket.socketpair()
+        gc.collect()
+        gc.disable()
+        for _ in range(50):
+            try:
+                hub.wait_fd(a.fileno(), True, 0.001, TimeoutError("fd wait timed out"))
+            except TimeoutError:
+                pass
+            waiter = Waiter(hub)
+            loop.spawn(waiter.wake_error, KeyError("thrown"))
+            try:
+                waiter.wait()
+            except KeyError:
+                pass
+        print("unreachable", gc.collect())
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "unreachable 0" in r.stdout, r.stdout

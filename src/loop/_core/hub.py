@@ -675,8 +675,13 @@ class Hub:
         sources.add(waiter)
         try:
             if waiter.wait(timeout) is TIMED_OUT:
-                raise timeout_exc if timeout_exc is not None else TimeoutError("timed out")
+                if timeout_exc is None:
+                    raise TimeoutError("timed out")
+                raise timeout_exc
         finally:
+            # the traceback keeps this frame: a local still naming the raised exception would
+            # make a reference cycle of every timed-out wait
+            timeout_exc = None
             sources.discard(waiter)
             if slot.waiter is waiter:
                 slot.waiter = None

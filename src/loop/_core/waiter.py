@@ -197,5 +197,10 @@ class Waiter:
         error = self.error
         if error is not None:
             self.error = None
-            raise error
+            try:
+                raise error
+            finally:
+                # the traceback keeps this frame: a local still naming the error would make a
+                # reference cycle of every error delivered this way
+                error = None
         return self.value
