@@ -20,6 +20,7 @@ ready.  (asyncio's ``add_reader`` keeps one callback per descriptor, so register
 would replace the hub's.)  Plain reads keep their rule: a second green thread reading one socket
 is a ``ConcurrentObjectUseError``.
 """
+import errno
 import math
 import select as _stdlib_select
 import sys
@@ -103,9 +104,30 @@ def select(rlist, wlist, xlist, timeout=None):
         if remaining is not None and remaining <= 0:
             return [], [], []
         wait_any_fd(readers, writers, remaining)
-        result = _original_select(rlist, wlist, xlist, 0)
+        try:
+            result = _original_select(rlist, wlist, xlist, 0)
+        except ValueError:
+            _raise_if_closed_while_waiting(rlist, wlist, xlist)
+            raise
         if result[0] or result[1] or result[2]:
             return result
+
+
+def _raise_if_closed_while_waiting(*lists):
+    """Another green thread closed an object while select() waited on it: the real select
+    would say "file descriptor cannot be a negative integer" (a ValueError about an argument
+    that was valid); say what happened instead, as a green socket wait does."""
+    for objects in lists:
+        for obj in objects:
+            if isinstance(obj, int):
+                continue
+            try:
+                closed = obj.fileno() < 0
+            except ValueError:  # a closed file object's fileno() raises
+                closed = True
+            if closed:
+                raise OSError(errno.EBADF, "%r was closed by another green thread while "
+                              "select() waited for it" % (obj,))
 
 
 if _original_poll is not None:
