@@ -81,3 +81,40 @@ def test_popen_is_shown_under_loop_subprocess_and_made_by_run():
     # run() and friends create the waitable class too
     assert subprocess.run([sys.executable, "-c", "pass"]).returncode == 0
     assert subprocess.run.__globals__["Popen"] is subprocess.Popen
+
+
+def never_exiting(**pipes):
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], **pipes)
+
+
+@pytest.mark.parametrize("text", [False, True], ids=["bytes", "text"])
+def test_leaving_the_with_block_while_another_green_thread_reads_a_pipe(text):
+    # The reader holds the pipe's buffer (its lock belongs to this OS thread) while it is
+    # parked: closing the buffer from here would be a "reentrant call".  Leaving the block must
+    # close the pipes anyway, wake the reader with an error, and reap the child.
+    child = never_exiting(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
+    reader = loop.spawn(child.stdout.read)
+    loop.sleep(0.1)
+    assert not reader.ready()
+    child.kill()
+    with child:
+        pass
+    assert child.stdout.closed and child.stderr.closed
+    assert child.returncode is not None
+    reader.join(timeout=5)
+    assert isinstance(reader.exception, (OSError, ValueError)), reader.exception
+
+
+def test_closing_stdin_while_another_green_thread_is_blocked_writing_it():
+    child = never_exiting(stdin=subprocess.PIPE)
+    try:
+        writer = loop.spawn(child.stdin.write, b"x" * (4 << 20))   # more than a pipe holds
+        loop.sleep(0.1)
+        assert not writer.ready()
+        child.stdin.close()
+        assert child.stdin.closed
+        writer.join(timeout=5)
+        assert isinstance(writer.exception, (OSError, ValueError)), writer.exception
+    finally:
+        child.kill()
+        child.wait()

@@ -14,6 +14,11 @@ The stdlib ``Popen`` is kept whole; what makes it block is replaced underneath i
   stdlib's ``BufferedReader``/``BufferedWriter``/``TextIOWrapper``.  The descriptor keeps
   blocking mode, because a pipe end of one child is often given to the next child (a
   shell-style pipeline), which must not inherit ``O_NONBLOCK``.
+  Those buffers may be closed while another green thread is parked in one of their calls
+  (leaving ``with Popen(...)`` while a green thread still reads ``stdout``): the stdlib's
+  ``close()`` would refuse with "reentrant call", since that green thread holds the buffer's lock
+  and the lock belongs to the OS thread, so the buffers close their raw end then, which wakes
+  the parked call with ``EBADF``.
 * **communicate.** It waits with ``_PopenSelector`` (a ``PollSelector`` bound when subprocess
   was imported); that name is pointed at :class:`loop._green.selectors.GreenSelector`.  Its direct
   ``os.read``/``os.write`` calls only happen after the selector said ready.
@@ -58,6 +63,40 @@ __all__ = ["Popen", "run", "call", "check_call", "check_output", "getoutput", "g
            "CompletedProcess", "SubprocessError", "green_io", "patch_module"]
 
 
+def _close_under_a_parked_green_thread(buffered, close):
+    """Close ``buffered`` even while another green thread of this OS thread is parked inside
+    one of its reads or writes.  That green thread holds the buffer's lock, which belongs to
+    the OS thread, so the stdlib's close() refuses with "reentrant call"; closing the raw pipe
+    end underneath instead wakes the parked green thread with EBADF (its call then lets go of
+    the buffer) and leaves the buffer closed, since its ``closed`` is the raw end's."""
+    try:
+        close()
+    except RuntimeError as exc:
+        if "reentrant call" not in str(exc):
+            raise
+        buffered.raw.close()
+
+
+class _BufferedReader(_io.BufferedReader):
+    """The buffered read end of a green pipe (see :func:`_close_under_a_parked_green_thread`)."""
+
+    def close(self):
+        _close_under_a_parked_green_thread(self, super().close)
+
+
+class _BufferedWriter(_io.BufferedWriter):
+    """The buffered write end of a green pipe: what is still buffered when another green thread
+    is parked writing is dropped with the pipe, as the closing caller asked."""
+
+    def close(self):
+        _close_under_a_parked_green_thread(self, super().close)
+
+
+# Their repr reads like the stdlib's buffers' (``<BufferedReader name=5>``).
+_BufferedReader.__name__ = _BufferedReader.__qualname__ = "BufferedReader"
+_BufferedWriter.__name__ = _BufferedWriter.__qualname__ = "BufferedWriter"
+
+
 class _GreenIO(_types.ModuleType):
     """Stands in for the ``io`` module inside a patched subprocess module (a module object,
     so introspection such as ``subprocess.__all__`` checks still sees a module)."""
@@ -79,7 +118,7 @@ class _GreenIO(_types.ModuleType):
             return raw
         if buffering < 0 or buffering == 1:
             buffering = _io.DEFAULT_BUFFER_SIZE
-        buffered = (_io.BufferedReader if "r" in mode else _io.BufferedWriter)(raw, buffering)
+        buffered = (_BufferedReader if "r" in mode else _BufferedWriter)(raw, buffering)
         if "b" in mode:
             return buffered
         return _io.TextIOWrapper(buffered)
