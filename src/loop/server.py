@@ -151,7 +151,9 @@ class StreamServer:
     ``spawn``: ``"default"`` (a new green thread per connection, no limit), an ``int`` (at most
     that many connections at once: a :class:`loop.pool.Pool` of that size), a ``Pool`` or
     ``Group`` to use, or any callable ``spawn(func, *args)`` (the server then cannot wait for
-    or kill handlers on :meth:`stop`).  ``ssl_context``: an :class:`ssl.SSLContext`; each
+    or kill handlers on :meth:`stop`).  ``None`` runs each handler in a new green thread too:
+    gevent calls it inside the accept callback, where a handler that blocks fails, and one
+    that does not block behaves the same either way.  ``ssl_context``: an :class:`ssl.SSLContext`; each
     connection is wrapped (server side) before ``handle`` sees it, the handshake happening on
     the first read or write.  Instead of a context, gevent's ``ssl.wrap_socket`` keywords
     (``certfile``, ``keyfile``, ``ca_certs``, ``cert_reqs``, ``ssl_version``, ``ciphers``) build
