@@ -16,19 +16,24 @@ def run_script(code, backend="asyncio"):
 
 
 def test_await_blocks_only_calling_green_thread():
+    # The coroutine finishes only once another green thread has run three times while the
+    # caller waits in await_ (no timing involved: a blocked hub would time out after 10 s).
     ticks = []
+    three_ticks = asyncio.Event()
 
     def ticker():
         for _ in range(5):
             ticks.append(1)
+            if len(ticks) == 3:
+                three_ticks.set()
             loop.sleep(0.005)
 
-    async def slow():
-        await asyncio.sleep(0.05)
+    async def after_three_ticks():
+        await asyncio.wait_for(three_ticks.wait(), 10)
         return "coro result"
 
     t = loop.spawn(ticker)
-    assert loop.await_(slow()) == "coro result"
+    assert loop.await_(after_three_ticks()) == "coro result"
     assert len(ticks) >= 3
     t.join()
 
