@@ -36,6 +36,23 @@ def test_green_threads_waiting_for_the_same_child_all_get_its_status():
     assert result.stdout.split() == ["[0,", "0,", "0]", "5"]
 
 
+def test_patched_stdlib_popen_waited_by_several_green_threads_without_patched_threads():
+    # patch_all(thread=False) leaves threading's locks real; the stdlib Popen's waitpid lock
+    # must still be green, or the second waiter blocks the OS thread (this hung before).
+    result = run_python("""
+        from loop import monkey
+        monkey.patch_all(thread=False)
+        import subprocess, sys, loop
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+        waiters = [loop.spawn(child.wait) for _ in range(3)]
+        loop.joinall(waiters, timeout=10)
+        print([w.value for w in waiters])
+        assert monkey.get_original("subprocess", "threading") is __import__("threading")
+    """, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 0, 0]"
+
+
 def test_loop_wait_returns_the_child_once_it_exited():
     child = exiting(11, after=0.2)
     assert loop.wait([child], timeout=10) == [child]

@@ -26,8 +26,9 @@ The stdlib ``Popen`` is kept whole; what makes it block is replaced underneath i
   ``time.sleep``: the ``os`` and ``time`` patches make both green.  It holds the Popen's
   ``_waitpid_lock`` (``threading.Lock()``) around the waitpid, so that lock must be green too,
   or a second green thread waiting for the same child would block the OS thread on a lock the
-  first one holds while it waits greenly; the private copy's ``threading`` gives a green lock
-  (after ``patch_all`` the stdlib's ``threading.Lock`` is green already).
+  first one holds while it waits greenly: the module's ``threading`` is pointed at
+  :data:`green_threading`, whose ``Lock`` is green (``patch_subprocess`` does the same to the
+  stdlib module, whose ``threading.Lock`` stays real under ``patch_all(thread=False)``).
 
 gevent's ``Popen`` is also a waitable object: ``loop.wait([popen])`` and ``iwait`` return it
 once the child exited.  The private copy's ``Popen`` is a subclass with ``rawlink``/``unlink``:
@@ -60,7 +61,8 @@ from loop._green.selectors import GreenSelector
 
 __all__ = ["Popen", "run", "call", "check_call", "check_output", "getoutput", "getstatusoutput",
            "PIPE", "STDOUT", "DEVNULL", "CalledProcessError", "TimeoutExpired",
-           "CompletedProcess", "SubprocessError", "green_io", "patch_module"]
+           "CompletedProcess", "SubprocessError", "green_io", "green_threading",
+           "patch_module"]
 
 
 def _close_under_a_parked_green_thread(buffered, close):
@@ -127,10 +129,26 @@ class _GreenIO(_types.ModuleType):
 green_io = _GreenIO("io")
 
 
+class _GreenThreading(_types.ModuleType):
+    """Stands in for ``threading`` inside a patched subprocess module: ``Popen``'s
+    ``_waitpid_lock`` is a green lock (see the module docstring); everything else is the
+    threading module's."""
+
+    def __getattr__(self, name):
+        return getattr(_threading, name)
+
+    Lock = _green_thread.allocate_lock
+
+
+green_threading = _GreenThreading("threading")
+
+
 def patch_module(module):
-    """Make ``module`` (a subprocess module object) use green pipes and a green selector."""
+    """Make ``module`` (a subprocess module object) use green pipes, a green selector and a
+    green waitpid lock."""
     module.io = green_io
     module._PopenSelector = GreenSelector
+    module.threading = green_threading
 
 
 class _GreenOs:
@@ -142,16 +160,6 @@ class _GreenOs:
 
     waitpid = staticmethod(_green_os.waitpid)
     wait = staticmethod(_green_os.wait)
-
-
-class _GreenThreading:
-    """Stands in for ``threading`` inside the private copy: ``Popen``'s ``_waitpid_lock`` is a
-    green lock (see the module docstring)."""
-
-    def __getattr__(self, name):
-        return getattr(_threading, name)
-
-    Lock = _green_thread.allocate_lock
 
 
 class _WaitablePopen:
@@ -198,7 +206,6 @@ def _private_copy():
     patch_module(module)
     module.os = _GreenOs()
     module.time = _green_time
-    module.threading = _GreenThreading()
     # run(), call()... create the Popen they find in the module: the waitable one.
     module.Popen = type("Popen", (_WaitablePopen, module.Popen), {
         "__module__": "loop.subprocess", "__qualname__": "Popen",

@@ -51,7 +51,8 @@ the common "asyncio / ssl / threading / concurrent.futures was imported first" c
 * the places where the stdlib *copied* a name at import time are fixed explicitly: threading's
   private ``_start_new_thread``/``_allocate_lock``/... copies (per Python version),
   ``ssl.SSLContext.sslsocket_class`` (so contexts created before the patch hand out green
-  sockets), ``ssl.create_connection``, ``subprocess._PopenSelector``,
+  sockets), ``ssl.create_connection``, ``subprocess._PopenSelector`` (and
+  ``subprocess.threading``, for ``Popen``'s waitpid lock),
   ``socketserver._ServerSelector``, ``multiprocessing.connection._WaitSelector``, the free
   module-level locks of ``concurrent.futures.thread`` and ``logging``;
 * any *other* module that bound an original with ``from x import y`` before the patch cannot be
@@ -310,11 +311,13 @@ def patch_os():
 
 @_announced("subprocess", "loop.subprocess")
 def patch_subprocess():
-    """``subprocess.Popen`` pipes and ``communicate`` are green (``wait`` needs
-    :func:`patch_os` and :func:`patch_time`, which ``patch_all`` applies)."""
+    """``subprocess.Popen`` pipes and ``communicate`` are green, and so is the lock ``wait``
+    holds around ``waitpid`` (``wait`` itself needs :func:`patch_os` and :func:`patch_time`,
+    which ``patch_all`` applies)."""
     _prepare()
     patch_item(_subprocess, "io", _green_subprocess.green_io)
     patch_item(_subprocess, "_PopenSelector", _green_selectors.GreenSelector)
+    patch_item(_subprocess, "threading", _green_subprocess.green_threading)
 
 
 @_announced("signal", "loop.signal")
