@@ -60,7 +60,7 @@ def test_loop_wait_returns_the_child_once_it_exited():
 
 
 def test_iwait_yields_children_in_the_order_they_exit():
-    slow, fast = exiting(3, after=0.6), exiting(4, after=0.05)
+    slow, fast = exiting(3, after=1.5), exiting(4, after=0.05)
     assert list(loop.iwait([slow, fast], timeout=10)) == [fast, slow]
     assert (slow.returncode, fast.returncode) == (3, 4)
 
