@@ -356,6 +356,55 @@ def test_fileobject_posix_waits_on_the_hub():
         os.fstat(r)
 
 
+@pytest.mark.parametrize("mode", ["rb", "r"])
+def test_fileobject_posix_closes_while_another_green_thread_reads_it(mode):
+    # The parked reader holds the buffer's lock (an OS-thread lock): the stdlib close() would
+    # refuse with "reentrant call" and leave the descriptor open.
+    from loop.fileobject import FileObjectPosix
+    r, w = os.pipe()
+    reader = FileObjectPosix(r, mode)
+    failures = []
+
+    def read():
+        try:
+            reader.read()
+        except (OSError, ValueError) as exc:
+            failures.append(exc)
+
+    g = loop.spawn(read)
+    loop.sleep(0.05)
+    reader.close()
+    g.join(5)
+    assert g.dead and reader.closed
+    assert len(failures) == 1, failures
+    with pytest.raises(OSError):
+        os.fstat(r)
+    os.close(w)
+
+
+def test_fileobject_posix_closes_while_another_green_thread_is_blocked_writing_it():
+    from loop.fileobject import FileObjectPosix
+    r, w = os.pipe()
+    writer = FileObjectPosix(w, "wb")
+    failures = []
+
+    def write():
+        try:
+            writer.write(b"x" * (4 << 20))  # far above the pipe's buffer: it parks
+            writer.flush()
+        except (OSError, ValueError) as exc:
+            failures.append(exc)
+
+    g = loop.spawn(write)
+    loop.sleep(0.05)
+    writer.close()
+    g.join(5)
+    assert g.dead and writer.closed and len(failures) == 1, failures
+    with pytest.raises(OSError):
+        os.fstat(w)
+    os.close(r)
+
+
 def test_fileobject_thread_runs_blocking_calls_in_threads():
     from loop.fileobject import FileObjectThread
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ import io as _io
 import os as _os
 
 from loop._core.hub import get_hub
-from loop._green.pipe import GreenPipe
+from loop._green.pipe import BufferedReader, BufferedWriter, GreenPipe
 from loop.lock import Semaphore
 
 __all__ = ["FileObjectBase", "FileObjectBlock", "FileObjectPosix", "FileObjectThread",
@@ -127,7 +127,7 @@ class FileObjectPosix(FileObjectBase):
             io_object = raw
         else:
             size = _io.DEFAULT_BUFFER_SIZE if bufsize in (-1, 1) else bufsize
-            buffered_class = _io.BufferedReader if "r" in mode else _io.BufferedWriter
+            buffered_class = BufferedReader if "r" in mode else BufferedWriter
             io_object = buffered_class(raw, size)
             if "b" not in mode:
                 io_object = _io.TextIOWrapper(io_object, encoding, errors, newline,

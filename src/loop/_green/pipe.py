@@ -2,7 +2,9 @@
 
 It is what :mod:`loop.subprocess` gives ``Popen`` for the parent's ends of the child's pipes and
 what :class:`loop.fileobject.FileObjectPosix` reads and writes through.  Buffering and text
-decoding stay the stdlib's (``BufferedReader``/``BufferedWriter``/``TextIOWrapper`` around it).
+decoding stay the stdlib's (``TextIOWrapper`` around this module's :class:`BufferedReader` /
+:class:`BufferedWriter`, the stdlib's buffers with a ``close()`` that works while another green
+thread is parked inside them).
 
 The descriptor keeps blocking mode: its open file description may be handed to another child
 (``Popen(..., stdin=p1.stdout)``, a shell-style pipeline), which would inherit ``O_NONBLOCK`` and
@@ -18,7 +20,7 @@ import select as _select
 
 from loop._core.hub import cancel_wait, get_hub
 
-__all__ = ["GreenPipe"]
+__all__ = ["GreenPipe", "BufferedReader", "BufferedWriter"]
 
 _poll = _select.poll  # the real one: loop.monkey imports this module before it patches select
 _POLLIN = _select.POLLIN | _select.POLLHUP | _select.POLLERR
@@ -78,3 +80,32 @@ class GreenPipe(_io.RawIOBase):
 
 # Shown (repr, pickling by reference) under the public module that re-exports it.
 GreenPipe.__module__ = "loop.subprocess"
+
+
+def close_under_a_parked_green_thread(buffered, close):
+    """Close ``buffered`` even while another green thread of this OS thread is parked inside
+    one of its reads or writes.  That green thread holds the buffer's lock, which belongs to
+    the OS thread, so the stdlib's close() refuses with "reentrant call"; closing the raw pipe
+    end underneath instead wakes the parked green thread with EBADF (its call then lets go of
+    the buffer) and leaves the buffer closed, since its ``closed`` is the raw end's."""
+    try:
+        close()
+    except RuntimeError as exc:
+        if "reentrant call" not in str(exc):
+            raise
+        buffered.raw.close()
+
+
+class BufferedReader(_io.BufferedReader):
+    """The buffered read end of a green pipe (see :func:`close_under_a_parked_green_thread`)."""
+
+    def close(self):
+        close_under_a_parked_green_thread(self, super().close)
+
+
+class BufferedWriter(_io.BufferedWriter):
+    """The buffered write end of a green pipe: what is still buffered when another green thread
+    is parked writing is dropped with the pipe, as the closing caller asked."""
+
+    def close(self):
+        close_under_a_parked_green_thread(self, super().close)

@@ -56,6 +56,8 @@ from loop._core.links import DIRECT_LINK_TYPES, check_link, notify, notify_one, 
 from loop._green import os as _green_os
 from loop._green import thread as _green_thread
 from loop._green import time as _green_time
+from loop._green.pipe import BufferedReader as _BufferedReader
+from loop._green.pipe import BufferedWriter as _BufferedWriter
 from loop._green.pipe import GreenPipe
 from loop._green.selectors import GreenSelector
 
@@ -63,40 +65,6 @@ __all__ = ["Popen", "run", "call", "check_call", "check_output", "getoutput", "g
            "PIPE", "STDOUT", "DEVNULL", "CalledProcessError", "TimeoutExpired",
            "CompletedProcess", "SubprocessError", "green_io", "green_threading",
            "patch_module"]
-
-
-def _close_under_a_parked_green_thread(buffered, close):
-    """Close ``buffered`` even while another green thread of this OS thread is parked inside
-    one of its reads or writes.  That green thread holds the buffer's lock, which belongs to
-    the OS thread, so the stdlib's close() refuses with "reentrant call"; closing the raw pipe
-    end underneath instead wakes the parked green thread with EBADF (its call then lets go of
-    the buffer) and leaves the buffer closed, since its ``closed`` is the raw end's."""
-    try:
-        close()
-    except RuntimeError as exc:
-        if "reentrant call" not in str(exc):
-            raise
-        buffered.raw.close()
-
-
-class _BufferedReader(_io.BufferedReader):
-    """The buffered read end of a green pipe (see :func:`_close_under_a_parked_green_thread`)."""
-
-    def close(self):
-        _close_under_a_parked_green_thread(self, super().close)
-
-
-class _BufferedWriter(_io.BufferedWriter):
-    """The buffered write end of a green pipe: what is still buffered when another green thread
-    is parked writing is dropped with the pipe, as the closing caller asked."""
-
-    def close(self):
-        _close_under_a_parked_green_thread(self, super().close)
-
-
-# Their repr reads like the stdlib's buffers' (``<BufferedReader name=5>``).
-_BufferedReader.__name__ = _BufferedReader.__qualname__ = "BufferedReader"
-_BufferedWriter.__name__ = _BufferedWriter.__qualname__ = "BufferedWriter"
 
 
 class _GreenIO(_types.ModuleType):
