@@ -205,3 +205,32 @@ def test_send_from_another_thread_while_receiving():
         client.send(CloseConnection(code=1000))
         client.close()
 
+
+
+@pytest.mark.parametrize("style", ["iterating", "with-block"])
+def test_server_stop_closes_open_websockets_with_going_away(style):
+    # The grace period of a stop ends by killing the handlers still running; a WebSocket
+    # application is one of those as long as its client stays.  The client must learn that the
+    # server goes away (1001), not see the connection vanish (1006).
+    def app(environ, start_response):
+        ws = websocket.upgrade(environ)
+        if style == "with-block":
+            with ws:
+                ws.send("ready")
+                loop_event.wait()          # the handler blocks elsewhere than in receive()
+        else:
+            ws.send("ready")
+            for message in ws:
+                ws.send(message)
+        return []
+
+    from loop.event import Event
+    loop_event = Event()
+    with serving(app) as server:
+        client = WSClient(server)
+        assert isinstance(client.accept, AcceptConnection)
+        assert client.message() == (TextMessage, "ready")
+        server.stop(timeout=0.2)
+        event = client.next_event()
+        assert isinstance(event, CloseConnection), event
+        assert event.code == 1001, event

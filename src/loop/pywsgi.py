@@ -492,6 +492,10 @@ class WSGIHandler:
         self._unyielded = 0              # body bytes received since this thread last yielded
         self._start_request(None)
 
+    #: Called by :meth:`drain` on a connection the application took over (see
+    #: :func:`loop.websocket.upgrade`, which sets it).
+    on_drain = None
+
     def _start_request(self, request):
         """Set every piece of per-request state: the one place that does, for the connection
         before its first request (``request`` None) and for each request it serves."""
@@ -532,6 +536,13 @@ class WSGIHandler:
         if self.draining:
             return
         self.draining = True
+        if self.upgraded:
+            # the connection is the application's now (a WebSocket, say): what upgraded it may
+            # have left a hook that tells the peer the server goes away
+            hook = self.on_drain
+            if hook is not None:
+                hook()
+            return
         if self._idle_wait:
             try:
                 fd = self.sock.fileno()

@@ -69,6 +69,7 @@ from collections import deque
 
 # The real lock and thread identity, bound before any monkey patching: the send lock is shared
 # by OS threads, and a patched (green) lock cannot be.
+from loop._core.api import spawn_raw
 from loop._core.hub import get_hub_if_exists
 from loop._core.originals import allocate_lock as _real_allocate_lock
 from loop._core.originals import get_ident as _real_get_ident
@@ -165,9 +166,12 @@ def upgrade(environ, subprotocols=(), compress=True, max_message_size=1 << 20,
     head.append(b"\r\n")
 
     sock, data = handler.take_over(b"".join(head))
-    return WebSocket(sock, data, extensions, chosen, max_message_size,
-                     send_timeout=send_timeout, ping_interval=ping_interval,
-                     idle_timeout=idle_timeout)
+    ws = WebSocket(sock, data, extensions, chosen, max_message_size,
+                   send_timeout=send_timeout, ping_interval=ping_interval,
+                   idle_timeout=idle_timeout)
+    # a graceful stop of the server tells the client it goes away (see WSGIHandler.drain)
+    handler.on_drain = ws.going_away
+    return ws
 
 
 class _BoundedDeflate(PerMessageDeflate):
@@ -483,6 +487,23 @@ class WebSocket:
                     and time.monotonic() < deadline:
                 self._receive_some(deadline)
         self._abort(self.close_code or code, self.close_reason or reason)
+
+    def going_away(self, reason="server going away"):
+        """Begin the closing handshake with 1001 and return at once: what a server does when it
+        stops (:meth:`loop.pywsgi.WSGIServer.stop` calls it at the start of the grace period).
+        The application's :meth:`receive` then sees the client's answer and returns ``None``,
+        so its handler can end within the grace period; the Close frame is sent by a green
+        thread of its own, bounded like the one of a protocol error."""
+        if self._closed or self._protocol.state is not ConnectionState.OPEN:
+            return
+        spawn_raw(self._send_going_away, reason)
+
+    def _send_going_away(self, reason):
+        try:
+            self._send_event(CloseConnection(code=1001, reason=reason),
+                             lock_timeout=_FAIL_SEND_TIMEOUT)
+        except ConnectionClosed:
+            pass
 
     def abort(self, code=1006, reason="aborted"):
         """Drop the connection at once, without a closing handshake. Safe to call while another
