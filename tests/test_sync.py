@@ -527,3 +527,28 @@ def test_dummy_threads_of_green_threads_clean_up_before_exit():
     """)
     assert r.returncode == 0 and "ok _DummyThread" in r.stdout, r.stdout + r.stderr
     assert "Exception ignored" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("kind", ["Semaphore", "BoundedSemaphore", "Lock"])
+def test_semaphore_held_by_a_green_thread_is_waited_for_by_another_os_thread(kind):
+    # The other OS thread's hub has nothing else to run: its wait is still not a deadlock,
+    # since the holder lives in this thread and will release.
+    import threading
+    import loop.lock
+    sem = getattr(loop.lock, kind)()
+    sem.acquire()
+    got = []
+    # no timeout: a timer would be a wake-up source of that hub and hide the question
+    thread = threading.Thread(target=lambda: got.append(sem.acquire()), daemon=True)
+    thread.start()
+    loop.sleep(0.1)
+    sem.release()
+    thread.join(10)
+    assert got == [True]
+
+
+def test_deadlock_among_the_green_threads_of_one_os_thread_is_still_a_loop_exit():
+    import loop.lock
+    sem = loop.lock.Semaphore(0)
+    with pytest.raises(loop.LoopExit):
+        sem.acquire()

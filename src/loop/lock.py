@@ -20,7 +20,7 @@ a wakeup source of its hub, which otherwise would see nothing that could end it.
 """
 from collections import deque
 
-from loop._core.originals import allocate_lock
+from loop._core.originals import allocate_lock, get_ident as _os_thread_ident
 from loop._core.waiter import TIMED_OUT, Waiter
 from loop._switch import getcurrent
 
@@ -40,6 +40,7 @@ class Semaphore:
             raise ValueError("semaphore initial value must be >= 0")
         self.counter = value
         self._waiters = deque()
+        self._home_thread = _os_thread_ident()
 
     def __repr__(self):
         return "<%s counter=%d waiters=%d>" % (type(self).__name__, self.counter,
@@ -76,9 +77,10 @@ class Semaphore:
         return True
 
     def _foreign_wait(self, hub):
-        """Whether a wait of ``hub``'s green thread may be ended by another OS thread's release
-        (a green lock of green threads: no)."""
-        return False
+        """Whether a wait of ``hub``'s green thread may be ended by another OS thread's release:
+        a wait in the OS thread that made the semaphore is one among its green threads (a
+        deadlock there is a LoopExit); a wait in any other OS thread may be ended from there."""
+        return hub.thread_ident != self._home_thread
 
     def _remove(self, waiter):
         with _guard:
@@ -118,6 +120,7 @@ class Semaphore:
     # threading-compatible spelling used by monkey-patched code
     def _at_fork_reinit(self):
         self._waiters = deque()
+        self._home_thread = _os_thread_ident()
 
 
 class BoundedSemaphore(Semaphore):
