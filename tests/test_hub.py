@@ -394,3 +394,28 @@ def test_timeouts_and_thrown_errors_of_waits_leave_no_garbage_cycles():
     """)
     assert r.returncode == 0, r.stderr
     assert "unreachable 0" in r.stdout, r.stdout
+
+
+def test_an_exception_of_a_signal_handler_is_raised_in_the_main_green_thread():
+    r = run_script("""
+        import signal
+        import loop
+
+        class Expected(Exception):
+            pass
+
+        def handler():
+            raise Expected("from the handler")
+
+        loop.signal_handler(signal.SIGALRM, handler)
+        for _ in range(2):          # and the handler stays installed
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            try:
+                loop.sleep(5)
+            except Expected as exc:
+                print("main got", exc)
+            else:
+                print("slept through")
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["main got from the handler"] * 2, r.stdout + r.stderr

@@ -204,7 +204,8 @@ def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
 # Signals
 
 class SignalHandler:
-    """Runs ``handler(*args, **kwargs)`` in a new green thread each time the signal arrives.
+    """Runs ``handler(*args, **kwargs)`` in a new green thread each time the signal arrives; an
+    exception it raises is printed and raised in the main green thread.
 
     Returned by :func:`signal_handler`; :meth:`cancel` removes it."""
 
@@ -222,7 +223,15 @@ class SignalHandler:
         self.hub.loop.add_signal_handler(signalnum, self._fire)
 
     def _fire(self):
-        Greenlet.spawn(self.handler, *self.args, **self.kwargs)
+        Greenlet.spawn(self._call)
+
+    def _call(self):
+        try:
+            self.handler(*self.args, **self.kwargs)
+        except Exception as exc:
+            # As the exception of a Python signal handler surfaces in the main thread, this one
+            # is raised in the main green thread: gevent's handle_error(None, ...) convention.
+            self.hub.handle_error(None, type(exc), exc, exc.__traceback__)
 
     def cancel(self):
         self.hub.loop.remove_signal_handler(self.signalnum)
