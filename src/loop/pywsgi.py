@@ -116,7 +116,10 @@ from loop._protocols.http import (
     END_OF_MESSAGE, NEED_DATA, ProtocolError, RequestReader, split_target,
 )
 
-__all__ = ["WSGIServer", "WSGIHandler", "FileWrapper", "Input", "main"]
+__all__ = ["WSGIServer", "WSGIHandler", "FileWrapper", "Input", "main", "MAX_REQUEST_LINE"]
+
+#: The longest request line (and header line) accepted by default, in bytes (gevent's name).
+MAX_REQUEST_LINE = DEFAULT_MAX_REQUEST_LINE
 
 RECV_SIZE = 65536
 # Body reads ask for more per recv: a large upload then costs fewer calls and parser feeds.
@@ -285,6 +288,51 @@ def _simple_response(status, body=b"", close=True):
 
 # -- wsgi.input and wsgi.file_wrapper ------------------------------------------------------------
 
+class _FileBody:
+    """The body source of an :class:`Input` made over a file-like object, as gevent's
+    ``Input(rfile, content_length, chunked_input=...)``: the bytes are framed by the same strict
+    reader as a connection's, fed so that nothing past the body's end is read from ``rfile``
+    (exact sizes for a Content-Length body, one line at a time for a chunked one)."""
+
+    __slots__ = ("_rfile", "_reader", "_left")
+
+    def __init__(self, rfile, content_length, chunked):
+        if chunked:
+            framing = b"Transfer-Encoding: chunked\r\n"
+            self._left = None
+        else:
+            length = int(content_length or 0)
+            if length < 0:
+                raise ValueError("content_length must be >= 0")
+            framing = b"Content-Length: %d\r\n" % length
+            self._left = length
+        self._rfile = rfile
+        self._reader = reader = RequestReader()
+        reader.feed(b"POST / HTTP/1.1\r\nHost: input\r\n" + framing + b"\r\n")
+        reader.next_event()     # the Request the head above describes
+
+    def _next_body_piece(self):
+        reader = self._reader
+        while True:
+            try:
+                event = reader.next_event()
+            except ProtocolError as error:
+                raise OSError("bad request body: %s" % (error.detail,)) from None
+            if event is END_OF_MESSAGE:
+                return None
+            if event is not NEED_DATA:
+                if self._left is not None:
+                    self._left -= len(event)
+                return event
+            if self._left is None:
+                data = self._rfile.readline(RECV_SIZE)
+            else:
+                data = self._rfile.read(min(self._left, RECV_SIZE))
+            if not data:
+                raise OSError("the request body ended early")
+            reader.feed(bytes(data))
+
+
 class Input:
     """``wsgi.input``: the request body as a stream, read from the socket as the app asks.
 
@@ -299,8 +347,13 @@ class Input:
 
     __slots__ = ("_handler", "_piece", "_pos", "_done")
 
-    def __init__(self, handler):
-        self._handler = handler
+    def __init__(self, rfile, content_length=None, socket=None, chunked_input=False):
+        # The server hands its connection handler.  gevent's signature -- a file-like object
+        # and the body's framing -- reads the body from that object instead (``socket``, where
+        # gevent writes 100 Continue, is not used: nothing asked for it).
+        if not isinstance(rfile, WSGIHandler):
+            rfile = _FileBody(rfile, content_length, chunked_input)
+        self._handler = rfile
         self._piece = b""      # the current body piece; bytes before _pos are consumed
         self._pos = 0
         self._done = False
@@ -1164,7 +1217,9 @@ class WSGIHandler:
             # The common case: the whole body is in hand.  One sendall, exact Content-Length.
             data = result[0] if result else b""
             if type(data) is not bytes:
-                raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
+                if not isinstance(data, (bytearray, memoryview)):
+                    raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
+                data = bytes(data)      # PEP 3333 asks for bytes; gevent takes these too
             self.headers_sent = True
             head = self._build_head(len(data))
             if data and self._body_allowed():

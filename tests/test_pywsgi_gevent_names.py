@@ -1,0 +1,88 @@
+"""gevent.pywsgi names a port may use directly: Input over a file-like object, MAX_REQUEST_LINE,
+and the request details gevent's server gives applications."""
+from io import BytesIO
+
+import pytest
+
+from loop import pywsgi
+from loop.pywsgi import Input
+
+
+def chunked(*parts, last=True):
+    body = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts)
+    return body + (b"0\r\n\r\n" if last else b"")
+
+
+def test_input_over_a_file_reads_a_content_length_body_and_no_further():
+    rfile = BytesIO(b"hello\nworld!NEXT REQUEST")
+    body = Input(rfile, content_length=12)
+    assert body.readline() == b"hello\n"
+    assert body.read() == b"world!"
+    assert body.read() == b""
+    assert rfile.read() == b"NEXT REQUEST"
+
+
+def test_input_over_a_file_decodes_a_chunked_body_and_stops_at_its_end():
+    rfile = BytesIO(chunked(b"ab", b"cd\nef") + b"NEXT")
+    body = Input(rfile, chunked_input=True)
+    assert list(body) == [b"abcd\n", b"ef"]
+    assert rfile.read() == b"NEXT"
+
+
+@pytest.mark.parametrize("data, framing", [
+    (b"1", {"content_length": 2}),                       # shorter than announced
+    (chunked(b"1", b"2", last=False), {"chunked_input": True}),   # no last chunk
+    (b"2\r\n1", {"chunked_input": True}),                 # a chunk cut short
+    (b"zz\r\nab\r\n0\r\n\r\n", {"chunked_input": True}),  # not a chunk size
+])
+@pytest.mark.parametrize("how", ["read", "read(10)", "readline"])
+def test_input_over_a_file_raises_oserror_for_a_short_or_malformed_body(data, framing, how):
+    body = Input(BytesIO(data), **framing)
+    with pytest.raises(OSError):
+        if how == "read(10)":
+            body.read(10)
+        else:
+            getattr(body, how)()
+
+
+def test_input_over_a_file_takes_a_content_length_beyond_32_bits():
+    line = b"a" * (pywsgi.MAX_REQUEST_LINE + 10) + b"\n"
+    body = Input(BytesIO(b"asdf\n" + line), content_length=25 * 10 ** 9)
+    assert body.readline() == b"asdf\n"
+    assert body.readline(25 * 10 ** 9) == line
+
+
+def test_max_request_line_is_the_servers_default():
+    server = pywsgi.WSGIServer(("127.0.0.1", 0), lambda environ, start_response: [])
+    assert server.max_request_line == pywsgi.MAX_REQUEST_LINE == 8190
+
+
+@pytest.mark.parametrize("body", [
+    [bytearray(b"hello")],
+    [memoryview(b"hello")],
+    (part for part in (bytearray(b"hel"), memoryview(b"lo"))),
+])
+def test_bytearray_and_memoryview_body_chunks_are_sent_as_bytes(body):
+    from wsgi_helpers import get, serving
+    items = list(body)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return items if len(items) == 1 else iter(items)
+
+    with serving(app) as server:
+        response = get(server)
+    assert response.status == 200
+    assert response.body == b"hello"
+
+
+def test_repeated_cookie_headers_are_joined_as_one_cookie_list():
+    from wsgi_helpers import get, serving
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [environ["HTTP_COOKIE"].encode()]
+
+    with serving(app) as server:
+        response = get(server, headers=b"Cookie: a=1\r\nCookie: b=2\r\n")
+    assert response.body == b"a=1; b=2"
