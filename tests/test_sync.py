@@ -552,3 +552,52 @@ def test_deadlock_among_the_green_threads_of_one_os_thread_is_still_a_loop_exit(
     sem = loop.lock.Semaphore(0)
     with pytest.raises(loop.LoopExit):
         sem.acquire()
+
+
+def test_a_semaphore_can_be_waited_for_like_a_green_thread():
+    free, taken = Semaphore(), Semaphore(0)
+    assert loop.wait([taken, free], count=1) == [free]
+    g = loop.spawn_later(0.01, taken.release)
+    with loop.iwait([taken]) as ready:
+        assert next(ready) is taken
+        assert taken.linkcount() == 1       # linked until the iteration ends
+    assert taken.linkcount() == 0
+    g.join()
+
+
+def test_semaphore_links_run_when_a_permit_is_free_and_take_none():
+    sem = Semaphore(0)
+    seen = []
+    sem.rawlink(seen.append)
+    loop.sleep(0.01)
+    assert seen == []                       # no permit: not called
+    sem.release()
+    sem.release()                           # one run for both releases
+    loop.sleep(0.01)
+    assert seen == [sem] and sem.counter == 2
+    sem.unlink(seen.append)
+    sem.acquire()
+    sem.release()
+    loop.sleep(0.01)
+    assert seen == [sem] and sem.linkcount() == 0
+
+
+def test_a_release_handed_to_a_waiter_leaves_links_waiting():
+    sem = Semaphore(0)
+    seen = []
+    sem.rawlink(seen.append)
+    waiter = loop.spawn(sem.acquire)
+    loop.sleep(0)
+    sem.release()                           # goes to the waiting green thread
+    waiter.join()
+    loop.sleep(0.01)
+    assert seen == []
+    sem.release()
+    loop.sleep(0.01)
+    assert seen == [sem]
+    sem.unlink(seen.append)
+
+
+def test_semaphore_rawlink_refuses_what_cannot_be_called():
+    with pytest.raises(TypeError):
+        Semaphore().rawlink(42)

@@ -17,9 +17,20 @@ switch, so they run under one native lock, :data:`_guard`: a release cannot slip
 waiter's last look at the counter and its queueing.  Whether another OS thread may be the one
 to release is for the lock kind to say (:meth:`Semaphore._foreign_wait`): such a wait counts as
 a wakeup source of its hub, which otherwise would see nothing that could end it.
+
+Links
+-----
+A semaphore can be waited for with :func:`loop.wait` / :func:`loop.iwait` next to green threads
+and events, through gevent's ``rawlink``/``unlink``: a link is called with the semaphore (in
+the hub, soon) whenever it has a permit, that is when linked while one is free and when a
+release leaves one free; it takes no permit, and stays linked until ``unlink``.  A release
+that hands its permit to a waiting green thread leaves none, so links wait for the next.
+Without links the release path pays one attribute test.
 """
 from collections import deque
 
+from loop._core.hub import get_hub
+from loop._core.links import DIRECT_LINK_TYPES, check_link, notify, without
 from loop._core.originals import allocate_lock, get_ident as _os_thread_ident
 from loop._core.waiter import TIMED_OUT, Waiter
 from loop._switch import getcurrent
@@ -42,9 +53,50 @@ class Semaphore:
         self._waiters = deque()
         self._home_thread = _os_thread_ident()
 
+    #: rawlink()ed callbacks (None while there are none: the release path tests only that),
+    #: the hub that runs them, and whether a run is queued there.
+    _links = None
+    _links_hub = None
+    _links_queued = False
+
     def __repr__(self):
         return "<%s counter=%d waiters=%d>" % (type(self).__name__, self.counter,
                                                len(self._waiters))
+
+    def rawlink(self, callback):
+        """Call ``callback(self)`` whenever a permit is free (see "Links" above)."""
+        if type(callback) not in DIRECT_LINK_TYPES:
+            check_link(callback)
+        with _guard:
+            if self._links is None:
+                self._links = []
+                self._links_hub = get_hub()
+            self._links.append(callback)
+        if self.counter > 0:
+            self._queue_links()
+
+    def unlink(self, callback):
+        with _guard:
+            if self._links is not None:
+                self._links = without(self._links, callback) or None
+
+    def linkcount(self):
+        links = self._links
+        return len(links) if links is not None else 0
+
+    def _queue_links(self):
+        with _guard:
+            if self._links_queued or self._links is None:
+                return
+            self._links_queued = True
+        self._links_hub.run_callback_threadsafe(self._run_links)
+
+    def _run_links(self):
+        with _guard:
+            self._links_queued = False
+            links = list(self._links) if self._links is not None else None
+        if links and self.counter > 0:
+            notify(self, links, self._links_hub)
 
     def locked(self):
         """True if ``acquire()`` would block."""
@@ -93,6 +145,8 @@ class Semaphore:
         """Give a permit back (to the first waiting green thread, if any)."""
         if not self._waiters:  # no call before the increment: no thread can come in between
             self.counter += 1
+            if self._links is not None:
+                self._queue_links()
             return self.counter
         with _guard:
             waiters = self._waiters
@@ -100,7 +154,9 @@ class Semaphore:
                 if waiters.popleft().wake(True):
                     return self.counter
             self.counter += 1
-            return self.counter
+        if self._links is not None:
+            self._queue_links()
+        return self.counter
 
     def wait(self, timeout=None):
         """Wait until a permit is available without taking it; return the counter."""
