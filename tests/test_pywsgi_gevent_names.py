@@ -86,3 +86,45 @@ def test_repeated_cookie_headers_are_joined_as_one_cookie_list():
     with serving(app) as server:
         response = get(server, headers=b"Cookie: a=1\r\nCookie: b=2\r\n")
     assert response.body == b"a=1; b=2"
+
+
+def test_secure_environ_hides_values_unless_told_otherwise():
+    environ = pywsgi.SecureEnviron({"HTTP_COOKIE": "session=secret"})
+    assert "secret" not in repr(environ) and "secret" not in str(environ)
+    assert "keys: 1" in repr(environ)
+    environ.whitelist_keys = ("REQUEST_METHOD",)
+    environ["REQUEST_METHOD"] = "GET"
+    assert repr(environ) == repr({"HTTP_COOKIE": "<MASKED>", "REQUEST_METHOD": "GET"})
+    environ.secure_repr = False
+    assert repr(environ) == repr(dict(environ))
+    del environ.secure_repr, environ.whitelist_keys
+    assert "secret" not in repr(environ)
+
+
+def test_environ_types_copy_as_themselves_and_pickle_as_dicts():
+    import copy
+    import pickle
+    for cls in (pywsgi.Environ, pywsgi.SecureEnviron):
+        environ = cls({"key": "value"})
+        assert type(environ.copy()) is cls
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            data = pickle.dumps(environ, protocol)
+            assert b"Environ" not in data
+            assert type(pickle.loads(data)) is dict and pickle.loads(data) == environ
+        assert copy.copy(environ) == environ
+
+
+def test_server_builds_each_environ_with_its_environ_class():
+    from wsgi_helpers import get, serving
+    seen = []
+
+    def app(environ, start_response):
+        seen.append((type(environ), "secret" in repr(environ)))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    with serving(app) as server:
+        assert get(server, headers=b"Cookie: s=secret\r\n").status == 200
+        server.environ_class = pywsgi.SecureEnviron
+        assert get(server, headers=b"Cookie: s=secret\r\n").status == 200
+    assert seen == [(dict, True), (pywsgi.SecureEnviron, False)]

@@ -116,7 +116,8 @@ from loop._protocols.http import (
     END_OF_MESSAGE, NEED_DATA, ProtocolError, RequestReader, split_target,
 )
 
-__all__ = ["WSGIServer", "WSGIHandler", "FileWrapper", "Input", "main", "MAX_REQUEST_LINE"]
+__all__ = ["WSGIServer", "WSGIHandler", "FileWrapper", "Input", "main", "MAX_REQUEST_LINE",
+           "Environ", "SecureEnviron", "WSGISecureEnviron"]
 
 #: The longest request line (and header line) accepted by default, in bytes (gevent's name).
 MAX_REQUEST_LINE = DEFAULT_MAX_REQUEST_LINE
@@ -479,6 +480,51 @@ class Input:
         # The request is over: no reference back to the connection (and no cycle through it,
         # should the application keep the environ).  Reads from now on find the end.
         self._handler = None
+
+
+class Environ(dict):
+    """An environ type for servers that want one other than ``dict`` (``environ_class``, as in
+    gevent): its ``copy()`` keeps the type, and it pickles (and ``copy.copy``-es) as a plain
+    dict, so nothing downstream depends on it."""
+    __slots__ = ()
+
+    def copy(self):
+        return type(self)(self)
+
+    def __reduce_ex__(self, protocol):
+        return dict, (dict(self),)
+
+
+class SecureEnviron(Environ):
+    """An environ whose ``repr``/``str`` do not show its values (cookies, authorization headers,
+    session data) when it lands in a log or a traceback: only how many keys it has, or, with
+    ``whitelist_keys``, the values of those keys and ``<MASKED>`` for the others.  Each
+    instance may set ``secure_repr`` and ``whitelist_keys``; unset, they come from the class's
+    ``default_secure_repr`` (True) and ``default_whitelist_keys`` (none)."""
+    __slots__ = ("secure_repr", "whitelist_keys")
+
+    default_secure_repr = True
+    default_whitelist_keys = ()
+
+    def __getattr__(self, name):
+        if name in SecureEnviron.__slots__:
+            return getattr(type(self), "default_" + name)
+        raise AttributeError(name)
+
+    def __repr__(self):
+        if not self.secure_repr:
+            return dict.__repr__(self)
+        shown = self.whitelist_keys
+        if shown:
+            return repr({key: value if key in shown else "<MASKED>"
+                         for key, value in self.items()})
+        return "<pywsgi.%s dict (keys: %d) at %#x>" % (type(self).__name__, len(self), id(self))
+
+    __str__ = __repr__
+
+
+#: gevent's other name for it.
+WSGISecureEnviron = SecureEnviron
 
 
 class FileWrapper:
@@ -1399,6 +1445,9 @@ class WSGIServer(StreamServer):
     """
 
     handler_class = WSGIHandler
+    #: The type of each request's environ: a plain dict (fastest), or :class:`Environ` /
+    #: :class:`SecureEnviron` (or a subclass), settable on the class or the server.
+    environ_class = dict
     stop_timeout = 10.0
 
     def __init__(self, listener, application=None, backlog=None, spawn="default", log=None,
@@ -1531,6 +1580,8 @@ class WSGIServer(StreamServer):
         if self._server_environ is None:
             self._server_environ = self._make_server_environ()
         environ = self._server_environ.copy()
+        if self.environ_class is not dict:
+            environ = self.environ_class(environ)
         if isinstance(address, tuple):
             environ["REMOTE_ADDR"] = address[0]
             environ["REMOTE_PORT"] = str(address[1])
