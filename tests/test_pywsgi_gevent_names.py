@@ -128,3 +128,29 @@ def test_server_builds_each_environ_with_its_environ_class():
         server.environ_class = pywsgi.SecureEnviron
         assert get(server, headers=b"Cookie: s=secret\r\n").status == 200
     assert seen == [(dict, True), (pywsgi.SecureEnviron, False)]
+
+
+@pytest.mark.parametrize("status, headers, message", [
+    ("200 OK\r\nX-Injected: 1", [], "carriage return or newline in status"),
+    ("200 OK", [("X-Test", "hi\r\nX-Injected: 1")], "carriage return or newline in header value"),
+    ("200 OK", [("X-Test\r\n", "hi")], "carriage return or newline in header name"),
+])
+def test_response_splitting_is_refused_in_start_response_in_gevents_words(status, headers,
+                                                                           message):
+    from wsgi_helpers import get, serving
+    raised = []
+
+    def app(environ, start_response):
+        try:
+            start_response(status, headers)
+        except ValueError as exc:
+            raised.append(exc)
+            raise
+        return [b"never sent"]
+
+    with serving(app, error_log=False) as server:
+        response = get(server)
+    assert response.status == 500 and b"X-Injected" not in response.body
+    assert [exc.args for exc in raised] == [(message, status if "status" in message else
+                                            headers[0][1] if "value" in message else
+                                            headers[0][0])]

@@ -207,18 +207,26 @@ _checked_names = {}   # response header name -> lower-cased name, for names foun
 _header_blocks = {}   # tuple(app headers) -> (encoded header lines, Content-Length or None)
 
 
+def _invalid(what, text, description):
+    # A CR or LF is the response-splitting attempt: said in gevent's words (args[0]), which
+    # ported code may test for; the offending text follows as args[1].
+    if type(text) is str and ("\r" in text or "\n" in text):
+        return ValueError(f"carriage return or newline in {what}", text)
+    return ValueError(f"{description} {text!r}")
+
+
 def _check_response_header(name, value):
     lower = _checked_names.get(name)
     if lower is None:
         if type(name) is not str or not _TOKEN.match(name):
-            raise ValueError(f"invalid response header name {name!r}")
+            raise _invalid("header name", name, "invalid response header name")
         lower = name.lower()
         if lower in _HOP_BY_HOP:
             raise ValueError(f"hop-by-hop header {name!r} is not allowed from a WSGI app")
         if len(_checked_names) < 1024:
             _checked_names[name] = lower
     if type(value) is not str or _BAD_VALUE.search(value):
-        raise ValueError(f"invalid value for response header {name!r}: {value!r}")
+        raise _invalid("header value", value, f"invalid value for response header {name!r}:")
     return lower
 
 
@@ -226,7 +234,7 @@ def _status_line(status):
     line = _status_lines.get(status)
     if line is None:
         if type(status) is not str or not _STATUS.match(status):
-            raise ValueError(f"invalid status {status!r}")
+            raise _invalid("status", status, "invalid status")
         try:
             line = b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
         except UnicodeEncodeError:
