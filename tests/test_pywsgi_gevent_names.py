@@ -154,3 +154,28 @@ def test_response_splitting_is_refused_in_start_response_in_gevents_words(status
     assert [exc.args for exc in raised] == [(message, status if "status" in message else
                                             headers[0][1] if "value" in message else
                                             headers[0][0])]
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/1.0"])
+def test_a_list_body_of_several_pieces_is_sent_with_its_content_length(version):
+    from wsgi_helpers import Client, connect, serving
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/big":
+            return [b"x" * (1 << 19)] * 3           # above the join limit: streamed
+        return [b"hello ", b"world"]
+
+    with serving(app) as server:
+        client = Client(connect(server))
+        keep_alive = b"Connection: keep-alive\r\n" if version == b"HTTP/1.0" else b""
+        client.send(b"GET / " + version + b"\r\nHost: x\r\n" + keep_alive + b"\r\n")
+        response = client.read_response()
+        assert response.body == b"hello world"
+        assert response.header("Content-Length") == "11"
+        assert response.header("Transfer-Encoding") is None
+        assert not response.closes                  # HTTP/1.0 keep-alive kept
+        client.send(b"GET /big " + version + b"\r\nHost: x\r\n" + keep_alive + b"\r\n")
+        response = client.read_response()
+        assert len(response.body) == 3 << 19
+        assert response.header("Content-Length") is None

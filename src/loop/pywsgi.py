@@ -134,6 +134,8 @@ _LINGER_BYTES = 1 << 20
 # Bodies up to this size go out in one send with their head (one copy is cheaper than two
 # syscalls); larger ones are sent as they are.
 _JOIN_LIMIT = 65536
+# A list body of several pieces up to this size is joined and sent with its Content-Length.
+_JOIN_LIMIT_LIST = 1 << 20
 # sendfile() hands the kernel at most this much per call.
 _SENDFILE_BLOCK = 1 << 24
 _SENDFILE_UNSUPPORTED = frozenset(
@@ -205,6 +207,17 @@ _status_lines = {}   # status text -> encoded status line
 
 _checked_names = {}   # response header name -> lower-cased name, for names found valid
 _header_blocks = {}   # tuple(app headers) -> (encoded header lines, Content-Length or None)
+
+
+def _joinable(parts):
+    """Whether a list body of several pieces is sent joined, with a Content-Length (as gevent
+    does) rather than chunked: all bytes, together at most _JOIN_LIMIT_LIST."""
+    total = 0
+    for part in parts:
+        if type(part) is not bytes:
+            return False
+        total += len(part)
+    return total <= _JOIN_LIMIT_LIST
 
 
 def _invalid(what, text, description):
@@ -1267,9 +1280,9 @@ class WSGIHandler:
         if type(result) is FileWrapper and self._try_sendfile(result):
             return
         if (not self.headers_sent and self.status is not None and type(result) in (list, tuple)
-                and len(result) <= 1):
+                and (len(result) <= 1 or _joinable(result))):
             # The common case: the whole body is in hand.  One sendall, exact Content-Length.
-            data = result[0] if result else b""
+            data = (result[0] if len(result) == 1 else b"".join(result)) if result else b""
             if type(data) is not bytes:
                 if not isinstance(data, (bytearray, memoryview)):
                     raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
