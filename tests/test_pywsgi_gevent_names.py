@@ -179,3 +179,32 @@ def test_a_list_body_of_several_pieces_is_sent_with_its_content_length(version):
         response = client.read_response()
         assert len(response.body) == 3 << 19
         assert response.header("Content-Length") is None
+
+
+def test_a_logger_like_log_is_written_through_a_logging_log_adapter():
+    from wsgi_helpers import get, serving
+
+    class Recorder:
+        mood = "calm"
+
+        def __init__(self):
+            self.logged = []
+
+        def log(self, level, message):
+            self.logged.append((level, message))
+
+    recorder = Recorder()
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"hello"]
+
+    with serving(app, log=recorder) as server:
+        assert isinstance(server.log, pywsgi.LoggingLogAdapter)
+        assert get(server).status == 200
+        server.log.mood = "busy"                # attributes are the logger's own
+        assert recorder.mood == "busy" and server.log.mood == "busy"
+        del server.log.mood
+        assert recorder.mood == "calm"
+    (level, line), = recorder.logged
+    assert level == 20 and '"GET / HTTP/1.1" 200 5' in line and not line.endswith("\n")

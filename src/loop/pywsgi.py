@@ -117,7 +117,7 @@ from loop._protocols.http import (
 )
 
 __all__ = ["WSGIServer", "WSGIHandler", "FileWrapper", "Input", "main", "MAX_REQUEST_LINE",
-           "Environ", "SecureEnviron", "WSGISecureEnviron"]
+           "Environ", "SecureEnviron", "WSGISecureEnviron", "LoggingLogAdapter"]
 
 #: The longest request line (and header line) accepted by default, in bytes (gevent's name).
 MAX_REQUEST_LINE = DEFAULT_MAX_REQUEST_LINE
@@ -1422,12 +1422,43 @@ class WSGIHandler:
 
 # -- the server ----------------------------------------------------------------------------------
 
+class LoggingLogAdapter:
+    """Gives an object with a ``log(level, message)`` method -- a ``logging.Logger``, or any
+    logger-like object -- the file-like ``write()`` of a server log (gevent's name): each
+    message is logged at ``level`` without its trailing newline.  Every other attribute, set
+    or read, is the wrapped object's."""
+
+    def __init__(self, logger, level=logging.INFO):
+        object.__setattr__(self, "_logger", logger)
+        object.__setattr__(self, "_level", level)
+
+    def write(self, message):
+        if message.endswith("\n"):
+            message = message[:-1]
+        self._logger.log(self._level, message)
+
+    def flush(self):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._logger, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._logger, name, value)
+
+    def __delattr__(self, name):
+        delattr(self._logger, name)
+
+
 class _AccessLog:
     """Wraps a logging.Logger or a file-like object; None when disabled."""
 
     def __init__(self, target, default):
         if target is None or target == "default":
             target = default
+        elif (not isinstance(target, (logging.Logger, logging.LoggerAdapter))
+              and not hasattr(target, "write") and callable(getattr(target, "log", None))):
+            target = LoggingLogAdapter(target)   # logger-like, without a file's write()
         self.target = target
         self.is_logger = isinstance(target, (logging.Logger, logging.LoggerAdapter))
 
@@ -1501,6 +1532,9 @@ class WSGIServer(StreamServer):
             self.handler_class = handler_class
         self.access_log = _AccessLog(log, _access_default)
         self.error_log = _AccessLog(error_log, _error_default)
+        #: What the access log is written to (gevent's ``server.log``): the file-like object or
+        #: logger given, a logger-like object wrapped in a :class:`LoggingLogAdapter`.
+        self.log = self.access_log.target
         self.extra_environ = dict(environ or {})
         #: Handlers of the open connections.
         self._connections = set()
