@@ -601,3 +601,16 @@ def test_a_release_handed_to_a_waiter_leaves_links_waiting():
 def test_semaphore_rawlink_refuses_what_cannot_be_called():
     with pytest.raises(TypeError):
         Semaphore().rawlink(42)
+
+
+def test_semaphore_links_run_in_the_first_hub_turn_after_the_release():
+    # gevent's users wait a millisecond for them; one turn of the hub must be enough
+    sem = Semaphore(0)
+    seen = []
+    sem.rawlink(lambda s: seen.append("a"))
+    sem.release()
+    loop.get_hub().loop.call_soon(seen.append, "loop turned")
+    loop.sleep(0)
+    loop.sleep(0)
+    assert seen[:1] == ["a"], seen
+    sem.unlink(seen.append)
