@@ -25,22 +25,16 @@ KNOWN_FAILURES = {
         "gevent-internal: uses a libev 'check' watcher (hub.loop.check()), which asyncio has no counterpart of",
     'test__event.TestEventCrossThread.test_cross_thread_callback_can_run_before_scheduling_returns':
         "gevent-internal: drives the hub through libev's async watcher and loop.run_callback_threadsafe internals",
-    'test__event.TestEvent_SetThenClear1000.test':
-        'difference (timing): 1000 green threads are spawned to wait on an Event, the spawner sleeps 1 ms, sets and clears it; the hub yields to due timers after a 5 ms slice of ready green threads, so under load some start only after clear() and wait forever (LoopExit); intermittent',
     'test__greenlet.TestBasic.test_add_spawn_callback':
         'difference: Greenlet.add_spawn_callback (a hook run on every spawn) is not provided; it would cost every spawn a check',
     'test__greenlet.TestBasic.test_minimal_ident_parent_not_hub':
         "gevent-internal: gevent's hub is a greenlet (g.parent is the Hub object, with a minimal_ident); loop's hub runs in its own fiber, g.parent is that fiber",
-    'test__greenlet.TestBasic.test_spawn_non_callable':
-        'difference: spawn_raw(1) fails only when the fiber starts, not at the call (requested for loop._core.api)',
     'test__greenlet.TestBasic.test_tree_locals':
         'difference: Greenlet.spawn_tree_locals / spawning_greenlet are not kept (a per-spawn cost loop does not pay); contextvars are copied into each green thread instead',
     'test__greenlet.TestCExt.test_c_extension':
         "gevent-internal: checks that gevent's Cython-compiled module is the one in use",
     'test__greenlet.TestDeadPropertyDuringSwitch.test_dead_is_false_for_current_greenlet_during_switch':
         "gevent-internal: installs a greenlet.settrace tracer; loop's fibers are not greenlets and have no switch tracer",
-    'test__greenlet.TestKillallRawGreenlet.test_killall_raw':
-        'difference: killall() of a raw fiber calls .kill on it, which raw fibers lack (requested for loop._core.api)',
     'test__greenlet.TestStuff.test_minimal_id':
         "gevent-internal: gevent's hub is a greenlet (g.parent is the Hub object, with a minimal_ident); loop's hub runs in its own fiber, g.parent is that fiber",
     'test__greenlet.TestStuff.test_multiple_listeners_error_unlink_AsyncResult_rawlink':
@@ -51,14 +45,6 @@ KNOWN_FAILURES = {
         'difference: a link callback that unlinks another link while links are being notified does not cancel that other link (loop takes the list of links when notifying starts)',
     'test__greenletset.Test.test_kill_noblock':
         "difference: uvloop runs a due 0.1 ms timer before callbacks queued earlier in the same iteration, so the sleep(0.0001) ends before the killed members' links ran (passes with LOOP_BACKEND=asyncio)",
-    'test__greenletset.Test.test_killall_iterable_argument_timeout_started':
-        'difference: killall(..., timeout=t) returns quietly when the green threads survive; gevent raises Timeout (requested for loop._core.api)',
-    'test__iwait.Testiwait.test_iwait_nogarbage':
-        'difference: iwait() returns a generator, not also a context manager (requested for loop._core.api)',
-    'test__iwait.Testiwait.test_iwait_partial':
-        'difference: iwait() returns a generator, not also a context manager (requested for loop._core.api)',
-    'test__iwait.Testiwait.test_noiter':
-        "difference: loop's Semaphore has no rawlink/unlink, so it cannot be waited for with wait()/iwait() (requested for loop.lock)",
     'test__local.TestCExt.test_c_extension':
         "gevent-internal: checks that gevent's Cython-compiled module is the one in use",
     'test__local.TestGeventLocal.test_local_dicts_for_greenlet':
@@ -69,8 +55,6 @@ KNOWN_FAILURES = {
         'difference: the values a running green thread set on a local object that became unreferenced are freed one collection later than gevent frees them (the count is off by the last object) [fails on 3.12, 3.13]',
     'test__local.TestGeventLocal.test_slot_and_type_attributes':
         'difference: the values a running green thread set on a local object that became unreferenced are freed one collection later than gevent frees them (the count is off by the last object) [fails on 3.12, 3.13]',
-    'test__lock.TestRLockMultiThread.test_acquire_in_one_then_another':
-        "difference: a lock released by one OS thread is acquired by a green thread of another OS thread only when that thread's hub runs again; the test's short fixed wait sees it still blocked",
     'test__lock.TestRLockMultiThread.test_dueling_threads':
         "gevent-internal: asserts the lock's private hub binding (sem.hub / sem._block.hub is None); loop's locks bind no hub",
     'test__lock.TestRLockMultiThread.test_dueling_threads_timeout':
@@ -107,10 +91,6 @@ KNOWN_FAILURES = {
         "difference: repeated Cookie request headers are joined with ', ' instead of '; ' (reported to loop.pywsgi)",
     'test__pywsgi.TestBody304.test_err':
         'difference (deliberate): loop drops the body an application returns with a 304 (RFC 9110 forbids one); the test expects it on the wire, where its client flags it',
-    'test__pywsgi.TestBytearray.test_basic':
-        'difference: a body iterable yielding bytearray (not bytes, as PEP 3333 requires) is refused with 500; gevent accepts it',
-    'test__pywsgi.TestBytearray.test_pipeline':
-        'difference: a body iterable yielding bytearray (not bytes, as PEP 3333 requires) is refused with 500; gevent accepts it',
     'test__pywsgi.TestChunkedPost.test_229_incorrect_chunk_token_ext_too_long':
         'difference: an over-long chunk extension is accepted (gevent answers 400)',
     'test__pywsgi.TestChunkedPost.test_trailers_request_smuggling_header_first':
@@ -121,110 +101,30 @@ KNOWN_FAILURES = {
         "difference (deliberate): the malformed request is refused with 501 rather than gevent's 400",
     'test__pywsgi.TestChunkedPost.test_trailers_too_long':
         'gevent-internal: uses gevent.pywsgi.MAX_REQUEST_LINE',
-    'test__pywsgi.TestConnectionUpgrades.test_basic':
-        'difference: a response of several body chunks without Content-Length is sent chunked where gevent buffers small responses and sends Content-Length',
     'test__pywsgi.TestConnectionUpgrades.test_connection_upgrade':
         "difference: an application answering '101 Switching Protocols' gets 500 (loop's upgrade path is loop.websocket)",
-    'test__pywsgi.TestConnectionUpgrades.test_dne':
-        'difference: a response of several body chunks without Content-Length is sent chunked where gevent buffers small responses and sends Content-Length',
     'test__pywsgi.TestConnectionUpgrades.test_upgrade_websocket':
         "difference: an application answering '101 Switching Protocols' gets 500 (loop's upgrade path is loop.websocket)",
     'test__pywsgi.TestContentLength304.test_err':
         "difference: write() of a body, or a non-zero Content-Length, with a 304 status ends the request with 500 instead of gevent's AssertionError inside the application",
     'test__pywsgi.TestEmptyYield.test_err':
         "difference: an application yielding only empty chunks gets an empty chunked body with different framing than gevent's",
-    'test__pywsgi.TestEnviron.test_copy_still_secure':
-        "gevent-internal: gevent.pywsgi.Environ/SecureEnviron (environ classes that hide values from repr); loop's environ is a plain dict",
-    'test__pywsgi.TestEnviron.test_default_secure_repr':
-        "gevent-internal: gevent.pywsgi.Environ/SecureEnviron (environ classes that hide values from repr); loop's environ is a plain dict",
-    'test__pywsgi.TestEnviron.test_environ_is_secure_by_default':
-        "gevent-internal: gevent.pywsgi.Environ/SecureEnviron (environ classes that hide values from repr); loop's environ is a plain dict",
-    'test__pywsgi.TestEnviron.test_override_class_defaults':
-        "gevent-internal: gevent.pywsgi.Environ/SecureEnviron (environ classes that hide values from repr); loop's environ is a plain dict",
-    'test__pywsgi.TestEnviron.test_pickle_copy_returns_dict':
-        "gevent-internal: gevent.pywsgi.Environ/SecureEnviron (environ classes that hide values from repr); loop's environ is a plain dict",
     'test__pywsgi.TestErrorAfterChunk.test':
         "difference: errors of the application and of reading its input are reported through the server's error log, not hub.handle_error, which these tests assert",
     'test__pywsgi.TestErrorInApplication.test':
         "difference: errors of the application and of reading its input are reported through the server's error log, not hub.handle_error, which these tests assert",
     'test__pywsgi.TestError_after_start_response.test':
         "difference: errors of the application and of reading its input are reported through the server's error log, not hub.handle_error, which these tests assert",
-    'test__pywsgi.TestHTTPResponseSplitting.test_newline_in_header_name':
-        'gevent-internal: exact error message for CR/LF in a response header or status (loop rejects it too, with its own message)',
-    'test__pywsgi.TestHTTPResponseSplitting.test_newline_in_header_value':
-        'gevent-internal: exact error message for CR/LF in a response header or status (loop rejects it too, with its own message)',
-    'test__pywsgi.TestHTTPResponseSplitting.test_newline_in_status':
-        'gevent-internal: exact error message for CR/LF in a response header or status (loop rejects it too, with its own message)',
     'test__pywsgi.TestHandlerSubclass.test':
         "gevent-internal: subclasses WSGIHandler and overrides gevent's private read_requestline",
-    'test__pywsgi.TestInputRaw.test_32bit_overflow':
-        'gevent-internal: uses gevent.pywsgi.MAX_REQUEST_LINE',
-    'test__pywsgi.TestInputRaw.test_chunked':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_chunked_missing_chunk':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_chunked_missing_chunk_read_with_length':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_chunked_missing_chunk_readline':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_chunked_read_with_length':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_chunked_short_chunk':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_chunked_short_chunk_read_with_length':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_chunked_short_chunk_readline':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_post':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_post_read_with_length':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_short_post':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_short_post_read_with_length':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestInputRaw.test_short_post_readline':
-        'gevent-internal: constructs gevent.pywsgi.Input(rfile, content_length=, chunked_input=) directly',
-    'test__pywsgi.TestLogging.test_proxy_methods_on_log':
-        'difference: WSGIServer has no .log LoggingLogAdapter and its error_log expects a file-like object, not a stdlib Logger',
-    'test__pywsgi.TestLogging.test_set_attributes':
-        'difference: WSGIServer has no .log LoggingLogAdapter and its error_log expects a file-like object, not a stdlib Logger',
-    'test__pywsgi.TestLogging.test_status_log':
-        'difference: WSGIServer has no .log LoggingLogAdapter and its error_log expects a file-like object, not a stdlib Logger',
     'test__pywsgi.TestMultiLineHeader.test_multiline_116':
         'difference: error_log=<stdlib Logger> is not accepted (loop writes to a file-like error log)',
-    'test__pywsgi.TestNoChunks.test_basic':
-        'difference: a response of several body chunks without Content-Length is sent chunked where gevent buffers small responses and sends Content-Length',
-    'test__pywsgi.TestNoChunks.test_dne':
-        'difference: a response of several body chunks without Content-Length is sent chunked where gevent buffers small responses and sends Content-Length',
-    'test__pywsgi.TestNoChunks10.test_basic':
-        'difference: HTTP/1.0 responses of known length come without Content-Length and the connection is closed (no HTTP/1.0 keep-alive)',
-    'test__pywsgi.TestNoChunks10.test_dne':
-        'difference: HTTP/1.0 responses of known length come without Content-Length and the connection is closed (no HTTP/1.0 keep-alive)',
-    'test__pywsgi.TestNoChunks10KeepAlive.test_basic':
-        'difference: HTTP/1.0 responses of known length come without Content-Length and the connection is closed (no HTTP/1.0 keep-alive)',
-    'test__pywsgi.TestNoChunks10KeepAlive.test_connection_close':
-        'difference: HTTP/1.0 responses of known length come without Content-Length and the connection is closed (no HTTP/1.0 keep-alive)',
-    'test__pywsgi.TestNoChunks10KeepAlive.test_dne':
-        'difference: HTTP/1.0 responses of known length come without Content-Length and the connection is closed (no HTTP/1.0 keep-alive)',
     'test__pywsgi.TestNonLatin1HeaderFromApplication.test':
         "difference: a non-Latin-1 response header from the application is answered with 400 instead of gevent's 500",
     'test__pywsgi.TestNonLatin1UnicodeHeaderFromApplication.test':
         "difference: a non-Latin-1 response header from the application is answered with 400 instead of gevent's 500",
     'test__pywsgi.TestWrite304.test_err':
         "difference: write() of a body, or a non-zero Content-Length, with a 304 status ends the request with 500 instead of gevent's AssertionError inside the application",
-    'test__queue.TestChannel.test_put_nowait_simple':
-        'difference: loop.util has no wrap_errors (gevent.util.wrap_errors; requested for loop.util)',
-    'test__queue.TestQueue.test_get_nowait_simple':
-        'difference: loop.util has no wrap_errors (gevent.util.wrap_errors; requested for loop.util)',
-    'test__queue.TestQueue.test_multiple_waiters':
-        'difference (timing, uvloop backend): a 1 ms Timeout that is already due can fire before the wake-ups queued just before it (uvloop runs due timers before call_soon callbacks); intermittent, passes with LOOP_BACKEND=asyncio',
-    'test__queue.TestQueue.test_put_nowait_simple':
-        'difference: loop.util has no wrap_errors (gevent.util.wrap_errors; requested for loop.util)',
-    'test__queue.TestSimpleQueue.test_get_nowait_simple':
-        'difference: loop.util has no wrap_errors (gevent.util.wrap_errors; requested for loop.util)',
-    'test__queue.TestSimpleQueue.test_put_nowait_simple':
-        'difference: loop.util has no wrap_errors (gevent.util.wrap_errors; requested for loop.util)',
     'test__select.TestPossibleCrashes.test_closing_fd_before_selecting':
         'gevent-internal: mock-patches a private name of gevent.select',
     'test__select.TestPossibleCrashes.test_closing_fd_while_selecting':
@@ -233,8 +133,6 @@ KNOWN_FAILURES = {
         'gevent-internal: mock-patches a private name of gevent.select',
     'test__select.TestPossibleCrashes.test_closing_object_while_selecting':
         'gevent-internal: mock-patches a private name of gevent.select',
-    'test__semaphore.TestBoundedSemaphoreMultiThread.test_acquire_in_one_then_another':
-        "difference: a lock released by one OS thread is acquired by a green thread of another OS thread only when that thread's hub runs again; the test's short fixed wait sees it still blocked",
     'test__semaphore.TestBoundedSemaphoreMultiThread.test_dueling_threads':
         "gevent-internal: asserts the lock's private hub binding (sem.hub / sem._block.hub is None); loop's locks bind no hub",
     'test__semaphore.TestBoundedSemaphoreMultiThread.test_dueling_threads_timeout':
@@ -243,12 +141,6 @@ KNOWN_FAILURES = {
         "gevent-internal: asserts the lock's private hub binding (sem.hub / sem._block.hub is None); loop's locks bind no hub",
     'test__semaphore.TestCExt.test_c_extension':
         "gevent-internal: checks that gevent's Cython-compiled module is the one in use",
-    'test__semaphore.TestSemaphore.test_rawlink_on_unacquired_runs_notifiers':
-        "difference: loop's Semaphore has no rawlink/unlink, so it cannot be waited for with wait()/iwait() (requested for loop.lock)",
-    'test__semaphore.TestSemaphore.test_release_twice':
-        "difference: loop's Semaphore has no rawlink/unlink, so it cannot be waited for with wait()/iwait() (requested for loop.lock)",
-    'test__semaphore.TestSemaphoreMultiThread.test_acquire_in_one_then_another':
-        "difference: a lock released by one OS thread is acquired by a green thread of another OS thread only when that thread's hub runs again; the test's short fixed wait sees it still blocked",
     'test__semaphore.TestSemaphoreMultiThread.test_dueling_threads':
         "gevent-internal: asserts the lock's private hub binding (sem.hub / sem._block.hub is None); loop's locks bind no hub",
     'test__semaphore.TestSemaphoreMultiThread.test_dueling_threads_timeout':
@@ -259,8 +151,6 @@ KNOWN_FAILURES = {
         "difference (deliberate): spawn=None runs each handler in a new green thread, where it may block; gevent calls it inside the accept callback, and the test asserts gevent's error text for blocking there",
     'test__server.TestSSLGetCertificate.test_wrap_socket_and_handle_wrap_failure':
         "gevent-internal: calls the server's private _handle(None, None)",
-    'test__signal.TestSignal.test_alarm':
-        "difference: an exception raised by a signal_handler callback is printed; gevent reports it with hub.handle_error(None, ...), which raises it in the main green thread (requested for loop._core.api)",
     'test__socket.TestCreateConnection.test_base_exception':
         "gevent-internal: mock-patches getaddrinfo and the socket class inside the gevent.socket module; loop's create_connection uses the resolver and socket class of loop._green.socket, so the real resolver sees the mock's fake socket type",
     'test__socket.TestFunctions.test_resolve_ipv6_scope_id':
