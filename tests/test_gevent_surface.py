@@ -356,53 +356,35 @@ def test_fileobject_posix_waits_on_the_hub():
         os.fstat(r)
 
 
-@pytest.mark.parametrize("mode", ["rb", "r"])
-def test_fileobject_posix_closes_while_another_green_thread_reads_it(mode):
-    # The parked reader holds the buffer's lock (an OS-thread lock): the stdlib close() would
+@pytest.mark.parametrize("mode", ["rb", "r", "wb"])
+def test_fileobject_posix_closes_while_another_green_thread_is_parked_in_it(mode):
+    # The parked call holds the buffer's lock (an OS-thread lock): the stdlib close() would
     # refuse with "reentrant call" and leave the descriptor open.
     from loop.fileobject import FileObjectPosix
     r, w = os.pipe()
-    reader = FileObjectPosix(r, mode)
+    reading = "r" in mode
+    ours, other = (r, w) if reading else (w, r)
+    fileobj = FileObjectPosix(ours, mode)
     failures = []
 
-    def read():
+    def park():
         try:
-            reader.read()
+            if reading:
+                fileobj.read()
+            else:
+                fileobj.write(b"x" * (4 << 20))  # far above the pipe's buffer: it parks
+                fileobj.flush()
         except (OSError, ValueError) as exc:
             failures.append(exc)
 
-    g = loop.spawn(read)
+    g = loop.spawn(park)
     loop.sleep(0.05)
-    reader.close()
+    fileobj.close()
     g.join(5)
-    assert g.dead and reader.closed
-    assert len(failures) == 1, failures
+    assert g.dead and fileobj.closed and len(failures) == 1, failures
     with pytest.raises(OSError):
-        os.fstat(r)
-    os.close(w)
-
-
-def test_fileobject_posix_closes_while_another_green_thread_is_blocked_writing_it():
-    from loop.fileobject import FileObjectPosix
-    r, w = os.pipe()
-    writer = FileObjectPosix(w, "wb")
-    failures = []
-
-    def write():
-        try:
-            writer.write(b"x" * (4 << 20))  # far above the pipe's buffer: it parks
-            writer.flush()
-        except (OSError, ValueError) as exc:
-            failures.append(exc)
-
-    g = loop.spawn(write)
-    loop.sleep(0.05)
-    writer.close()
-    g.join(5)
-    assert g.dead and writer.closed and len(failures) == 1, failures
-    with pytest.raises(OSError):
-        os.fstat(w)
-    os.close(r)
+        os.fstat(ours)
+    os.close(other)
 
 
 def test_fileobject_thread_runs_blocking_calls_in_threads():
