@@ -21,9 +21,9 @@ Scenarios (each run in a fresh subprocess per implementation, best of --repeat):
 HEAD~1``, so a change is measured side by side with the code before it.  Implementations take
 turns within each repeat, so a change in the machine's load hits all of them alike.
 
-Peers that are not installed are skipped with a note.  Results go to
-``bench/results/hub-<python>.json``; the table shows each peer's time divided by loop's (above
-1.0 means loop is faster).
+Peers that are not installed are skipped with a note.  A run of every peer at full scale
+writes ``bench/results/hub-<python>.json`` (``--json`` writes any run elsewhere); the table
+shows each peer's time divided by loop's (above 1.0 means loop is faster).
 """
 import argparse
 import json
@@ -265,6 +265,8 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--only", default=",".join(IMPLS))
     parser.add_argument("--baseline", help="another checkout's src directory, as loop-baseline")
+    parser.add_argument("--json", help="write the results here (default: bench/results/"
+                        "hub-<python>.json, for a full run only)")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker[0], args.worker[1], args.scale)
@@ -320,8 +322,15 @@ def main():
     out = {"python": platform.python_version(), "machine": platform.machine(),
            "repeat": args.repeat, "scale": args.scale, "results": results, "notes": notes,
            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    path = os.path.join(HERE, "results", "hub-%s.json" % platform.python_version())
+    path = args.json
+    if path is None:
+        # The published results (bench/report.py turns them into docs/performance.md's tables)
+        # are replaced only by a run of every peer at full scale; a partial or --baseline run
+        # writes them only where --json says.
+        if args.baseline or args.scale != 1.0 or impls != IMPLS:
+            return
+        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+        path = os.path.join(HERE, "results", "hub-%s.json" % platform.python_version())
     with open(path, "w") as f:
         json.dump(out, f, indent=2)
     print("results written to", os.path.relpath(path))
