@@ -699,7 +699,8 @@ fiber_switch_with(Fiber *target, Transfer *t)
 
 /* A fiber that a finishing child started (the end of fiber_main) has had no chance to look up
  * its run or to make its context: both can run Python code, which must not run on the finished
- * child's stack (its frames would outlive the stack). It does both here, on its own stack. */
+ * child's stack (its frames would outlive the stack). It does both here, on its own stack.
+ * Returns 0, -1 when its context could not be made, -2 when its run could not be looked up. */
 static int
 fiber_complete_start(Fiber *self, PyObject **run)
 {
@@ -720,7 +721,7 @@ fiber_complete_start(Fiber *self, PyObject **run)
     if (*run == NULL) {
         *run = PyObject_GetAttr((PyObject *)self, str_run);
         if (*run == NULL) {
-            return -1;
+            return -2;
         }
     }
     return 0;
@@ -743,6 +744,7 @@ fiber_main(void *unused)
     PyObject *result = NULL;
     PyObject *run = self->run;
     self->run = NULL;
+    int never_ran = 0;
     if (after_switch(ft, self, &t) == 0) {
         Py_CLEAR(self->run_replaced);     /* may run code: on this fiber's own stack now */
         if (t.from_exit) {
@@ -758,8 +760,12 @@ fiber_main(void *unused)
             /* Thrown into before it ran: the run callable is never called. */
             result = transfer_result(&t);
         }
-        else if (fiber_complete_start(self, &run) < 0) {
+        else if ((never_ran = fiber_complete_start(self, &run)) < 0) {
             transfer_clear(&t);
+            /* Its run could not even be looked up: as greenlet does, the fiber stays never
+             * started (switched to again, it looks its run up again) and the error goes to its
+             * parent. Nothing of it ran, and its stack is given back like a finished one's. */
+            never_ran = never_ran == -2;
         }
         else if (t.packed) {
             result = PyObject_CallOneArg(run, t.value);
@@ -786,7 +792,7 @@ fiber_main(void *unused)
     else {
         out.exc = exception_take();
     }
-    self->state = FIBER_DEAD;
+    self->state = never_ran ? FIBER_NEW : FIBER_DEAD;
 
     /* Frames are all gone. The context reference is parked on the fiber and dropped by its
      * dealloc, so no Python code runs on this stack after the decision to leave it. */

@@ -415,3 +415,49 @@ def test_fiber_dropped_by_another_thread_is_killed_when_its_thread_ends():
         assert finished == ["finally ran"], finished
         print("OK")
     """)
+
+
+def test_parent_whose_run_cannot_be_looked_up_stays_never_started():
+    # greenlet's rule: a finishing child starts its never-started parent; when the parent's run
+    # cannot even be looked up, the error goes on to the parent's parent and the parent stays
+    # never started, so switching to it later tries again.  The lookup runs on the parent's own
+    # stack (never on the finished child's), which is given back like a finished fiber's.
+    run_ok("""
+        import gc
+        from loop.compat.greenlet import greenlet, getcurrent
+        from loop._switch import stack_stats
+
+        class SomeError(Exception):
+            pass
+
+        broken = [True]
+
+        class Parent(greenlet):
+            def __getattribute__(self, name):
+                if name == "run" and broken[0]:
+                    raise SomeError
+                return greenlet.__getattribute__(self, name)
+
+            def run(self, *args):
+                return ("parent ran", args)
+
+        for round in range(300):   # stacks are reused: a stale one would show
+            broken[0] = True
+            parent = Parent()
+            seen = []
+            child = greenlet(lambda: seen.append(42), parent)
+            for attempt in range(2):
+                try:
+                    child.switch()
+                except SomeError:
+                    pass
+                else:
+                    raise AssertionError("no SomeError on attempt %d" % attempt)
+                assert seen == [42], seen
+                assert child.dead and not parent.dead and not parent, (child, parent)
+            broken[0] = False
+            assert parent.switch("now") == ("parent ran", ("now",))
+            assert parent.dead
+        gc.collect()
+        print("OK")
+    """)

@@ -39,11 +39,6 @@ EXCLUDED = {
 }
 
 KNOWN_FAILURES = {
-    "test_greenlet.TestGreenlet.test_switch_to_dead_greenlet_with_unstarted_perverse_parent":
-        "a difference on purpose: a never-started parent looks up its `run` on its own stack "
-        "when it starts (never on the finishing child's stack, whose reuse corrupted memory, "
-        "issue 14 item 1), so a lookup that fails ends that parent; greenlet looks it up on "
-        "the dying child's stack and leaves the parent unstarted",
 }
 
 NOT_RUN = {
