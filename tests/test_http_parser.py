@@ -318,3 +318,38 @@ def test_closed_reader_is_freed_without_the_garbage_collector(data):
         assert ref() is None
     finally:
         gc.enable()
+
+
+CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("start", [b"2\r\nhi\r\n0\r\nX-Trailer: ", b"2\r\nhi\r\n1;ext="])
+def test_a_trailer_field_or_chunk_line_that_never_ends_is_refused_not_buffered(start):
+    # The parser keeps an unfinished field in memory: without a bound, a client pins as much
+    # of the server's memory as it sends.
+    reader = RequestReader()
+    reader.feed(CHUNKED_HEAD + start)
+    events(reader)
+    fed = 0
+    while reader.error is None and fed < (8 << 20):
+        reader.feed(b"a" * 4096)
+        fed += 4096
+    assert reader.error is not None and reader.error.status == 431, (fed, reader.error)
+    assert fed <= reader.max_request_line + reader.max_header_bytes + 8192
+    with pytest.raises(ProtocolError):
+        reader.next_event()
+
+
+def test_a_chunked_body_fed_in_small_pieces_is_not_taken_for_a_long_line():
+    reader = RequestReader()
+    reader.feed(CHUNKED_HEAD)
+    events(reader)
+    body = []
+    for _ in range(20000):             # 100 KB of chunk lines and data, fed a few bytes at a time
+        reader.feed(b"3\r\n")
+        reader.feed(b"abc\r\n")
+        body.extend(event for event in events(reader) if isinstance(event, bytes))
+    reader.feed(b"0\r\nX-Long: " + b"t" * 60000 + b"\r\n\r\n")   # a large trailer that ends
+    rest = events(reader)
+    assert reader.error is None and rest == [END_OF_MESSAGE]
+    assert b"".join(body) == b"abc" * 20000

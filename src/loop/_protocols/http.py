@@ -187,6 +187,8 @@ class RequestReader:
         # when no callback fires (e.g. one enormous header value arriving slowly).
         self._head_bytes = 0
         self._head_limit = max_request_line + max_header_bytes + 4096
+        # Bytes fed after a head that brought no body data and no whole trailer field (feed()).
+        self._stalled_bytes = 0
 
     def _reset_message(self):
         self._url_parts = []
@@ -215,6 +217,9 @@ class RequestReader:
                 self._events.append(CONNECTION_CLOSED)
             return
         in_head = not self._headers_done
+        if not in_head:
+            headers = self._headers                     # a new list per message
+            progress = self._body_bytes + self._header_bytes
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -234,7 +239,19 @@ class RequestReader:
         except httptools.HttpParserError as exc:
             self._fail(self._translate(exc))
             return
-        if in_head and self.in_message and not self._headers_done:
+        if not in_head:
+            # Past the head, bytes that bring neither body data nor a whole trailer field are a
+            # chunk-size line or a trailer field still arriving, which the parser keeps in
+            # memory until it ends: bounded like a head, so a field that never ends cannot
+            # pin the server's memory.
+            if (self._headers is headers and self.in_message
+                    and self._body_bytes + self._header_bytes == progress):
+                self._stalled_bytes += len(data)
+                if self._stalled_bytes > self._head_limit:
+                    self._fail(ProtocolError(431, "chunk line or trailer section too large"))
+            else:
+                self._stalled_bytes = 0
+        elif self.in_message and not self._headers_done:
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
                 if self._url_length and not self._headers and data.find(b"\n") < 0:
