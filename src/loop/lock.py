@@ -30,7 +30,7 @@ Without links the release path pays one attribute test.
 from collections import deque
 
 from loop._core.hub import get_hub
-from loop._core.links import DIRECT_LINK_TYPES, check_link, without
+from loop._core.links import DIRECT_LINK_TYPES, check_link, run_links, without
 from loop._core.originals import allocate_lock, get_ident as _os_thread_ident
 from loop._core.waiter import TIMED_OUT, Waiter
 from loop._switch import getcurrent
@@ -95,15 +95,8 @@ class Semaphore:
         with _guard:
             self._links_queued = False
             links = list(self._links) if self._links is not None else None
-        if not links or self.counter <= 0:
-            return
-        # already a hub callback: every link runs now, each guarded by the hub's error report
-        hub = self._links_hub
-        for link in links:
-            try:
-                link(self)
-            except BaseException as exc:
-                hub.handle_error((link, self), type(exc), exc, exc.__traceback__)
+        if links and self.counter > 0:
+            run_links(self, links, self._links_hub)     # already a hub callback: all run now
 
     def locked(self):
         """True if ``acquire()`` would block."""

@@ -12,7 +12,7 @@ them for the next ``set()``); this module only runs them.
 """
 from loop._core.waiter import Waiter
 
-__all__ = ["DIRECT_LINK_TYPES", "check_link", "notify", "notify_one", "without"]
+__all__ = ["DIRECT_LINK_TYPES", "check_link", "notify", "notify_one", "run_links", "without"]
 
 #: Link types that only queue a wake-up (never block, never switch, never raise): called
 #: directly by the code that makes the source ready.  loop._core.api adds its iwait collector.
@@ -41,7 +41,7 @@ def notify(source, links, hub):
         else:
             deferred.append(link)
     if deferred:
-        hub.run_callback_threadsafe(_run_links, source, deferred, hub)
+        hub.run_callback_threadsafe(run_links, source, deferred, hub)
 
 
 def notify_one(source, link, hub):
@@ -49,10 +49,12 @@ def notify_one(source, link, hub):
     if type(link) in DIRECT_LINK_TYPES:
         link(source)
     else:
-        hub.run_callback_threadsafe(_run_links, source, (link,), hub)
+        hub.run_callback_threadsafe(run_links, source, (link,), hub)
 
 
-def _run_links(source, links, hub):
+def run_links(source, links, hub):
+    """Call ``links`` for ``source`` now, in a hub callback, each guarded by the hub's error
+    reporting."""
     for link in links:
         try:
             link(source)
