@@ -1,7 +1,8 @@
-"""Build the C switching core, ``loop._switch``.
+"""Build the C extensions: the switching core, ``loop._switch``, and the HTTP request-head
+scanner, ``loop._protocols._http_head`` (optional: the reader works without it).
 
 Everything else in the project is plain Python and is described by pyproject.toml; only the
-extension needs code, because setuptools still declares C extensions here.
+extensions need code, because setuptools still declares C extensions here.
 """
 import os
 
@@ -21,6 +22,11 @@ setup(
             depends=[os.path.join("src", name) for name in os.listdir("src") if name.endswith(".h")],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
-        )
+        ),
+        Extension(
+            "loop._protocols._http_head",
+            sources=["src/protocols/http_head.c"],
+            extra_compile_args=extra_compile_args,
+        ),
     ],
 )

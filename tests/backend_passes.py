@@ -17,6 +17,7 @@ import textwrap
 #: test modules (paths relative to tests/) that never reach the hub.
 HUB_FREE_MODULES = {
     "test_http_parser.py",
+    "test_http_head_scan.py",
     "test_proxy_protocol.py",
     "test_switch_basic.py",
     "test_switch_state.py",

@@ -3,10 +3,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loop._protocols import http
 from loop._protocols.http import (CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, ProtocolError, Request,
                         RequestReader, split_target)
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True, params=["scanner", "llhttp-only"])
+def head_scanner(request, monkeypatch):
+    """Every test here runs twice: with the C scanner taking the plain requests
+    (tests/test_http_head_scan.py), and with llhttp reading everything, as without the C
+    extension."""
+    if request.param == "llhttp-only":
+        monkeypatch.setattr(http, "_scan_head", None)
+    elif http._scan_head is None:
+        pytest.skip("the C head scanner is not built")
+    return request.param
 
 
 def events(reader):

@@ -15,7 +15,8 @@ STATE_HEADERS = {"interp_state.h", "state_311.h", "state_312.h", "state_313.h"}
 
 
 def c_sources():
-    return sorted(glob.glob(os.path.join(SRC, "*.c")) + glob.glob(os.path.join(SRC, "*.h")))
+    """The C files of every extension: the core in src/, the protocol helpers below it."""
+    return sorted(glob.glob(os.path.join(SRC, "**", "*.[ch]"), recursive=True))
 
 
 def strip_comments(text):
@@ -86,11 +87,12 @@ def test_every_c_file_is_built():
     import ast
     with open(os.path.join(ROOT, "setup.py")) as f:
         tree = ast.parse(f.read())
-    sources = None
+    sources = []
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "sources":
-            sources = ast.literal_eval(node.value)
-    on_disk = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(SRC, "*.c")))
+            sources += ast.literal_eval(node.value)
+    on_disk = sorted(os.path.relpath(p, ROOT)
+                     for p in glob.glob(os.path.join(SRC, "**", "*.c"), recursive=True))
     assert sorted(sources) == on_disk
 
 

@@ -72,6 +72,13 @@ from collections import deque
 
 import httptools
 
+try:
+    # The common request head read in C (src/protocols/http_head.c); a strict subset of what
+    # llhttp and the checks below accept, so without it every request takes the llhttp path.
+    from loop._protocols._http_head import scan as _scan_head
+except ImportError:
+    _scan_head = None
+
 __all__ = [
     "RequestReader", "Request", "ProtocolError",
     "NEED_DATA", "END_OF_MESSAGE", "CONNECTION_CLOSED",
@@ -216,6 +223,10 @@ class RequestReader:
             else:
                 self._events.append(CONNECTION_CLOSED)
             return
+        if not self.in_message and _scan_head is not None:
+            data = self._take_plain_heads(data)
+            if data is None:
+                return
         in_head = not self._headers_done
         if not in_head:
             headers = self._headers                     # a new list per message
@@ -258,6 +269,26 @@ class RequestReader:
                     self._fail(ProtocolError(414, "request line too long"))
                 else:
                     self._fail(ProtocolError(431, "request header section too large"))
+
+    def _take_plain_heads(self, data):
+        """Queue the body-less requests at the start of ``data`` that the C scanner reads
+        (see src/protocols/http_head.c); return the rest for llhttp, or None if nothing is
+        left.  llhttp is between messages here, so it starts the rest afresh."""
+        offset = 0
+        limit = len(data)
+        events = self._events
+        while True:
+            head = _scan_head(data, offset, self.max_request_line, self.max_header_bytes,
+                              self.max_headers)
+            if head is None:
+                break
+            offset, method, target, version, headers, keep_alive = head
+            events.append(Request(method, target, version, headers, None, False, keep_alive,
+                                  False, False))
+            events.append(END_OF_MESSAGE)
+            if offset == limit:
+                return None
+        return data[offset:] if offset else data
 
     def next_event(self):
         """Return the next event, :data:`NEED_DATA`, or raise the pending :class:`ProtocolError`."""
