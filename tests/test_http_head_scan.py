@@ -16,7 +16,7 @@ scan = pytest.importorskip("loop._protocols._http_head").scan
 
 pytestmark = pytest.mark.timeout(120)
 
-LIMITS = (8190, 65536, 100)
+LIMITS = (8190, 65536, 100, None)
 
 
 def outcome(chunks, use_scanner, **limits):
@@ -49,9 +49,10 @@ def outcome(chunks, use_scanner, **limits):
 def test_a_plain_request_is_read_by_the_scanner():
     data = (b"GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: example.com\r\nAccept:  */* \t\r\n"
             b"Connection: keep-alive\r\n\r\nrest")
-    end, method, target, version, headers, keep_alive = scan(data, 0, *LIMITS)
+    end, method, target, version, headers, keep_alive, length = scan(data, 0, *LIMITS)
     assert data[end:] == b"rest"
-    assert (method, target, version, keep_alive) == ("GET", b"/a/b?x=1&y=%20", "HTTP/1.1", True)
+    assert (method, target, version, keep_alive, length) == (
+        "GET", b"/a/b?x=1&y=%20", "HTTP/1.1", True, None)
     assert headers == [(b"Host", b"example.com"), (b"Accept", b"*/*"),
                        (b"Connection", b"keep-alive")]
     assert scan(data, end - 2, *LIMITS) is None
@@ -59,7 +60,11 @@ def test_a_plain_request_is_read_by_the_scanner():
 
 @pytest.mark.parametrize("data", [
     b"GET / HTTP/1.1\r\nHost: a\r\n",                                   # incomplete
-    b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",          # a body's framing
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\nx",      # odd framing
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\nx",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1234567890123456789\r\n\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
@@ -85,12 +90,26 @@ def test_the_scanner_leaves_anything_else_to_llhttp(data):
     assert scan(data, 0, *LIMITS) is None
 
 
+def test_a_content_length_body_is_counted_off_by_the_reader():
+    head = b"POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n"
+    assert scan(head, 0, *LIMITS)[-1] == 7
+    assert scan(head, 0, 8190, 65536, 100, 6) is None          # over max_body: the reader's
+    data = head + b"abcdefg" + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    for cut in range(1, len(data) + 1):
+        pieces = [piece for piece in (data[:cut], data[cut:]) if piece]   # b"" would be EOF
+        with_scanner = outcome(pieces, True)
+        assert with_scanner == outcome(pieces, False)
+        assert [e for e in with_scanner[0] if type(e) is tuple][-1][1] == "GET"
+    assert outcome([head + b"abc", b""], True) == outcome([head + b"abc", b""], False)
+    assert outcome([head], True, max_body=6) == outcome([head], False, max_body=6)
+
+
 def test_limits_are_left_to_the_reader():
     data = b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: a\r\nX: " + b"b" * 100 + b"\r\n\r\n"
     assert scan(data, 0, *LIMITS) is not None
-    assert scan(data, 0, 50, 65536, 100) is None          # request line
-    assert scan(data, 0, 8190, 100, 100) is None          # header bytes
-    assert scan(data, 0, 8190, 65536, 1) is None          # field count
+    assert scan(data, 0, 50, 65536, 100, None) is None          # request line
+    assert scan(data, 0, 8190, 100, 100, None) is None          # header bytes
+    assert scan(data, 0, 8190, 65536, 1, None) is None          # field count
     assert outcome([data], True, max_request_line=50) == outcome([data], False,
                                                                  max_request_line=50)
 
@@ -170,10 +189,15 @@ def plain_requests(draw):
         fields.append((b"Connection", draw(_VALUES)))
     if version == b"HTTP/1.0" and draw(st.booleans()):
         fields.append((b"Connection", b"keep-alive"))
+    body = b""
+    if draw(st.integers(0, 2)) == 0:
+        body = draw(st.binary(max_size=12))
+        length = str(len(body) + draw(st.sampled_from([0, 0, 0, -1, 1]))).encode()
+        fields.append((b"Content-Length", draw(st.sampled_from([length, length, b"0" + length]))))
     head = method + b" " + target + b" " + version + b"\r\n"
     head += b"".join(name + b":" + draw(st.sampled_from([b"", b" ", b"\t "])) + value + b"\r\n"
                      for name, value in fields)
-    return head + b"\r\n"
+    return head + b"\r\n" + body
 
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -182,7 +206,7 @@ def plain_requests(draw):
 def test_a_reader_with_the_scanner_reads_exactly_what_llhttp_reads(pipelined, cut):
     data = b"".join(pipelined)
     assert same_reading(outcome([data], True), outcome([data], False))
-    split = [data[:cut], data[cut:]]
+    split = [piece for piece in (data[:cut], data[cut:]) if piece]
     assert same_reading(outcome(split, True), outcome(split, False))
 
 

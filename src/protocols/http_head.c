@@ -5,24 +5,28 @@
  * instructions in llhttp's Python callbacks (RequestReader.on_url, on_header, the checks of
  * on_headers_complete), against 3% in llhttp itself (docs/performance.md, "Where a request's
  * time goes"). Nearly every request a server sees is a plain one: a known method, an
- * origin-form target, HTTP/1.1 or 1.0, a few ordinary fields, no body. This file reads exactly
- * that case in one C call and hands it back as the same values the Python reader builds.
+ * origin-form target, HTTP/1.1 or 1.0, a few ordinary fields, no body or one framed by
+ * Content-Length. This file reads exactly that case in one C call and hands it back as the
+ * same values the Python reader builds.
  *
  * Why it cannot weaken the reader: it is a filter, not a second parser. It accepts a strict
  * subset of what llhttp plus RequestReader's checks accept, and *declines* (returns None)
- * everything else -- a body, Transfer-Encoding, a request that closes the connection, Expect, Upgrade, an unknown method, an
+ * everything else -- Transfer-Encoding, an odd or too large Content-Length, a request that
+ * closes the connection, Expect, Upgrade, an unknown method, an
  * absolute-form target, obs-text, a bare LF, any limit reached, an incomplete head -- and the
  * caller then feeds the very same bytes to llhttp, which parses or refuses them as before. So
  * a request is either one both parsers read identically, or one only llhttp reads. The
- * framing of what follows is never in doubt: an accepted request has no body, so it ends
- * exactly at its blank line. tests/test_http_head_scan.py checks the subset against llhttp
+ * framing of what follows is never in doubt: an accepted request has no body or exactly
+ * Content-Length bytes of it, which the reader counts off before it looks for the next head.
+ * tests/test_http_head_scan.py checks the subset against llhttp
  * (every accepted input must come out of RequestReader alone the same way).
  *
- * scan(data, offset, max_request_line, max_header_bytes, max_headers)
- *   -> (end, method, target, version, headers, keep_alive) or None
- * (keep_alive is always True: a request that ends its connection is llhttp's, see below)
+ * scan(data, offset, max_request_line, max_header_bytes, max_headers, max_body)
+ *   -> (end, method, target, version, headers, keep_alive, content_length) or None
  * where end is the offset just past the head, method and version are str, target bytes,
- * headers a list of (name, value) bytes pairs with the value's surrounding SP/HTAB removed.
+ * headers a list of (name, value) bytes pairs with the value's surrounding SP/HTAB removed,
+ * content_length an int or None, and keep_alive always True (a request that ends its
+ * connection is left to llhttp, see below); max_body is an int or None.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -105,15 +109,16 @@ has_token(const char *p, Py_ssize_t n, const char *lower)
 static PyObject *
 scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError,
-                        "scan(data, offset, max_request_line, max_header_bytes, max_headers)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "scan(data, offset, max_request_line, "
+                                         "max_header_bytes, max_headers, max_body)");
         return NULL;
     }
     Py_ssize_t offset = PyLong_AsSsize_t(args[1]);
     Py_ssize_t max_line = PyLong_AsSsize_t(args[2]);
     Py_ssize_t max_header_bytes = PyLong_AsSsize_t(args[3]);
     Py_ssize_t max_headers = PyLong_AsSsize_t(args[4]);
+    long long max_body = args[5] == Py_None ? -1 : PyLong_AsLongLong(args[5]);
     if (PyErr_Occurred())
         return NULL;
     Py_buffer view;
@@ -168,6 +173,7 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (headers == NULL)
         goto done;
     Py_ssize_t size = 0, count = 0, hosts = 0;
+    long long content_length = -1;
     const char *connection[8];
     Py_ssize_t connection_len[8];
     int connections = 0;
@@ -228,8 +234,21 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             break;
         case 14:
-            if (lower_equals(name, 14, "content-length"))
-                DECLINE();
+            if (lower_equals(name, 14, "content-length")) {
+                /* One field of 1-18 digits (llhttp refuses a second one, a list, a sign);
+                 * leading zeros are read as llhttp reads them. */
+                if (content_length >= 0 || value_len == 0 || value_len > 18)
+                    DECLINE();
+                long long n = 0;
+                for (Py_ssize_t i = 0; i < value_len; i++) {
+                    if (value[i] < '0' || value[i] > '9')
+                        DECLINE();
+                    n = n * 10 + (value[i] - '0');
+                }
+                if (max_body >= 0 && n > max_body)
+                    DECLINE();
+                content_length = n;
+            }
             break;
         case 16:
             if (lower_equals(name, 16, "proxy-connection"))
@@ -269,9 +288,13 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     target = PyBytes_FromStringAndSize(t, q - t);
     if (target == NULL)
         goto done;
-    result = Py_BuildValue("(nOOOOO)", (Py_ssize_t)(p - base), method, target,
-                           minor ? st->http11 : st->http10, headers,
-                           keep_alive ? Py_True : Py_False);
+    if (content_length >= 0)
+        result = Py_BuildValue("(nOOOOOL)", (Py_ssize_t)(p - base), method, target,
+                               minor ? st->http11 : st->http10, headers, Py_True,
+                               content_length);
+    else
+        result = Py_BuildValue("(nOOOOOO)", (Py_ssize_t)(p - base), method, target,
+                               minor ? st->http11 : st->http10, headers, Py_True, Py_None);
 done:
     Py_XDECREF(target);
     Py_XDECREF(headers);
@@ -281,9 +304,9 @@ done:
 
 static PyMethodDef head_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
-     "scan(data, offset, max_request_line, max_header_bytes, max_headers)\n--\n\n"
-     "Read a complete, body-less, plain HTTP/1.x request head starting at offset: "
-     "(end, method, target, version, headers, keep_alive), or None when the head is "
+     "scan(data, offset, max_request_line, max_header_bytes, max_headers, max_body)\n--\n\n"
+     "Read a complete, plain HTTP/1.x request head starting at offset: (end, method, "
+     "target, version, headers, keep_alive, content_length), or None when the head is "
      "incomplete or anything about it needs the full reader."},
     {NULL, NULL, 0, NULL},
 };

@@ -196,6 +196,8 @@ class RequestReader:
         self._head_limit = max_request_line + max_header_bytes + 4096
         # Bytes fed after a head that brought no body data and no whole trailer field (feed()).
         self._stalled_bytes = 0
+        # Bytes still to come of a body whose head the C scanner read (_take_plain_heads).
+        self._plain_body_left = 0
 
     def _reset_message(self):
         self._url_parts = []
@@ -223,6 +225,10 @@ class RequestReader:
             else:
                 self._events.append(CONNECTION_CLOSED)
             return
+        if self._plain_body_left:
+            data = self._take_plain_body(data)
+            if data is None:
+                return
         if not self.in_message and _scan_head is not None:
             data = self._take_plain_heads(data)
             if data is None:
@@ -271,24 +277,50 @@ class RequestReader:
                     self._fail(ProtocolError(431, "request header section too large"))
 
     def _take_plain_heads(self, data):
-        """Queue the body-less requests at the start of ``data`` that the C scanner reads
-        (see src/protocols/http_head.c); return the rest for llhttp, or None if nothing is
-        left.  llhttp is between messages here, so it starts the rest afresh."""
+        """Queue the requests at the start of ``data`` that the C scanner reads (see
+        src/protocols/http_head.c), with their Content-Length bodies; return the rest for
+        llhttp, or None if nothing is left.  llhttp is between messages here, so it starts
+        the rest afresh; a body that is still arriving is counted off by _take_plain_body."""
         offset = 0
         limit = len(data)
         events = self._events
         while True:
             head = _scan_head(data, offset, self.max_request_line, self.max_header_bytes,
-                              self.max_headers)
+                              self.max_headers, self.max_body)
             if head is None:
                 break
-            offset, method, target, version, headers, keep_alive = head
-            events.append(Request(method, target, version, headers, None, False, keep_alive,
+            offset, method, target, version, headers, keep_alive, length = head
+            events.append(Request(method, target, version, headers, length, False, keep_alive,
                                   False, False))
+            if length:
+                end = offset + length
+                if end > limit:
+                    if offset < limit:
+                        events.append(bytes(data[offset:]))
+                    self._plain_body_left = end - limit
+                    self.in_message = True
+                    return None
+                events.append(bytes(data[offset:end]))
+                offset = end
             events.append(END_OF_MESSAGE)
             if offset == limit:
                 return None
         return data[offset:] if offset else data
+
+    def _take_plain_body(self, data):
+        """The next bytes of a body whose head the scanner read: queue them, and the end of
+        the message once Content-Length bytes came; return what follows, or None."""
+        left = self._plain_body_left
+        size = len(data)
+        if size < left:
+            self._plain_body_left = left - size
+            self._events.append(bytes(data))
+            return None
+        self._events.append(bytes(data[:left]))
+        self._events.append(END_OF_MESSAGE)
+        self._plain_body_left = 0
+        self.in_message = False
+        return data[left:] if size > left else None
 
     def next_event(self):
         """Return the next event, :data:`NEED_DATA`, or raise the pending :class:`ProtocolError`."""
