@@ -49,7 +49,7 @@ def outcome(chunks, use_scanner, **limits):
 def test_a_plain_request_is_read_by_the_scanner():
     data = (b"GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: example.com\r\nAccept:  */* \t\r\n"
             b"Connection: keep-alive\r\n\r\nrest")
-    end, method, target, version, headers, keep_alive, length = scan(data, 0, *LIMITS)
+    end, method, target, version, headers, keep_alive, length, cgi = scan(data, 0, *LIMITS)
     assert data[end:] == b"rest"
     assert (method, target, version, keep_alive, length) == (
         "GET", b"/a/b?x=1&y=%20", "HTTP/1.1", True, None)
@@ -92,7 +92,7 @@ def test_the_scanner_leaves_anything_else_to_llhttp(data):
 
 def test_a_content_length_body_is_counted_off_by_the_reader():
     head = b"POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n"
-    assert scan(head, 0, *LIMITS)[-1] == 7
+    assert scan(head, 0, *LIMITS)[6] == 7
     assert scan(head, 0, 8190, 65536, 100, 6) is None          # over max_body: the reader's
     data = head + b"abcdefg" + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     for cut in range(1, len(data) + 1):

@@ -608,6 +608,7 @@ class WSGIHandler:
         self._peer_closed = False        # the client closed, reset or stalled: no linger
         self._timeout = None
         self._base_environ = None
+        self._cgi_fits = False
         self.requests_served = 0
         self._unyielded = 0              # body bytes received since this thread last yielded
         self._start_request(None)
@@ -1027,7 +1028,24 @@ class WSGIHandler:
         base = self._base_environ
         if base is None:
             base = self._base_environ = self.server._connection_environ(self.address)
+            # A field's key already in the base environ (put there by the server's `environ`
+            # argument) is joined with it by the loop below; the scanner's dict would replace it.
+            self._cgi_fits = not any(key[:5] == "HTTP_" or key[:8] == "CONTENT_" for key in base)
         environ = base.copy()
+        cgi = request.cgi
+        if cgi is not None and self._cgi_fits:
+            # The C scanner built the request's variables (src/protocols/http_head.c); they
+            # are what the loop below makes of the same request.
+            environ.update(cgi)
+            script_name = self.server.script_name
+            if script_name:
+                path_info = cgi["PATH_INFO"]
+                if path_info == script_name or path_info.startswith(script_name + "/"):
+                    environ["PATH_INFO"] = path_info[len(script_name):]
+            environ["wsgi.input"] = self.input = Input(self)
+            if not request.has_body and self.reader.skip_end_of_message():
+                self.input._done = True
+            return environ
         target = request.target
         if target[:1] == b"/":
             path, _, query = target.partition(b"?")

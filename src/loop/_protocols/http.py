@@ -126,10 +126,10 @@ class Request:
     client's case, values are stripped of surrounding whitespace; trailers are not included."""
 
     __slots__ = ("method", "target", "version", "headers", "content_length", "chunked",
-                 "keep_alive", "expect_continue", "upgrade")
+                 "keep_alive", "expect_continue", "upgrade", "cgi")
 
     def __init__(self, method, target, version, headers, content_length, chunked, keep_alive,
-                 expect_continue, upgrade):
+                 expect_continue, upgrade, cgi=None):
         self.method = method                    # str, e.g. "GET"
         self.target = target                    # bytes, as sent
         self.version = version                  # "HTTP/1.1" or "HTTP/1.0"
@@ -139,6 +139,9 @@ class Request:
         self.keep_alive = keep_alive            # what the client asked for
         self.expect_continue = expect_continue  # "Expect: 100-continue" was sent
         self.upgrade = upgrade                  # a Connection: upgrade request (e.g. WebSocket)
+        # The request's own CGI variables (REQUEST_METHOD ... SERVER_PROTOCOL, HTTP_*), as a
+        # WSGI server adds them to its environ, when the C scanner read the head; else None.
+        self.cgi = cgi
 
     @property
     def has_body(self):
@@ -289,9 +292,9 @@ class RequestReader:
                               self.max_headers, self.max_body)
             if head is None:
                 break
-            offset, method, target, version, headers, keep_alive, length = head
+            offset, method, target, version, headers, keep_alive, length, cgi = head
             events.append(Request(method, target, version, headers, length, False, keep_alive,
-                                  False, False))
+                                  False, False, cgi))
             if length:
                 end = offset + length
                 if end > limit:
