@@ -720,3 +720,71 @@ def test_green_select_and_poll():
     sel.close()
     a.close()
     b.close()
+
+
+# -- the lazy deadline timer of a kept registration (loop._core.fdtable) ------------------------
+
+def _read_slot(sock):
+    return loop.get_hub()._readers[sock.fileno()]
+
+
+def test_a_short_timeout_after_a_long_one_still_times_out_on_time():
+    a, b = tcp_pair()
+    try:
+        a.settimeout(30)
+        loop.spawn_later(0.01, b.sendall, b"x")
+        assert a.recv(10) == b"x"          # a 30 s timer is left running
+        a.settimeout(0.1)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            a.recv(10)
+        assert 0.09 <= time.monotonic() - start < 1.0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_wait_outlasting_an_earlier_shorter_timer_does_not_time_out_early():
+    a, b = tcp_pair()
+    try:
+        a.settimeout(0.05)
+        loop.spawn_later(0.005, b.sendall, b"x")
+        assert a.recv(10) == b"x"          # its 0.05 s timer fires during the next wait
+        a.settimeout(0.3)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            a.recv(10)
+        assert 0.29 <= time.monotonic() - start < 2.0
+        # and data arriving after the early timer fired is still taken by the wait
+        a.settimeout(0.3)
+        loop.spawn_later(0.1, b.sendall, b"y")
+        assert a.recv(10) == b"y"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_request_response_waits_share_one_timer():
+    a, b = tcp_pair()
+    try:
+        a.settimeout(30)
+        b.settimeout(30)
+
+        def echo():
+            for _ in range(50):
+                b.sendall(b.recv(10))
+
+        echoer = loop.spawn(echo)
+        a.sendall(b"x")
+        assert a.recv(10) == b"x"
+        timer = _read_slot(a).timer
+        assert timer is not None
+        for _ in range(49):
+            a.sendall(b"x")
+            assert a.recv(10) == b"x"
+        assert _read_slot(a).timer is timer
+        echoer.join()
+    finally:
+        a.close()
+        b.close()
+    assert timer.cancelled()               # closing the socket ended it

@@ -18,8 +18,20 @@ may hold the old file under that number, or nothing.
 
 The exclusive waiter is resumed directly from the slot's callback (``Hub.resume``: a readable
 fd wakes one green thread); watchers are queued, since there may be many.
+
+A kept registration also keeps its *deadline timer*.  A connection waits with a timeout for
+every request (keep-alive, then the next head), and arming an event loop timer for each wait
+and cancelling it a few microseconds later, when the data came, cost more than a tenth of a
+hello-world request (``bench/`` and ``docs/performance.md``).  So a wait with a timeout only
+writes its deadline into the slot; the slot's timer is armed when there is none or when it is
+due later than this deadline, and otherwise left running.  When it fires it looks at the wait
+in progress: none (the data came in time) -- nothing happens; one whose deadline is later --
+it is armed again for the rest; one whose deadline has passed -- that wait times out.  A
+connection answering requests quickly therefore arms about one timer per timeout period, not
+one per request, and every wait still times out at its own deadline.  The timer is cancelled
+when the slot is discarded.
 """
-from loop._core.waiter import WAITING, WOKEN
+from loop._core.waiter import TIMED_OUT, WAITING, WOKEN
 
 __all__ = ["FdSlot", "abandoned_loops"]
 
@@ -32,7 +44,7 @@ class FdSlot:
     """One descriptor and direction on one hub: who waits on it, and whether the event loop
     has our callback installed."""
     __slots__ = ("hub", "table", "fd", "readable", "waiter", "watchers", "callback", "owner",
-                 "registered")
+                 "registered", "deadline", "timer", "timer_due")
 
     def __init__(self, hub, table, fd, readable):
         self.hub = hub
@@ -44,6 +56,9 @@ class FdSlot:
         self.callback = None    # a hub-side callback (a server's accept loop)
         self.owner = None       # weak reference to the socket that keeps the registration
         self.registered = False
+        self.deadline = None    # loop time at which the exclusive wait times out, if it does
+        self.timer = None       # the deadline timer (see the module's essay), or None
+        self.timer_due = 0.0    # loop time at which that timer fires
 
     def __repr__(self):
         return "<FdSlot fd=%d %s%s waiter=%r watchers=%d%s%s>" % (
@@ -86,8 +101,45 @@ class FdSlot:
             for waiter in watchers:
                 waiter.wake(True)
 
+    def arm_deadline(self, delay, due):
+        hub = self.hub
+        self.timer = timer = hub._call_later(delay, self.deadline_passed)
+        self.timer_due = due
+        unref = hub._unref_timers
+        if unref is not None:   # a forked child re-arms it on its new loop
+            unref[self] = timer
+
+    def cancel_deadline(self):
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
+            unref = self.hub._unref_timers
+            if unref is not None:
+                unref.pop(self, None)
+
+    def deadline_passed(self):
+        # The deadline timer's callback: see the module's essay.
+        hub = self.hub
+        self.timer = None
+        unref = hub._unref_timers
+        if unref is not None:
+            unref.pop(self, None)
+        deadline = self.deadline
+        waiter = self.waiter
+        if deadline is None or waiter is None or waiter.state != WAITING:
+            return
+        remaining = deadline - hub.loop.time()
+        if remaining > 0:
+            self.arm_deadline(remaining, deadline)
+            return
+        waiter.state = WOKEN
+        waiter.value = TIMED_OUT
+        hub.resume(waiter.fiber, waiter)
+
     def discard(self):
         self.unregister()
+        self.cancel_deadline()
         table = self.table
         if table.get(self.fd) is self:
             del table[self.fd]

@@ -619,6 +619,10 @@ class Hub:
                     pass
                 if isinstance(key, HubTimer):
                     fn, args = key._fire, ()
+                elif isinstance(key, FdSlot):   # a deadline timer: the slot keeps its handle
+                    key.timer = table[key] = self._call_later(max(delay, 0.0),
+                                                              key.deadline_passed)
+                    continue
                 elif isinstance(key, Waiter):
                     fn, args = key.timer_expired, (ref,)
                 else:  # a sleeping fiber
@@ -674,7 +678,20 @@ class Hub:
         sources = self._sources
         sources.add(waiter)
         try:
-            if waiter.wait(timeout) is TIMED_OUT:
+            if timeout is None or slot.owner is None:
+                result = waiter.wait(timeout)
+            else:
+                # A kept registration times its waits with its own lazy timer (fdtable).
+                due = self.loop.time() + timeout
+                slot.deadline = due
+                if slot.timer is None or slot.timer_due > due:
+                    slot.cancel_deadline()
+                    slot.arm_deadline(timeout, due)
+                try:
+                    result = waiter.wait()
+                finally:
+                    slot.deadline = None
+            if result is TIMED_OUT:
                 if timeout_exc is None:
                     raise TimeoutError("timed out")
                 raise timeout_exc
@@ -809,6 +826,7 @@ class Hub:
                  if slot is not None]
         for slot in slots:
             slot.unregister()
+            slot.cancel_deadline()
         # Both off the loop before anybody runs: a woken green thread may reuse the number.
         for slot in slots:
             slot.callback = None

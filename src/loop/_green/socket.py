@@ -178,7 +178,9 @@ class socket(_original_socket):
             remaining = deadline - monotonic()
             if remaining <= 0:
                 raise _timed_out()
-            current_hub().wait_fd(fd, readable, remaining, _timed_out(), self)
+            # No exception object made in advance: wait_fd raises TimeoutError("timed out")
+            # itself, the same as _timed_out(), and most waits never time out.
+            current_hub().wait_fd(fd, readable, remaining, None, self)
 
     def _read_op(self, op, args):
         """Run a C read operation, waiting for readability on EAGAIN."""
