@@ -1024,13 +1024,18 @@ class WSGIHandler:
 
     # -- one request -----------------------------------------------------------------------------
 
+    def _use_base_environ(self, base):
+        """Make ``base`` the environ every request of this connection starts from."""
+        self._base_environ = base
+        # A field's key already in it (put there by the server's `environ` argument) is joined
+        # with the field's value by _environ_for's loop; the C scanner's dict would replace it.
+        self._cgi_fits = not any(key[:5] == "HTTP_" or key[:8] == "CONTENT_" for key in base)
+
     def _environ_for(self, request):
         base = self._base_environ
         if base is None:
-            base = self._base_environ = self.server._connection_environ(self.address)
-            # A field's key already in the base environ (put there by the server's `environ`
-            # argument) is joined with it by the loop below; the scanner's dict would replace it.
-            self._cgi_fits = not any(key[:5] == "HTTP_" or key[:8] == "CONTENT_" for key in base)
+            base = self.server._connection_environ(self.address)
+            self._use_base_environ(base)
         environ = base.copy()
         cgi = request.cgi
         if cgi is not None and self._cgi_fits:

@@ -189,10 +189,11 @@ class GunicornHandler(pywsgi.WSGIHandler):
         # speaks for (gunicorn checks the socket's peer too).
         if options.scheme_headers and options.forwarded_allowed(self._peer):
             self._scheme_headers = options.scheme_headers
-        base = self._base_environ = server._connection_environ(self.address)
+        base = server._connection_environ(self.address)
         base["wsgi.early_hints"] = self._early_hints
         if extra:
             base.update(extra)
+        self._use_base_environ(base)
         try:
             super().handle()
         finally:
