@@ -1039,18 +1039,28 @@ class WSGIHandler:
         environ = base.copy()
         cgi = request.cgi
         if cgi is not None and self._cgi_fits:
-            # The C scanner built the request's variables (src/protocols/http_head.c); they
-            # are what the loop below makes of the same request.
+            # The C scanner built the request's variables (src/protocols/http_head.c): what
+            # _add_request_variables makes of the same request.
             environ.update(cgi)
-            script_name = self.server.script_name
-            if script_name:
-                path_info = cgi["PATH_INFO"]
-                if path_info == script_name or path_info.startswith(script_name + "/"):
-                    environ["PATH_INFO"] = path_info[len(script_name):]
-            environ["wsgi.input"] = self.input = Input(self)
-            if not request.has_body and self.reader.skip_end_of_message():
-                self.input._done = True
-            return environ
+            if self.server.script_name:
+                environ["PATH_INFO"] = self._below_script_name(cgi["PATH_INFO"])
+        else:
+            self._add_request_variables(environ, request)
+        environ["wsgi.input"] = self.input = Input(self)
+        if not request.has_body and self.reader.skip_end_of_message():
+            self.input._done = True
+        if request.upgrade:
+            environ["loop.upgrade"] = self
+        return environ
+
+    def _below_script_name(self, path_info):
+        """``path_info`` without the server's SCRIPT_NAME prefix, if it has it."""
+        script_name = self.server.script_name
+        if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
+            return path_info[len(script_name):]
+        return path_info
+
+    def _add_request_variables(self, environ, request):
         target = request.target
         if target[:1] == b"/":
             path, _, query = target.partition(b"?")
@@ -1058,12 +1068,8 @@ class WSGIHandler:
             path, query = split_target(target)
         if path.find(b"%") >= 0:  # `b"%" in path` costs a TypeError raised and cleared
             path = unquote_to_bytes(path)
-        path_info = path.decode("latin-1")
-        script_name = self.server.script_name
-        if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
-            path_info = path_info[len(script_name):]
         environ["REQUEST_METHOD"] = request.method
-        environ["PATH_INFO"] = path_info
+        environ["PATH_INFO"] = self._below_script_name(path.decode("latin-1"))
         environ["QUERY_STRING"] = query.decode("latin-1")
         environ["RAW_URI"] = environ["REQUEST_URI"] = request.target.decode("latin-1")
         environ["SERVER_PROTOCOL"] = request.version
@@ -1081,12 +1087,6 @@ class WSGIHandler:
             environ[key] = value
         if request.chunked:
             environ.pop("CONTENT_LENGTH", None)
-        environ["wsgi.input"] = self.input = Input(self)
-        if not request.has_body and self.reader.skip_end_of_message():
-            self.input._done = True
-        if request.upgrade:
-            environ["loop.upgrade"] = self
-        return environ
 
     def _handle_request(self, request):
         server = self.server

@@ -31,7 +31,7 @@ connection answering requests quickly therefore arms about one timer per timeout
 one per request, and every wait still times out at its own deadline.  The timer is cancelled
 when the slot is discarded.
 """
-from loop._core.waiter import TIMED_OUT, WAITING, WOKEN
+from loop._core.waiter import WAITING, WOKEN
 
 __all__ = ["FdSlot", "abandoned_loops"]
 
@@ -132,10 +132,8 @@ class FdSlot:
         remaining = deadline - hub.loop.time()
         if remaining > 0:
             self.arm_deadline(remaining, deadline)
-            return
-        waiter.state = WOKEN
-        waiter.value = TIMED_OUT
-        hub.resume(waiter.fiber, waiter)
+        else:
+            waiter.time_out()
 
     def discard(self):
         self.unregister()

@@ -187,6 +187,10 @@ class Waiter:
     def timer_expired(self, ref):
         """The callback of this wait's timer (the hub re-arms it on a forked child's loop)."""
         self.hub.timer_done(self, ref)
+        self.time_out()
+
+    def time_out(self):
+        """End the wait, if it is still waiting, with ``TIMED_OUT``: from a hub callback."""
         if self.state != WAITING:
             return
         self.state = WOKEN
