@@ -225,6 +225,29 @@ def test_signal_handler_runs_in_green_thread(backend):
     assert "handled usr1 True" in r.stdout
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_signal_before_the_hub_first_runs_is_handled_once(backend):
+    # A process registers its handlers first and starts serving later (a gunicorn worker
+    # loads its application in between).  A signal that comes in between must be handled once
+    # the hub runs, once.  (uvloop's own add_signal_handler drops such a signal: its wake-up fd
+    # is only in place while the loop runs.)
+    r = run_script("""
+        import os, signal, time, loop
+        calls = []
+        loop.signal_handler(signal.SIGUSR1, calls.append, "usr1")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)            # the hub has not run yet
+        loop.sleep(0.2)
+        print("before", calls)
+        calls.clear()
+        loop.spawn_later(0.05, os.kill, os.getpid(), signal.SIGUSR1)
+        loop.sleep(0.3)
+        print("running", calls)
+    """, {"LOOP_BACKEND": backend})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["before ['usr1']", "running ['usr1']"], r.stdout + r.stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fork_child_gets_working_hub(backend):

@@ -1,7 +1,7 @@
 """The hub's event loops: asyncio's, subclassed so the hub can see what others schedule on them.
 
 The hub runs a stock event loop -- uvloop's when it is installed, the stdlib's otherwise
-(``LOOP_BACKEND=asyncio`` or ``uvloop`` chooses) -- with two changes, made by subclassing:
+(``LOOP_BACKEND=asyncio`` or ``uvloop`` chooses) -- with three changes, made by subclassing:
 
 Raw-call accounting.  asyncio never says that it has nothing left to do, and the hub must know
 it to raise ``LoopExit`` (see :mod:`loop._core.hub`).  The hub's own timers and fd callbacks
@@ -15,6 +15,14 @@ The unpatched stdlib.  The stdlib loop is built on the original selector class a
 ``_socket`` pair for its self-pipe (see :mod:`loop._core.originals`): after monkey patching,
 asyncio's own ``socket.socketpair()`` would make green sockets that wait on the hub they serve.
 A forked child rebuilds the selector and the self-pipe instead of touching the parent's.
+
+Signals before the first run (uvloop).  uvloop points the signal wake-up fd at its own pipe only
+while it runs; a signal that arrives before the hub first runs (a gunicorn worker loading its
+application after registering its handlers) reaches only the Python-level handler uvloop
+installed, which merely records it, and the callback never runs.  The stdlib loop sets its
+wake-up fd when the handler is added and has no such gap.  The hub's uvloop class therefore
+wraps that Python-level handler: while the loop runs it defers to uvloop's, otherwise it queues
+the callback with ``call_soon_threadsafe``, to run once the loop does.
 """
 import os
 import signal
@@ -54,7 +62,23 @@ def _hub_uvloop_class():
         # name stays uvloop's, for code that recognises uvloop by type(loop).__module__.
         _HubUVLoop = _with_raw_accounting(uvloop.Loop, "call_later", "HubUVLoop",
                                           uvloop.Loop.__module__)
+        _HubUVLoop.add_signal_handler = _add_signal_handler_kept_before_run
     return _HubUVLoop
+
+
+def _add_signal_handler_kept_before_run(self, sig, callback, *args):
+    # uvloop's add_signal_handler, plus a signal that comes while the loop is not running (see
+    # "Signals before the first run" above).
+    _HubUVLoop.__base__.add_signal_handler(self, sig, callback, *args)
+    uvloop_handler = signal.getsignal(sig)
+
+    def on_signal(signum, frame):
+        if self.is_running():
+            uvloop_handler(signum, frame)
+        elif not self.is_closed():
+            self.call_soon_threadsafe(callback, *args)
+
+    signal.signal(sig, on_signal)
 
 
 class _RawCall:
