@@ -756,6 +756,68 @@ def test_recycling_never_runs_a_request_it_then_drops(start, worker_class, tmp_p
         sock.close()
 
 
+def test_recycling_turns_away_no_new_connection(start, worker_class):
+    # One client, one new connection per request (Connection: close), through many recyclings.
+    # A worker that reached max_requests must stop accepting at once: a connection it accepts
+    # after that decision would be closed by the wind-down without its request being read,
+    # and the client sees a reset (or a close without a response) on a fresh connection,
+    # which no HTTP client retries.  The connections it leaves in the shared backlog are
+    # served by its sibling or its replacement.
+    server = start(worker_class, "-w", "2", "--max-requests", "15")
+    failures = []
+    served = 0
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        try:
+            status, _ = server.get("/")
+            assert status == 200
+            served += 1
+        except OSError as exc:
+            failures.append(repr(exc))
+    restarts = server.log().count("Autorestarting worker")
+    assert restarts >= 4, (served, restarts)          # it really recycled, several times
+    assert not failures, (len(failures), served, failures[:3])
+
+
+BOOT_HOOK = textwrap.dedent('''
+    import time
+    MARKER = {marker!r}
+
+    def post_fork(server, worker):
+        # Stretch the worker's boot (loop.monkey.patch_all and the imports after it) so that
+        # a signal surely arrives in the middle of it.
+        patch = worker.patch
+
+        def slow_patch():
+            open(MARKER, "w").close()
+            time.sleep(1.5)
+            patch()
+        worker.patch = slow_patch
+''')
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT])
+def test_a_signal_during_the_worker_boot_is_not_lost(start, worker_class, tmp_path, signum):
+    # Until a worker has installed its own signal handlers it runs those of the arbiter it was
+    # forked from, which only queue the signal in the arbiter's memory (of which the child has
+    # a copy): a TERM or QUIT the arbiter sends in that window would be lost, and the arbiter
+    # would wait out the whole graceful timeout (10 s here) before killing the worker.
+    marker = tmp_path / "booting"
+    conf = tmp_path / "boot_hook.py"
+    conf.write_text(BOOT_HOOK.format(marker=str(marker)))
+    server = start(worker_class, "-w", "1", "-c", str(conf))
+    pid = server.pid()
+    marker.unlink()
+    os.kill(pid, signal.SIGKILL)                      # the arbiter boots a new worker
+    assert wait_for(marker.exists), server.log()[-2000:]
+    time.sleep(0.3)                                   # the new worker is in its boot now
+    started = time.monotonic()
+    server.signal(signum)
+    assert server.proc.wait(15) == 0
+    assert time.monotonic() - started < 6, server.log()[-2000:]
+    assert "was sent SIGKILL" not in server.log().split("Handling signal")[-1]
+
+
 def test_max_requests_recycling_loses_no_request(start, worker_class, tmp_path):
     ledger = tmp_path / "ledger"
     server = start(worker_class, "-w", "2", "--max-requests", "40", "--env", "LEDGER=%s" % ledger)

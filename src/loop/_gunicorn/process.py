@@ -6,6 +6,7 @@ standard library, nothing of loop's hub.  What a worker does after the fork live
 patched (see the package's documentation).
 """
 import os
+import signal
 import sys
 import time
 import warnings
@@ -40,6 +41,13 @@ class _GreenProcess(Worker):
     # -- in the child, after fork ------------------------------------------------------------
 
     def init_process(self):
+        # Until init_signals installs this worker's handlers, the ones in place are the
+        # arbiter's, inherited through the fork: they queue a signal in the child's copy of the
+        # arbiter, which nobody reads.  Patching and importing the server take long enough (a
+        # few hundred ms) for the arbiter's TERM or QUIT to land in that window and be lost,
+        # leaving the arbiter to wait out graceful_timeout and kill the worker.  So the
+        # signals are held back until init_signals can take them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
         self.patch()
         super().init_process()      # gunicorn's: signals, app loading, then self.run()
 
@@ -55,6 +63,7 @@ class _GreenProcess(Worker):
             "SIGINT": self.handle_quit, "SIGUSR1": self.handle_usr1,
             "SIGABRT": self.handle_abort, "SIGWINCH": self.handle_winch,
         })
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self.SIGNALS)   # held since init_process
 
     def handle_exit(self, sig, frame):
         self.alive = False
@@ -70,6 +79,16 @@ class _GreenProcess(Worker):
         if self._wake is not None:
             self._wake.set()
         super().handle_abort(sig, frame)
+
+    def recycle(self):
+        """``max_requests`` reached (``alive`` is already False): stop accepting at once and
+        wake the heartbeat loop, which winds the servers down.  A connection accepted after
+        this decision would be closed by the wind-down before its first request is read, a
+        reset on a fresh connection that no client retries; left in the listen backlog, it
+        goes to a sibling worker or to this one's replacement."""
+        for server in self.servers:
+            server.stop_accepting()
+        self._wake.set()
 
     def notify(self):
         super().notify()
@@ -200,4 +219,4 @@ class GreenGunicornWorker(_GreenProcess, AsyncWorker):
             if not self.alive:
                 # max_requests reached (gunicorn only clears alive): stop accepting now
                 # rather than at the next heartbeat.
-                self._wake.set()
+                self.recycle()

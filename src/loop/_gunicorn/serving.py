@@ -210,7 +210,7 @@ class GunicornHandler(pywsgi.WSGIHandler):
         if worker.nr >= worker.max_requests and worker.alive:
             worker.log.info("Autorestarting worker after current request.")
             worker.alive = False
-            worker._wake.set()
+            worker.recycle()
         if not (worker.alive and server.keepalive):
             request.keep_alive = False     # so the response says Connection: close
         if self._scheme_headers is not None:
