@@ -59,7 +59,9 @@ gets control, and a hub asleep in ``epoll_wait`` might not get it until its next
 gunicorn's ``init_signals`` we register TERM, QUIT, INT, USR1 and ABRT again through the hub's
 event loop (:func:`loop.signal_handler`): the loop wakes at once, and each handler runs in a new
 green thread, where it may block (``handle_quit`` sleeps; ``reopen_files`` takes locks).
-TERM (graceful) wakes the heartbeat loop immediately; then every server is stopped while the
+Until those handlers are in place the worker runs the arbiter's, inherited through the fork,
+which would lose a signal; so TERM, QUIT and the others are blocked from the start of
+``init_process`` until ``init_signals`` has routed them.  TERM (graceful) wakes the heartbeat loop immediately; then every server is stopped while the
 heartbeat continues: the listener is closed, and the connections wind down without losing a
 request (see "Winding down").  QUIT and INT exit at once.  HUP is the arbiter's business (it
 starts new workers and TERMs the old ones), and so is USR2 (a new arbiter; the old one's
@@ -72,7 +74,9 @@ stop, whose rule is: a request the application ran gets its response, and a requ
 not be served is never run.  With :class:`GreenWorker`, a request whose bytes the worker has
 read is served and its response says ``Connection: close``, including every request that
 starts once the worker knows it will stop (``max_requests`` reached, before the servers are
-told); a connection waiting for its next request is closed without reading it, so what the
+told); from that moment the worker accepts nothing more (the connections in the shared listen
+backlog go to a sibling or to the replacement); a connection waiting for its next request is
+closed without reading it, so what the
 client sent meanwhile is not run and the client sees the connection close with no response (an
 HTTP client retries such a request on a new connection).  :class:`GreenGunicornWorker` runs
 gunicorn's request loop: each connection serves the request it reads next with
