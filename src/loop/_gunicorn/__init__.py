@@ -61,9 +61,9 @@ event loop (:func:`loop.signal_handler`): the loop wakes at once, and each handl
 green thread, where it may block (``handle_quit`` sleeps; ``reopen_files`` takes locks).
 Until those handlers are in place the worker runs the arbiter's, inherited through the fork,
 which would lose a signal; so TERM, QUIT and the others are blocked from the start of
-``init_process`` until ``init_signals`` has routed them.  TERM (graceful) wakes the heartbeat loop immediately; then every server is stopped while the
-heartbeat continues: the listener is closed, and the connections wind down without losing a
-request (see "Winding down").  QUIT and INT exit at once.  HUP is the arbiter's business (it
+``init_process`` until ``init_signals`` has routed them.  TERM (graceful) wakes the heartbeat
+loop immediately; then every server is stopped while the heartbeat continues: the listener is
+closed, and the connections wind down without losing a request (see "Winding down").  QUIT and INT exit at once.  HUP is the arbiter's business (it
 starts new workers and TERMs the old ones), and so is USR2 (a new arbiter; the old one's
 workers get TERM when it is told to stop); USR1 reopens the log files.
 
@@ -76,9 +76,8 @@ read is served and its response says ``Connection: close``, including every requ
 starts once the worker knows it will stop (``max_requests`` reached, before the servers are
 told); from that moment the worker accepts nothing more (the connections in the shared listen
 backlog go to a sibling or to the replacement); a connection waiting for its next request is
-closed without reading it, so what the
-client sent meanwhile is not run and the client sees the connection close with no response (an
-HTTP client retries such a request on a new connection).  :class:`GreenGunicornWorker` runs
+closed without reading it, so what the client sent meanwhile is not run and the client sees the
+connection close with no response (an HTTP client retries such a request on a new connection).  :class:`GreenGunicornWorker` runs
 gunicorn's request loop: each connection serves the request it reads next with
 ``Connection: close``, and idle ones close after ``--keep-alive``.  What still runs when the
 grace period ends is cut and logged; that happens a little before ``graceful_timeout``, because
