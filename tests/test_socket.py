@@ -5,6 +5,7 @@ import gc
 import io
 import os
 import socket as stdlib_socket
+import sys
 import tempfile
 import threading
 import time
@@ -71,6 +72,62 @@ def test_timeout_api_matches_stdlib():
         g.setblocking(True)
         assert g.gettimeout() is None and g.getblocking()
         assert os.get_blocking(g.fileno()) is False
+    finally:
+        g.close()
+        r.close()
+
+
+def test_settimeout_from_two_threads_never_leaves_the_socket_non_blocking():
+    # A WebSocket's reader and a sender in another OS thread set the timeout of one socket
+    # around each read and write.  settimeout went through the C object's own timeout (set the
+    # value, read it back normalised, set the descriptor's timeout back to 0), so the other
+    # thread could read back the 0: the socket turned non-blocking, and the next recv or send
+    # raised EAGAIN (seen as "WebSocket closed (1006): [Errno 11]").  In between, a recv in
+    # another thread would also see a C-level timeout and block its whole OS thread in poll().
+    s = gsocket.socket()
+    stop = time.monotonic() + 1.0
+    wrong = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+
+    def set_repeatedly(value):
+        while time.monotonic() < stop and not wrong:
+            s.settimeout(value)
+            seen = s.gettimeout()
+            if seen not in (5.0, 7.0):
+                wrong.append(seen)
+            c_level = _socket.socket.gettimeout(s)
+            if c_level != 0.0:
+                wrong.append(("C-level timeout", c_level))
+
+    try:
+        threads = [threading.Thread(target=set_repeatedly, args=(value,))
+                   for value in (5.0, 7.0)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+        s.close()
+    assert not wrong, wrong[:5]
+
+
+def test_settimeout_normalises_like_the_stdlib():
+    g, r = gsocket.socket(), stdlib_socket.socket()
+    try:
+        for value in (0, 1, 2.5, 0.1, 1e-10, 1.0000000001, 3 * 0.1, 10**6, 123456.789,
+                      True, 2**31):
+            g.settimeout(value)
+            r.settimeout(value)
+            assert g.gettimeout() == r.gettimeout() and type(g.gettimeout()) is float, value
+        for bad in (-1, -0.5, float("nan"), float("inf"), "x", b"1", 1e300, 2**80, [], 1j):
+            with pytest.raises(Exception) as expected:
+                r.settimeout(bad)
+            with pytest.raises(type(expected.value)) as got:
+                g.settimeout(bad)
+            assert str(got.value) == str(expected.value), bad
+        assert _socket.socket.gettimeout(g) == 0.0
     finally:
         g.close()
         r.close()

@@ -61,6 +61,7 @@ import io
 import os
 import socket as _stdlib
 import warnings as _warnings
+from math import ceil as _ceil
 from time import monotonic
 
 from loop._core.hub import cancel_wait, current_hub, forget_fd as _forget_fd, get_hub
@@ -119,6 +120,29 @@ def _closed_error():
                                  "thread was waiting on it")
 
 
+def _normalised_timeout(value):
+    """``value`` as the stdlib's ``settimeout`` stores it and ``gettimeout`` returns it, or
+    the stdlib's exception.  The C object of a green socket keeps the timeout 0.0 (its
+    descriptor is non-blocking) and is never set to anything else, not even for a moment: a
+    socket may be used by several OS threads (a WebSocket's reader and its senders), and a
+    C-level timeout seen by another thread's ``recv`` would block that whole thread in
+    ``poll()``, while one read back by another thread's ``settimeout`` made the socket
+    non-blocking.  Plain numbers are converted here as CPython does (seconds to whole
+    nanoseconds rounded up, then back); anything else goes through a private socket."""
+    if type(value) is float:
+        if 0.0 <= value <= 1e9:     # finite, in range (NaN fails the comparison)
+            ns = _ceil(value * 1e9)
+            return float(ns // 1000000000) if ns % 1000000000 == 0 else ns / 1e9
+    elif type(value) is int and 0 <= value <= 1000000000:
+        return float(value)
+    probe = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        _c_settimeout(probe, value)     # raises exactly as the stdlib
+        return _c_gettimeout(probe)
+    finally:
+        probe.close()
+
+
 class socket(_original_socket):
     """A ``socket.socket`` whose blocking operations block only the calling green thread."""
 
@@ -139,13 +163,8 @@ class socket(_original_socket):
     def settimeout(self, value):
         if value is None:
             self._timeout = None
-            return
-        # Let the C method validate and normalise (TypeError/ValueError exactly as stdlib),
-        # then put the descriptor's own timeout back to 0.
-        _c_settimeout(self, value)
-        self._timeout = _c_gettimeout(self)
-        if self._timeout != 0.0:
-            _c_settimeout(self, 0.0)
+        else:
+            self._timeout = _normalised_timeout(value)
 
     def gettimeout(self):
         return self._timeout
