@@ -24,7 +24,8 @@ every request (keep-alive, then the next head), and arming an event loop timer f
 and cancelling it a few microseconds later, when the data came, cost more than a tenth of a
 hello-world request (``bench/`` and ``docs/performance.md``).  So a wait with a timeout only
 writes its deadline into the slot; the slot's timer is armed when there is none or when it is
-due later than this deadline, and otherwise left running.  When it fires it looks at the wait
+due later than this deadline (by more than ``hub.DEADLINE_SLACK``, a millisecond, the
+resolution of uvloop's clock), and otherwise left running.  When it fires it looks at the wait
 in progress: none (the data came in time) -- nothing happens; one whose deadline is later --
 it is armed again for the rest; one whose deadline has passed -- that wait times out.  A
 connection answering requests quickly therefore arms about one timer per timeout period, not

@@ -146,6 +146,13 @@ _tls = originals.thread_local()
 #: delivered to the thread's main green thread rather than printed.
 SYSTEM_ERROR = (KeyboardInterrupt, SystemExit)
 
+#: How much later than a wait's deadline an fd slot's pending deadline timer may fire and still
+#: serve that wait, instead of being re-armed (see loop._core.fdtable).  uvloop's clock moves in
+#: whole milliseconds, once per turn of its loop: every wait of one turn computes its deadline
+#: from the same clock reading, microseconds earlier than the one before it, and would re-arm
+#: the timer each time.  (The stdlib loop also runs a timer up to its clock resolution early.)
+DEADLINE_SLACK = 0.001
+
 
 class _AnonymousSource:
     """A registration of :meth:`Hub.add_wakeup_source` made without an owner."""
@@ -684,7 +691,7 @@ class Hub:
                 # A kept registration times its waits with its own lazy timer (fdtable).
                 due = self.loop.time() + timeout
                 slot.deadline = due
-                if slot.timer is None or slot.timer_due > due:
+                if slot.timer is None or slot.timer_due > due + DEADLINE_SLACK:
                     slot.cancel_deadline()
                     slot.arm_deadline(timeout, due)
                 try:
