@@ -12,9 +12,10 @@ Two timeouts
 ------------
 Every green socket has two timeouts:
 
-* the C one, kept at ``0.0`` for the socket's whole life: the file descriptor is in O_NONBLOCK
-  mode and every C call returns ``EAGAIN`` instead of blocking the OS thread (and with it the
-  hub and every green thread);
+* the C one, kept at ``0.0`` for the socket's whole life, not even changed for a moment by
+  ``settimeout`` (another OS thread may be using the socket; see ``_normalised_timeout``): the
+  file descriptor is in O_NONBLOCK mode and every C call returns ``EAGAIN`` instead of
+  blocking the OS thread (and with it the hub and every green thread);
 * the Python-level one, ``_timeout``, which is what ``settimeout``/``gettimeout``/
   ``setblocking``/``getblocking``/``timeout`` read and write, with the stdlib's validation and
   meaning: ``None`` blocks (green), ``0.0`` is non-blocking (``BlockingIOError``), ``t > 0``
