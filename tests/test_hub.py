@@ -442,3 +442,45 @@ def test_an_exception_of_a_signal_handler_is_raised_in_the_main_green_thread():
     """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["main got from the handler"] * 2, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hub_timers_never_fire_early(backend):
+    # gevent's contract, and what code timing itself with time.monotonic() relies on: a sleep
+    # or a timeout ends no sooner than asked.  uvloop's clock counts whole milliseconds from a
+    # coarse clock, so a timer armed on it could fire up to a couple of milliseconds early.
+    r = run_script("""
+        import random, socket, time, loop, loop.socket
+        from loop.event import Event
+        from loop.timeout import Timeout
+        early = []
+        rng = random.Random(7)
+
+        def check(kind, asked, started):
+            took = time.monotonic() - started
+            if took < asked:
+                early.append((kind, asked, round(took, 6)))
+
+        a, b = loop.socket.socketpair()
+        for _ in range(150):
+            asked = rng.choice([0.0004, 0.001, 0.0015, 0.002, 0.003])
+            t0 = time.monotonic(); loop.sleep(asked); check("sleep", asked, t0)
+            t0 = time.monotonic(); Event().wait(asked); check("event", asked, t0)
+            t0 = time.monotonic()
+            with Timeout(asked, False):
+                loop.sleep(1)
+            check("timeout", asked, t0)
+            a.settimeout(asked)
+            t0 = time.monotonic()
+            try:
+                a.recv(10)
+            except socket.timeout:
+                pass
+            check("recv", asked, t0)
+            done = Event()
+            t0 = time.monotonic(); loop.spawn_later(asked, done.set); done.wait()
+            check("spawn_later", asked, t0)
+        print(len(early), early[:5])
+    """, {"LOOP_BACKEND": backend}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("0 "), r.stdout

@@ -23,12 +23,6 @@ KNOWN_FAILURES = {
         "gevent-internal: drives the hub through libev's async watcher and loop.run_callback_threadsafe internals",
     'test__event.TestEvent_SetThenClear1000.test':
         "timing, fails in about 1 run of 10: it assumes 1000 spawned waiters are all waiting before its 1 ms sleep ends; in a fresh process loop's first 1000 starts take about 50 ms (each maps a new fiber stack; about 2 ms once stacks are pooled), the ready-queue drain yields to the loop after its 5 ms slice, the timer runs set() and clear() first, and the waiters started after clear() wait for ever (LoopExit)",
-    'test__queue.TestChannel.test_put_nowait_unlock':
-        "difference: timing, intermittent (about 2 runs in 10 on the eighth session's VM, at its starting tree 5ab0c77 too; it failed CI twice in a row once): the test bounds each wait by a 1 ms gevent.Timeout, and on uvloop a 1 ms timer can fire after as little as a tenth of that, because libuv's clock counts whole milliseconds (loop.sleep(0.010) measured 9.14 ms at least), so it may expire before the green thread woken by put() has run; a change was requested: hub timers must never fire early",
-    'test__queue.TestQueue.test_multiple_waiters':
-        "difference: timing, intermittent (about 2 runs in 10 on the eighth session's VM, at its starting tree 5ab0c77 too; it failed CI twice in a row once): the test bounds each wait by a 1 ms gevent.Timeout, and on uvloop a 1 ms timer can fire after as little as a tenth of that, because libuv's clock counts whole milliseconds (loop.sleep(0.010) measured 9.14 ms at least), so it may expire before the green thread woken by put() has run; a change was requested: hub timers must never fire early",
-    'test__queue.TestSimpleQueue.test_multiple_waiters':
-        "difference: timing, intermittent (about 2 runs in 10 on the eighth session's VM, at its starting tree 5ab0c77 too; it failed CI twice in a row once): the test bounds each wait by a 1 ms gevent.Timeout, and on uvloop a 1 ms timer can fire after as little as a tenth of that, because libuv's clock counts whole milliseconds (loop.sleep(0.010) measured 9.14 ms at least), so it may expire before the green thread woken by put() has run; a change was requested: hub timers must never fire early",
     'test__event.TestEventBasics.test_wait_while_notifying':
         "gevent-internal: uses a libev 'check' watcher (hub.loop.check()), which asyncio has no counterpart of",
     'test__event.TestEventCrossThread.test_cross_thread_callback_can_run_before_scheduling_returns':

@@ -23,7 +23,19 @@ installed, which merely records it, and the callback never runs.  The stdlib loo
 wake-up fd when the handler is added and has no such gap.  The hub's uvloop class therefore
 wraps that Python-level handler: while the loop runs it defers to uvloop's, otherwise it queues
 the callback with ``call_soon_threadsafe``, to run once the loop does.
+
+Timers never early (uvloop).  uvloop counts time in whole milliseconds of libuv's clock, which
+reads a coarse kernel clock when that one ticks at least every millisecond, and rounds a delay
+to the nearest millisecond (below half of one it is a ``call_soon``).  So a timer could fire up
+to about two milliseconds before its delay had passed by ``time.monotonic()``, and a
+``sleep(0.001)`` could return after a tenth of that.  gevent's contract, and code that times
+itself, need a sleep or a timeout to end no sooner than asked.  The hub's own timers on uvloop
+(``_hub_call_later``) therefore note their due time on the precise clock, are armed for the
+delay rounded up to a whole millisecond, and when the loop runs one too early it is armed again
+for the rest.  Timers other code schedules keep uvloop's behaviour.  The stdlib loop's clock is
+``time.monotonic()`` itself and needs none of this.
 """
+import math
 import os
 import signal
 
@@ -63,7 +75,61 @@ def _hub_uvloop_class():
         _HubUVLoop = _with_raw_accounting(uvloop.Loop, "call_later", "HubUVLoop",
                                           uvloop.Loop.__module__)
         _HubUVLoop.add_signal_handler = _add_signal_handler_kept_before_run
+        _HubUVLoop._hub_call_later = _punctual_call_later
     return _HubUVLoop
+
+
+def _punctual_call_later(self, delay, callback, *args):
+    # The hub's own timers on uvloop: see "Timers never early" above.
+    return _PunctualTimer(self, delay, callback, args)
+
+
+class _PunctualTimer:
+    """A uvloop timer that runs ``callback(*args)`` no sooner than ``delay`` seconds after it
+    was armed, by ``time.monotonic()``; it has the ``cancel``/``cancelled``/``when`` of the
+    handle it wraps."""
+    __slots__ = ("loop", "due", "callback", "args", "handle")
+
+    def __init__(self, loop, delay, callback, args):
+        self.loop = loop
+        self.callback = callback
+        self.args = args
+        self.due = _monotonic() + delay
+        self.handle = _uvloop_call_later(loop, _whole_milliseconds(delay), self._fire)
+
+    def _fire(self):
+        remaining = self.due - _monotonic()
+        if remaining > 0:
+            self.handle = _uvloop_call_later(self.loop, _whole_milliseconds(remaining),
+                                             self._fire)
+            return
+        self.callback(*self.args)
+
+    def cancel(self):
+        self.handle.cancel()
+
+    def cancelled(self):
+        return self.handle.cancelled()
+
+    def when(self):
+        return self.handle.when()
+
+    def __repr__(self):
+        return "<punctual %r>" % (self.handle,)
+
+
+def _whole_milliseconds(delay):
+    # uvloop rounds to the nearest millisecond; rounding up makes a positive delay at least one.
+    if delay <= 0:
+        return 0
+    return math.ceil(delay * 1000) / 1000
+
+
+def _uvloop_call_later(loop, delay, callback):
+    return _HubUVLoop.__base__.call_later(loop, delay, callback)
+
+
+_monotonic = originals.monotonic
 
 
 def _add_signal_handler_kept_before_run(self, sig, callback, *args):
