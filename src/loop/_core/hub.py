@@ -685,7 +685,9 @@ class Hub:
         sources = self._sources
         sources.add(waiter)
         try:
-            if timeout is None or slot.owner is None:
+            if timeout is None:
+                result = waiter.wait_registered()   # the waiter is in sources: see there
+            elif slot.owner is None:
                 result = waiter.wait(timeout)
             else:
                 # A kept registration times its waits with its own lazy timer (fdtable).
@@ -695,7 +697,7 @@ class Hub:
                     slot.cancel_deadline()
                     slot.arm_deadline(timeout, due)
                 try:
-                    result = waiter.wait()
+                    result = waiter.wait_registered()
                 finally:
                     slot.deadline = None
             if result is TIMED_OUT:

@@ -170,6 +170,38 @@ class Waiter:
                                      % (fiber, resumed_by, self))
         return self._result()
 
+    def wait_registered(self):
+        """:meth:`wait` without a timeout, for a caller that has made this waiter a wakeup
+        source of the hub (``Hub.wait_fd``): the hub then has something to wait for, so the
+        park goes straight to the hub's fiber, with no ``LoopExit`` check and no timer to
+        end.  The fd wait of every green socket comes here; each call saved counts."""
+        if self.state == WOKEN:
+            self.state = DONE
+            return self._result()
+        hub = self.hub
+        fiber = getcurrent()
+        if fiber is hub.fiber:
+            raise BlockingSwitchOutError(BLOCKING_IN_HUB)
+        self.fiber = fiber
+        if self.state == WOKEN:     # see wait()
+            self.state = DONE
+            return self._result()
+        self.state = WAITING
+        try:
+            resumed_by = hub.fiber.switch()
+        except BaseException:
+            if self.state == WOKEN:
+                hub.unqueue((fiber, self))
+            self.state = DONE
+            raise
+        self.state = DONE
+        if resumed_by is not self:
+            raise InvalidSwitchError("Invalid switch into %r: got %r, expected %r"
+                                     % (fiber, resumed_by, self))
+        if self.error is None:
+            return self.value
+        return self._result()
+
     def _end_wait(self, timer, ref, foreign):
         # Ends this wait's registrations: its timer unless that fired (which ended it), and
         # its foreign-wake registration.

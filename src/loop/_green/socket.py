@@ -223,9 +223,30 @@ class socket(_original_socket):
     def _retry_after_wait(self, readable, op, args):
         # Wait, then run op until it stops failing with EAGAIN (the caller's own attempt just
         # failed, or was skipped: see _wait_then_read).
-        deadline = self._deadline()
+        if self._timeout is None:
+            # _wait without a deadline, inlined: every wait of a connection without a timeout
+            # comes through here.
+            wait_fd = current_hub().wait_fd
+            while True:
+                fd = _c_fileno(self)
+                if fd < 0:
+                    raise _closed_error()
+                wait_fd(fd, readable, None, None, self)
+                try:
+                    return op(self, *args)
+                except BlockingIOError:
+                    pass
+        # the same with a deadline (a connection's keep-alive and body timeouts)
+        deadline = monotonic() + self._timeout
+        wait_fd = current_hub().wait_fd
         while True:
-            self._wait(readable, deadline)
+            fd = _c_fileno(self)
+            if fd < 0:
+                raise _closed_error()
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                raise _timed_out()
+            wait_fd(fd, readable, remaining, None, self)
             try:
                 return op(self, *args)
             except BlockingIOError:
@@ -235,6 +256,11 @@ class socket(_original_socket):
 
     def recv(self, *args):
         if self._read_waits:
+            if len(args) == 1 and type(args[0]) is int and args[0] > 0 and self._timeout != 0.0:
+                # _wait_then_read for the usual recv(size), without its argument checks
+                result = self._retry_after_wait(True, _c_recv, args)
+                self._read_waits = len(result) < args[0]
+                return result
             return self._wait_then_read(_c_recv, args)
         try:
             return _c_recv(self, *args)
