@@ -36,97 +36,112 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
+
+from _procs import cpu_seconds, free_port, wait_port
+from wsgi import APP, ASGI_APP
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
-
-APP = '''
-def app(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
-    return [b"Hello, world!"]
-'''
 
 WSGISERVER = APP + '''
 import sys
 import loop.monkey
 loop.monkey.patch_all()
 from loop.pywsgi import WSGIServer
-WSGIServer(("127.0.0.1", int(sys.argv[1])), app, log=False, backlog=4096).serve_forever()
+WSGIServer(("127.0.0.1", int(sys.argv[1])), app, log=False, max_connections=20000,
+           backlog=4096).serve_forever()
 '''
 
-PROTOCOL = APP + '''
+# What both prototypes share: the environ's fixed part, and the answer to one request with
+# pywsgi's own status-line, header-block and Date caches.
+PROTOTYPE = APP + '''
 import sys
 import loop.monkey
 loop.monkey.patch_all()
-import asyncio
-import loop
 from loop import pywsgi
-from loop._core.hub import get_hub
 from loop._protocols._http_head import scan
-from loop._switch import Fiber as greenlet
 
-hub = get_hub()
-hub_fiber = hub.fiber
 BASE = {"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "prototype", "SERVER_NAME": "x",
         "SERVER_PORT": sys.argv[1], "SCRIPT_NAME": "", "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr, "wsgi.multithread": True,
         "wsgi.multiprocess": False, "wsgi.run_once": False, "wsgi.input_terminated": True}
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\\r\\nConnection: close\\r\\n\\r\\n"
+_started = [None, None]     # the application never blocks here: one response at a time
+
+
+def start_response(status, headers, exc_info=None):
+    _started[0] = pywsgi._status_lines.get(status) or pywsgi._status_line(status)
+    _started[1] = pywsgi._header_blocks.get(tuple(headers)) or pywsgi._encode_headers(headers)
+
+
+def requests_in(buffer, base):
+    """(offset just past it, environ) for each whole head at the start of ``buffer``; the
+    environ is None for a request with a body, which the prototypes refuse."""
+    offset = 0
+    while True:
+        head = scan(buffer, offset, 8192, 65536, 100, None)
+        if head is None:
+            return
+        offset = head[0]
+        if head[6]:
+            yield offset, None
+            return
+        environ = base.copy()
+        environ.update(head[7])
+        yield offset, environ
+
+
+def answer(environ):
+    body = b"".join(app(environ, start_response))
+    line, (block, length) = _started
+    head = [line, pywsgi._date.refresh(), block]
+    if length is None:
+        head.append(b"Content-Length: %d\\r\\n" % len(body))
+    head.append(b"\\r\\n")
+    head.append(body)
+    return b"".join(head)
+'''
+
+PROTOCOL = PROTOTYPE + '''
+import asyncio
+import loop
+from loop._core.hub import get_hub
+from loop._switch import Fiber
+
+hub = get_hub()
+hub_fiber = hub.fiber
 
 
 class Connection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.buffer = b""
-        self.status = None
-        self.block = None
         peer = transport.get_extra_info("peername")
         self.base = dict(BASE, REMOTE_ADDR=peer[0], REMOTE_PORT=str(peer[1]))
-        self.green = greenlet(self.serve, parent=hub_fiber)
+        self.green = Fiber(self.serve, parent=hub_fiber)
         self.green.switch()             # runs until it waits for its first request
 
     def data_received(self, data):
         buffer = self.buffer + data if self.buffer else data
         offset = 0
-        while True:
-            head = scan(buffer, offset, 8192, 65536, 100, None)
-            if head is None:
-                break
-            end, method, target, version, headers, keep_alive, length, cgi = head
-            if length:
-                self.transport.write(b"HTTP/1.1 400 Bad Request\\r\\nConnection: close\\r\\n\\r\\n")
+        for offset, environ in requests_in(buffer, self.base):
+            if environ is None:
+                self.transport.write(BAD_REQUEST)
                 self.transport.close()
                 return
-            environ = self.base.copy()
-            environ.update(cgi)
             self.green.switch(environ)  # the application runs; back here when it answered
-            offset = end
         self.buffer = buffer[offset:]
 
     def connection_lost(self, exc):
-        if self.green and not self.green.dead:
+        if not self.green.dead:
             self.green.switch(None)
-
-    def start_response(self, status, headers, exc_info=None):
-        line = pywsgi._status_lines.get(status) or pywsgi._status_line(status)
-        block = pywsgi._header_blocks.get(tuple(headers)) or pywsgi._encode_headers(headers)
-        self.status = line
-        self.block = block
 
     def serve(self):
         while True:
             environ = hub_fiber.switch()
             if environ is None:
                 return
-            result = app(environ, self.start_response)
-            body = b"".join(result)
-            block, length = self.block
-            head = [self.status, pywsgi._date.refresh(), block]
-            if length is None:
-                head.append(b"Content-Length: %d\\r\\n" % len(body))
-            head.append(b"\\r\\n")
-            head.append(body)
-            self.transport.write(b"".join(head))
+            self.transport.write(answer(environ))
 
 
 async def start():
@@ -137,29 +152,12 @@ server = loop.await_(start())
 loop.sleep(10 ** 6)
 '''
 
-GREEN_MINIMAL = APP + '''
-import sys
-import loop.monkey
-loop.monkey.patch_all()
-from loop import pywsgi
+GREEN_MINIMAL = PROTOTYPE + '''
 from loop.server import StreamServer
-from loop._protocols._http_head import scan
-
-BASE = {"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "prototype", "SERVER_NAME": "x",
-        "SERVER_PORT": sys.argv[1], "SCRIPT_NAME": "", "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr, "wsgi.multithread": True,
-        "wsgi.multiprocess": False, "wsgi.run_once": False, "wsgi.input_terminated": True}
 
 
 def handle(sock, address):
     base = dict(BASE, REMOTE_ADDR=address[0], REMOTE_PORT=str(address[1]))
-    state = []
-
-    def start_response(status, headers, exc_info=None):
-        line = pywsgi._status_lines.get(status) or pywsgi._status_line(status)
-        block = pywsgi._header_blocks.get(tuple(headers)) or pywsgi._encode_headers(headers)
-        state[:] = [line, block]
-
     buffer = b""
     while True:
         try:
@@ -170,25 +168,11 @@ def handle(sock, address):
             return
         buffer = buffer + data if buffer else data
         offset = 0
-        while True:
-            head = scan(buffer, offset, 8192, 65536, 100, None)
-            if head is None:
-                break
-            end, method, target, version, headers, keep_alive, length, cgi = head
-            if length:
-                sock.sendall(b"HTTP/1.1 400 Bad Request\\r\\nConnection: close\\r\\n\\r\\n")
+        for offset, environ in requests_in(buffer, base):
+            if environ is None:
+                sock.sendall(BAD_REQUEST)
                 return
-            environ = base.copy()
-            environ.update(cgi)
-            body = b"".join(app(environ, start_response))
-            line, (block, length) = state
-            head = [line, pywsgi._date.refresh(), block]
-            if length is None:
-                head.append(b"Content-Length: %d\\r\\n" % len(body))
-            head.append(b"\\r\\n")
-            head.append(body)
-            sock.try_send(b"".join(head))
-            offset = end
+            sock.try_send(answer(environ))
         buffer = buffer[offset:]
 
 
@@ -196,27 +180,13 @@ StreamServer(("127.0.0.1", int(sys.argv[1])), handle, backlog=4096).serve_foreve
 '''
 
 
-def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-UVICORN_APP = '''
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")]})
-    await send({"type": "http.response.body", "body": b"Hello, world!"})
-'''
-
-
-def run_one(python, code, port, seconds, connections):
+def run_one(python, code, seconds, connections):
+    """(requests per second, server CPU microseconds per request) of one server."""
     workdir = tempfile.mkdtemp()
+    port = free_port()
     if code is None:    # uvicorn, for scale
         with open(os.path.join(workdir, "helloasgi.py"), "w") as f:
-            f.write(UVICORN_APP)
+            f.write(ASGI_APP)
         argv = [python, "-m", "uvicorn", "--workers", "1", "--loop", "uvloop", "--http",
                 "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "4096",
                 "--app-dir", workdir, "--host", "127.0.0.1", "--port", str(port),
@@ -230,14 +200,14 @@ def run_one(python, code, port, seconds, connections):
     server = subprocess.Popen(["taskset", "-c", "0"] + argv, env=env,
                               stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1.5)
+        wait_port(port)
         wrk = ["taskset", "-c", "1", "wrk", "-t1", "-c%d" % connections,
                "http://127.0.0.1:%d/" % port]
         subprocess.run(wrk[:-1] + ["-d1s", wrk[-1]], capture_output=True, check=True)
-        before = cpu_ticks(server.pid)
+        before = cpu_seconds(server.pid)
         out = subprocess.run(wrk[:-1] + ["-d%ds" % seconds, wrk[-1]], capture_output=True,
                              text=True, check=True).stdout
-        after = cpu_ticks(server.pid)
+        after = cpu_seconds(server.pid)
     finally:
         server.kill()
         server.wait()
@@ -245,8 +215,7 @@ def run_one(python, code, port, seconds, connections):
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     if "Non-2xx" in out or re.search(r"Socket errors: connect [1-9]|read [1-9]|write [1-9]", out):
         raise SystemExit("errors in the run:\n" + out)
-    ticks = os.sysconf("SC_CLK_TCK")
-    return requests / seconds, (after - before) / ticks / requests * 1e6
+    return requests / seconds, (after - before) / requests * 1e6
 
 
 def main():
@@ -259,12 +228,9 @@ def main():
     servers = [("WSGIServer", WSGISERVER), ("green-minimal", GREEN_MINIMAL),
                ("protocol", PROTOCOL), ("uvicorn", None)]
     results = {name: [] for name, _ in servers}
-    port = 21000 + os.getpid() % 20000
     for _ in range(args.rounds):
         for name, code in servers:
-            port += 1
-            results[name].append(run_one(args.python, code, port, args.seconds,
-                                         args.connections))
+            results[name].append(run_one(args.python, code, args.seconds, args.connections))
     print("%-14s %10s %18s" % ("server", "req/s", "CPU us / request"))
     for name, runs in results.items():
         print("%-14s %10.0f %18.2f" % (name, statistics.median(r for r, _ in runs),
