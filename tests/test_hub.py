@@ -484,3 +484,24 @@ def test_hub_timers_never_fire_early(backend):
     """, {"LOOP_BACKEND": backend}, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("0 "), r.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_infinite_sleep_or_timeout_waits_until_interrupted(backend):
+    # gevent and the stdlib accept float("inf") as "for ever"; the punctual timers must too.
+    r = run_script("""
+        import loop
+        from loop.event import Event
+        from loop.timeout import Timeout
+        for wait in (lambda: loop.sleep(float("inf")),
+                     lambda: Event().wait(float("inf"))):
+            with Timeout(0.05, False):
+                wait()
+        with Timeout(float("inf")):
+            loop.sleep(0.01)
+        timer = loop.get_hub().call_later(float("inf"), print, "never")
+        timer.cancel()
+        print("ended by the timeout")
+    """, {"LOOP_BACKEND": backend})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ended by the timeout"

@@ -122,7 +122,10 @@ def _whole_milliseconds(delay):
     # uvloop rounds to the nearest millisecond; rounding up makes a positive delay at least one.
     if delay <= 0:
         return 0
-    return math.ceil(delay * 1000) / 1000
+    try:
+        return math.ceil(delay * 1000) / 1000
+    except (OverflowError, ValueError):
+        return delay    # infinity ("for ever", which uvloop caps) or NaN: uvloop's to judge
 
 
 def _uvloop_call_later(loop, delay, callback):
