@@ -45,8 +45,6 @@ KNOWN_FAILURES = {
         'difference: a link callback that unlinks another link while links are being notified does not cancel that other link (loop takes the list of links when notifying starts)',
     'test__greenlet.TestStuff.test_multiple_listeners_error_unlink_Greenlet_rawlink':
         'difference: a link callback that unlinks another link while links are being notified does not cancel that other link (loop takes the list of links when notifying starts)',
-    'test__greenletset.Test.test_kill_noblock':
-        "difference: uvloop runs a due 0.1 ms timer before callbacks queued earlier in the same iteration, so the sleep(0.0001) ends before the killed members' links ran (passes with LOOP_BACKEND=asyncio)",
     'test__local.TestCExt.test_c_extension':
         "gevent-internal: checks that gevent's Cython-compiled module is the one in use",
     'test__local.TestGeventLocal.test_local_dicts_for_greenlet':
